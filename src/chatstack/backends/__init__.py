@@ -1,0 +1,1 @@
+"""Generation backends: the engine slot behind the `generate` model."""

@@ -1,0 +1,101 @@
+"""The `GenerationBackend` interface: submit / stream / cancel over token ids.
+
+Backends see token ids only; text (detokenization, stop strings) is handled
+above them, so every backend streams identical text for identical tokens.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+
+class FinishReason(str, enum.Enum):
+    STOP = "stop"
+    LENGTH = "length"
+    CANCELLED = "cancelled"
+    CONTENT_FILTER = "content_filter"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request decoding settings; temperature 0 means greedy."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    sampling: SamplingParams
+    stop_token_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """Token ids produced since the previous output; `finish_reason` set on the last one."""
+
+    request_id: str
+    new_token_ids: tuple[int, ...]
+    finish_reason: FinishReason | None = None
+    error: str | None = None
+
+
+class GenerationBackend(abc.ABC):
+    """An engine that generates token ids for many requests at once."""
+
+    @property
+    @abc.abstractmethod
+    def context_window(self) -> int:
+        """Maximum prompt + generated tokens per sequence."""
+
+    @abc.abstractmethod
+    def submit(self, request: GenerationRequest) -> None:
+        """Admit a request; raises ValueError for a request that can never run."""
+
+    @abc.abstractmethod
+    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
+        """Yield outputs for a submitted request until one carries a finish reason."""
+
+    @abc.abstractmethod
+    def cancel(self, request_id: str) -> None:
+        """Stop a request; its stream ends with FinishReason.CANCELLED. Unknown ids are ignored."""
+
+    def shutdown(self) -> None:
+        """Release threads and memory."""
+
+    def validate(self, request: GenerationRequest) -> None:
+        prompt = len(request.prompt_token_ids)
+        if prompt == 0:
+            raise ValueError("text_input produced an empty prompt")
+        if prompt + request.sampling.max_tokens > self.context_window:
+            raise ValueError(
+                f"text_input is too long: {prompt} prompt tokens + max_tokens {request.sampling.max_tokens} "
+                f"exceed the context window of {self.context_window} tokens"
+            )

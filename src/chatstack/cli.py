@@ -1,0 +1,136 @@
+"""`chatstack` command line: train-demo, build, serve, demo, chat."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from chatstack import project
+from chatstack.config import DeploymentConfig, load_config
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _config(args) -> DeploymentConfig:
+    return load_config(Path(args.config))
+
+
+def _ports(args, cfg: DeploymentConfig):
+    from chatstack.serving.server import ServerPorts
+
+    s = cfg.serving
+    return ServerPorts(grpc=args.grpc_port or s.grpc_port, http=args.http_port or s.http_port,
+                       metrics=args.metrics_port or s.metrics_port)
+
+
+def cmd_train_demo(args) -> int:
+    from chatstack.model.pretrain import ensure_demo_model
+
+    path = ensure_demo_model(Path(_config(args).model.dir), time_budget_s=args.time_budget_s)
+    print(f"demo model ready: {path}")
+    return 0
+
+
+def build_repository(args, cfg: DeploymentConfig) -> Path:
+    from chatstack.repository.assemble import SourceLayout, assemble_repository
+
+    if not (Path(cfg.model.dir) / "config.json").exists():
+        raise SystemExit(f"model.dir {cfg.model.dir} holds no model; run `chatstack train-demo` first")
+    return assemble_repository(SourceLayout.from_root(project.ROOT), cfg, Path(args.out))
+
+
+def cmd_build(args) -> int:
+    repository = build_repository(args, _config(args))
+    print(f"served model repository: {repository}")
+    return 0
+
+
+def start_server(args, cfg: DeploymentConfig):
+    from chatstack.serving.server import ServerStartError, TritonServer
+
+    repository = build_repository(args, cfg)
+    server = TritonServer(repository, _ports(args, cfg), Path(args.out))
+    try:
+        server.start(timeout_s=args.ready_timeout_s)
+    except ServerStartError as exc:
+        raise SystemExit(f"Triton failed to start:\n{exc}") from None
+    return server
+
+
+def cmd_serve(args) -> int:
+    server = start_server(args, _config(args))
+    print(f"Triton ready: gRPC {server.grpc_url}, HTTP 127.0.0.1:{server.ports.http}, "
+          f"metrics 127.0.0.1:{server.ports.metrics}/metrics (log: {server.log_path})", flush=True)
+
+    def stop(signum, _frame):
+        print(f"signal {signum}: stopping Triton", flush=True)
+        server.stop()
+        sys.exit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    return server.wait()
+
+
+def cmd_demo(args) -> int:
+    from chatstack.model.pretrain import ensure_demo_model
+    from chatstack.client import ChatOptions
+    from chatstack.terminal import run_chat_loop
+
+    cfg = _config(args)
+    ensure_demo_model(Path(cfg.model.dir), time_budget_s=args.time_budget_s)
+    server = start_server(args, cfg)
+    try:
+        return run_chat_loop(server.grpc_url, once=args.once, options=ChatOptions(session_id=args.session))
+    finally:
+        server.stop()
+
+
+def cmd_chat(args) -> int:
+    from chatstack.client import ChatOptions
+    from chatstack.terminal import run_chat_loop
+
+    return run_chat_loop(args.url, once=args.once, options=ChatOptions(session_id=args.session))
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=str(project.BUILD_DIR), help="where the served repository is written")
+    p.add_argument("--grpc-port", type=int)
+    p.add_argument("--http-port", type=int)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--ready-timeout-s", type=float, default=300.0)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="chatstack", description=__doc__)
+    root.add_argument("--config", default=str(project.DEFAULT_CONFIG), help="deployment TOML")
+    sub = root.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train-demo", help="train the demo tokenizer + model once (cached)")
+    p.add_argument("--time-budget-s", type=float, default=180.0)
+    p.set_defaults(func=cmd_train_demo)
+    p = sub.add_parser("build", help="render the served model repository")
+    p.add_argument("--out", default=str(project.BUILD_DIR))
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("serve", help="build and run Triton until SIGINT/SIGTERM")
+    _server_args(p)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("demo", help="train if needed, serve, and chat")
+    _server_args(p)
+    p.add_argument("--time-budget-s", type=float, default=180.0)
+    p.add_argument("--once", help="ask one question, print the streamed answer, exit")
+    p.add_argument("--session", help="session id for multi-turn history")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("chat", help="chat with a running server")
+    p.add_argument("--url", default="127.0.0.1:8001")
+    p.add_argument("--once")
+    p.add_argument("--session")
+    p.set_defaults(func=cmd_chat)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args) or 0

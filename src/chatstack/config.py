@@ -1,0 +1,129 @@
+"""Deployment configuration: one TOML file describes a served chatstack stack.
+
+Every section is a frozen dataclass validated on construction; unknown keys are
+errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    dir: str = "artifacts/demo-model"
+    backend: str = "hf"
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.backend not in {"hf"}:
+            raise ValueError(f"model.backend must be one of ['hf'], got {self.backend!r}")
+        if self.dtype not in {"float32", "bfloat16", "float16"}:
+            raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class GenerationSection:
+    default_max_tokens: int = 256
+    max_tokens_limit: int = 512
+    default_temperature: float = 0.7
+    default_top_p: float = 0.95
+    default_top_k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens_limit < 1:
+            raise ValueError(f"generation.max_tokens_limit must be >= 1, got {self.max_tokens_limit}")
+        if not 1 <= self.default_max_tokens <= self.max_tokens_limit:
+            raise ValueError(
+                f"generation.default_max_tokens must be in [1, max_tokens_limit={self.max_tokens_limit}], "
+                f"got {self.default_max_tokens}"
+            )
+
+
+@dataclass(frozen=True)
+class SessionsSection:
+    db_path: str = "artifacts/sessions.sqlite"
+    system_prompt: str = "You are chatstack, a helpful assistant that answers questions about Python."
+    retrieval_reserve_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if self.retrieval_reserve_tokens < 0:
+            raise ValueError("sessions.retrieval_reserve_tokens must be >= 0")
+
+
+@dataclass(frozen=True)
+class ServingSection:
+    grpc_port: int = 8001
+    http_port: int = 8000
+    metrics_port: int = 8002
+    max_batch_size: int = 8
+    preprocess_instances: int = 2
+    generate_instances: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "preprocess_instances", "generate_instances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serving.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class DeploymentConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    generation: GenerationSection = field(default_factory=GenerationSection)
+    sessions: SessionsSection = field(default_factory=SessionsSection)
+    serving: ServingSection = field(default_factory=ServingSection)
+
+    def resolved(self, base: Path) -> "DeploymentConfig":
+        """Make relative file paths absolute against `base` (the config file's folder)."""
+        model = dataclasses.replace(self.model, dir=str((base / self.model.dir).resolve()))
+        sessions = dataclasses.replace(self.sessions, db_path=str((base / self.sessions.db_path).resolve()))
+        return dataclasses.replace(self, model=model, sessions=sessions)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where} must be a table, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        field_type = known[name].type
+        nested = _SECTIONS.get(field_type)
+        kwargs[name] = _build(nested, value, f"{where}.{name}" if where != "config" else name) if nested else value
+    return cls(**kwargs)
+
+
+_SECTIONS = {
+    "ModelSection": ModelSection,
+    "GenerationSection": GenerationSection,
+    "SessionsSection": SessionsSection,
+    "ServingSection": ServingSection,
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> DeploymentConfig:
+    return _build(DeploymentConfig, data, "config")
+
+
+def load_config(path: Path | None, base: Path | None = None) -> DeploymentConfig:
+    """Read a deployment TOML (or the built-in defaults when `path` is None)."""
+    if path is None:
+        return DeploymentConfig().resolved(base or Path.cwd())
+    data = tomllib.loads(Path(path).read_text())
+    return config_from_dict(data).resolved(base or Path(path).resolve().parent)
+
+
+def load_resolved_json(path: Path) -> DeploymentConfig:
+    """Read the JSON written next to a served repository (paths already absolute)."""
+    return config_from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: retrievers and passages."""

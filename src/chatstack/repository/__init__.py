@@ -1,0 +1,1 @@
+"""Render the served Triton model repository from templates and a deployment config."""

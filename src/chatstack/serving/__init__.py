@@ -1,0 +1,1 @@
+"""Running Triton Inference Server with the chatstack model repository."""

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the `generate` step, exported on Triton's metrics port."""
+
+from __future__ import annotations
+
+from chatstack.backends.base import FinishReason
+
+TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0]
+
+
+class GenerateMetrics:
+    def __init__(self, pb_utils, model_name: str):
+        labels = {"model": model_name}
+        family = pb_utils.MetricFamily
+        # the families must outlive their metrics, so they are kept on the object
+        self.families = {
+            "finished": family("chatstack_requests_finished_total", "Requests finished, by finish reason", family.COUNTER),
+            "rejected": family("chatstack_requests_rejected_total", "Requests rejected as invalid", family.COUNTER),
+            "tokens": family("chatstack_generated_tokens_total", "Tokens generated", family.COUNTER),
+            "active": family("chatstack_active_requests", "Requests generating now", family.GAUGE),
+            "ttft": family("chatstack_time_to_first_token_seconds", "Arrival to first text delta", family.HISTOGRAM),
+        }
+        self.finished = {r: self.families["finished"].Metric({**labels, "reason": r.value}) for r in FinishReason}
+        self.rejected = self.families["rejected"].Metric(labels)
+        self.tokens = self.families["tokens"].Metric(labels)
+        self.active = self.families["active"].Metric(labels)
+        self.ttft = self.families["ttft"].Metric(labels, buckets=TTFT_BUCKETS)
+
+    def finish(self, reason: FinishReason) -> None:
+        self.finished[reason].increment(1)

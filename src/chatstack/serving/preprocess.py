@@ -1,0 +1,51 @@
+"""The `preprocess` step: validate the user turn and build the conversation to answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatstack.config import DeploymentConfig
+from chatstack.serving import fields
+from chatstack.sessions.history import build_conversation
+from chatstack.sessions.store import SessionStore, validate_session_id
+from chatstack.text.chat_template import Message
+from chatstack.text.tokenizer import load_tokenizer, model_context_window
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: list[Message]
+    query: str
+
+
+def resolve_max_tokens(tensors: fields.Tensors, cfg: DeploymentConfig) -> int:
+    requested = fields.optional_int(tensors, "max_tokens", 1, cfg.generation.max_tokens_limit)
+    return cfg.generation.default_max_tokens if requested is None else requested
+
+
+class Preprocessor:
+    def __init__(self, cfg: DeploymentConfig):
+        self.cfg = cfg
+        self.tokenizer = load_tokenizer(Path(cfg.model.dir))
+        self.context_window = model_context_window(Path(cfg.model.dir))
+        self.store = SessionStore(cfg.sessions.db_path)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def run(self, tensors: fields.Tensors) -> Conversation:
+        user_text = fields.required_text(tensors, "text_input")
+        session_id = fields.optional_text(tensors, "session_id")
+        system_prompt = fields.optional_text(tensors, "system_prompt")
+        max_tokens = resolve_max_tokens(tensors, self.cfg)
+        history = self.store.history(validate_session_id(session_id)) if session_id is not None else []
+        budget = self.context_window - max_tokens - self.cfg.sessions.retrieval_reserve_tokens
+        messages = build_conversation(
+            self.cfg.sessions.system_prompt if system_prompt is None else system_prompt,
+            history,
+            user_text,
+            budget,
+            self.count_tokens,
+        )
+        return Conversation(messages, user_text)

@@ -1,0 +1,1 @@
+"""Multi-turn conversation history keyed by session id."""

@@ -1,0 +1,1 @@
+"""Text handling: chat template, incremental detokenizer, stop strings."""

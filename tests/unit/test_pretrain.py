@@ -1,0 +1,140 @@
+"""Pretraining on a tiny real model: it learns, saves, reloads offline and generates."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
+from chatstack.model.pretrain import (
+    SUMMARY_FILE,
+    PretrainConfig,
+    ensure_demo_model,
+    learning_rate,
+    main,
+    mix_texts,
+    pack_blocks,
+    train,
+    training_texts,
+)
+from chatstack.model.tokenizer import train_tokenizer
+from chatstack.text.chat_template import END_OF_TURN, EOS, Message, render_chat
+
+TINY_SPEC = TinyLlamaSpec(
+    hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+    intermediate_size=128, max_position_embeddings=128,
+)
+
+
+def tiny_config(output_dir, **overrides) -> PretrainConfig:
+    values = dict(
+        output_dir=output_dir, vocab_size=512, spec=TINY_SPEC, seq_len=64, batch_size=4,
+        lr=3e-3, warmup_steps=2, time_budget_s=10.0, max_steps=6,
+        max_corpus_chars=60_000, log_every=2,
+    )
+    return PretrainConfig(**(values | overrides))
+
+
+def test_training_changes_parameters_with_finite_loss(tmp_path):
+    cfg = tiny_config(tmp_path / "unused")
+    texts = training_texts(cfg)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks = pack_blocks(texts, tokenizer, cfg.seq_len)  # (num_blocks, seq_len)
+    model = LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer))
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    summary = train(model, blocks, cfg)
+
+    assert 1 <= summary.steps <= cfg.max_steps
+    assert summary.tokens_seen == summary.steps * cfg.batch_size * cfg.seq_len
+    assert math.isfinite(summary.final_loss)
+    changed = [n for n, p in model.named_parameters() if not torch.equal(p, before[n])]
+    assert len(changed) == len(before)
+
+
+def test_main_saves_a_folder_that_reloads_offline_and_generates(tmp_path):
+    output_dir = main(tiny_config(tmp_path / "model"))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging left over
+    model = AutoModelForCausalLM.from_pretrained(output_dir, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir, local_files_only=True)
+    stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (END_OF_TURN, EOS)]
+    assert model.generation_config.eos_token_id == stop_ids
+    assert model.config.vocab_size == len(tokenizer)
+
+    prompt = render_chat([Message("user", "What is a list comprehension?")])
+    assert tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is a list comprehension?"}],
+        tokenize=False, add_generation_prompt=True,
+    ) == prompt
+    inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+    output = model.generate(**inputs, max_new_tokens=8, do_sample=False)  # (1, T + new)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+    summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+    assert summary["params"] == sum(p.numel() for p in model.parameters())
+    assert math.isfinite(summary["final_loss"])
+
+
+def test_ensure_demo_model_reuses_a_saved_folder(tmp_path):
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    assert ensure_demo_model(tmp_path, time_budget_s=1.0) == tmp_path
+
+
+def test_mix_texts_hits_chat_fraction():
+    documents = [f"doc {i} " * 10 for i in range(200)]
+    chats = [f"chat {i} " * 10 for i in range(200)]
+    mixed = mix_texts(documents, chats, chat_fraction=0.25, seed=0)
+    chat_chars = sum(len(t) for t in mixed if t.startswith("chat"))
+    assert chat_chars / sum(map(len, mixed)) == pytest.approx(0.25, abs=0.02)
+    assert mix_texts(documents, chats, 0.25, seed=0) == mixed
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = tiny_config("unused", lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    warmup = [learning_rate(cfg, step, progress=0.0) for step in range(4)]
+    assert warmup == sorted(warmup) and warmup[-1] == 1.0
+    assert learning_rate(cfg, 10, progress=0.5) == pytest.approx(0.55)
+    assert learning_rate(cfg, 10, progress=1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        ("num_kv_heads", dict(num_heads=8, num_kv_heads=3)),
+        ("num_heads", dict(hidden_size=100, num_heads=8)),
+        ("num_layers", dict(num_layers=0)),
+        ("rope_theta", dict(rope_theta=0.0)),
+    ],
+)
+def test_spec_rejects_bad_shapes(field, overrides):
+    with pytest.raises(ValueError, match=field):
+        TinyLlamaSpec(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("field", "overrides"),
+    [
+        ("seq_len", dict(seq_len=1000)),
+        ("chat_fraction", dict(chat_fraction=1.5)),
+        ("vocab_size", dict(vocab_size=10)),
+        ("lr", dict(lr=0.0)),
+    ],
+)
+def test_config_rejects_bad_values(field, overrides):
+    with pytest.raises(ValueError, match=field):
+        tiny_config("unused", **overrides)
+
+
+def test_config_from_dict_builds_spec_reads_yaml_floats_rejects_unknown_fields():
+    cfg = PretrainConfig.from_dict(
+        {"output_dir": "out", "lr": "6e-3", "spec": {"num_layers": 2, "rope_theta": "1e4"}}
+    )
+    assert (cfg.lr, cfg.spec.num_layers, cfg.spec.rope_theta) == (6e-3, 2, 1e4)
+    with pytest.raises(ValueError, match="learning_rate"):
+        PretrainConfig.from_dict({"output_dir": "out", "learning_rate": 1e-3})
