@@ -65,6 +65,7 @@ class ServingSection:
     max_batch_size: int = 8
     preprocess_instances: int = 2
     generate_instances: int = 1
+    cancel_dir: str | None = None  # None: a per-user folder on /dev/shm
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "preprocess_instances", "generate_instances"):

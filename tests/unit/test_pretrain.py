@@ -60,6 +60,7 @@ def test_main_saves_a_folder_that_reloads_offline_and_generates(tmp_path):
     output_dir = main(tiny_config(tmp_path / "model"))
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging left over
+    assert output_dir.stat().st_mode & 0o777 == 0o755
     model = AutoModelForCausalLM.from_pretrained(output_dir, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(output_dir, local_files_only=True)
     stop_ids = [tokenizer.convert_tokens_to_ids(t) for t in (END_OF_TURN, EOS)]

@@ -13,6 +13,7 @@ import triton_python_backend_utils as pb_utils
 
 from chatstack.backends.base import FinishReason
 from chatstack.serving.chat_request import parse_chat_request
+from chatstack.serving.cancel_marks import CancelMarks, default_marks_dir
 from chatstack.serving.chat_service import ChatService
 from chatstack.serving.metrics import GenerateMetrics
 from chatstack.serving.triton_io import bool_tensor, deployment_from_args, error_response, request_tensors, text_tensor
@@ -27,6 +28,7 @@ class TritonPythonModel:
         self.cfg = deployment_from_args(args)
         self.service = ChatService.from_config(self.cfg)
         self.metrics = GenerateMetrics(pb_utils, args["model_name"])
+        self.marks = CancelMarks(self.cfg.serving.cancel_dir or default_marks_dir())
         self.workers = ThreadPoolExecutor(max_workers=256, thread_name_prefix="generate")
 
     def execute(self, requests):
@@ -46,7 +48,7 @@ class TritonPythonModel:
 
     def _serve(self, request, arrived):
         sender = request.get_response_sender()
-        request_id = f"{request.request_id() or 'req'}-{uuid.uuid4().hex[:12]}"
+        request_id = uuid.uuid4().hex  # also the stream key that postprocess marks on cancellation
         try:
             chat = parse_chat_request(request_tensors(pb_utils, request, INPUTS), self.cfg)
             deltas = self.service.start(request_id, chat)
@@ -63,11 +65,12 @@ class TritonPythonModel:
             sender.send(error_response(pb_utils, exc), flags=FINAL)
         finally:
             self.metrics.active.increment(-1)
+            self.marks.clear(request_id)
 
     def _send_deltas(self, sender, request_id, stream, deltas, arrived):
         pieces, first = [], True
         for delta in deltas:
-            if sender.is_cancelled():
+            if sender.is_cancelled() or self.marks.is_marked(request_id):
                 self.service.cancel(request_id)
             if first and delta.text:
                 self.metrics.ttft.observe(time.perf_counter() - arrived)
@@ -75,7 +78,7 @@ class TritonPythonModel:
             self.metrics.tokens.increment(delta.token_count)
             if delta.finish_reason is None:
                 if stream:
-                    sender.send(self._response(delta.text, "", delta.blocked))
+                    sender.send(self._response(request_id, delta.text, "", delta.blocked))
                 else:
                     pieces.append(delta.text)
                 continue
@@ -84,13 +87,14 @@ class TritonPythonModel:
                 sender.send(flags=FINAL)
                 return
             text = delta.text if stream else "".join(pieces) + delta.text
-            sender.send(self._response(text, delta.finish_reason.value, delta.blocked), flags=FINAL)
+            sender.send(self._response(request_id, text, delta.finish_reason.value, delta.blocked), flags=FINAL)
 
-    def _response(self, text, finish_reason, blocked):
+    def _response(self, request_id, text, finish_reason, blocked):
         return pb_utils.InferenceResponse(output_tensors=[
             text_tensor(pb_utils, "text_output", text),
             text_tensor(pb_utils, "finish_reason", finish_reason),
             bool_tensor(pb_utils, "blocked", blocked),
+            text_tensor(pb_utils, "stream_key", request_id),
         ])
 
     def finalize(self):

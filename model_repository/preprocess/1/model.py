@@ -7,7 +7,8 @@ from chatstack.serving.preprocess import Preprocessor
 from chatstack.serving.triton_io import deployment_from_args, error_response, request_tensors, text_tensor
 from chatstack.text.chat_template import messages_to_json
 
-INPUTS = ("text_input", "session_id", "system_prompt", "max_tokens")
+INPUTS = ("text_input", "session_id", "system_prompt", "max_tokens", "stream", "temperature", "top_p", "top_k",
+          "seed", "stop_words", "ignore_eos")
 
 
 class TritonPythonModel:

@@ -81,10 +81,10 @@ class HFBackend(GenerationBackend):
         return self._active
 
 
-    def _forward(self, input_ids: torch.Tensor, past):
+    def _forward(self, input_ids: torch.Tensor, cache):
         with self._forward_lock, torch.inference_mode():
-            out = self.model(input_ids=input_ids, past_key_values=past, use_cache=True)
-        return out.logits[0, -1], out.past_key_values  # (vocab,)
+            out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1], out.cache  # (vocab,)
 
     def _run(self, running: _Running) -> None:
         request = running.request
@@ -96,12 +96,12 @@ class HFBackend(GenerationBackend):
             self._active += 1
         try:
             input_ids = torch.tensor([request.prompt_token_ids], device=self.device)  # (1, T)
-            past = None
+            cache = None
             for _ in range(params.max_tokens):
                 if running.cancelled.is_set():
                     finish = FinishReason.CANCELLED
                     break
-                logits, past = self._forward(input_ids, past)
+                logits, cache = self._forward(input_ids, cache)
                 token = sample_next(logits, params, generator)
                 if token in stop_ids:
                     finish = FinishReason.STOP

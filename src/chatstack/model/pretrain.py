@@ -41,7 +41,7 @@ class PretrainConfig:
     vocab_size: int = 4096
     spec: TinyLlamaSpec = field(default_factory=TinyLlamaSpec)
     seq_len: int = 256
-    batch_size: int = 16
+    batch_size: int = 8
     lr: float = 3e-3
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.1
@@ -51,7 +51,7 @@ class PretrainConfig:
     seed: int = 0
     chat_fraction: float = 0.3  # share of corpus characters that are rendered chats
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs
-    log_every: int = 10
+    log_every: int = 20
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -142,7 +142,8 @@ def take_chars(texts: list[str], budget: float) -> list[str]:
 
 def training_texts(cfg: PretrainConfig) -> list[str]:
     """Plain documents and rendered chats, each ending in `<|endoftext|>`."""
-    chats = [render_chat(m, add_generation_prompt=False) for m in corpus.chat_examples(cfg.max_corpus_chars)]
+    conversations = corpus.chat_examples(cfg.max_corpus_chars)
+    chats = [render_chat(messages, add_generation_prompt=False) for messages in conversations]
     mixed = mix_texts(corpus.documents(cfg.max_corpus_chars), chats, cfg.chat_fraction, cfg.seed)
     return [text + EOS for text in mixed]
 
@@ -232,6 +233,13 @@ def generation_config(tokenizer: PreTrainedTokenizerBase) -> GenerationConfig:
     )
 
 
+def make_world_readable(folder: Path) -> None:
+    """`mkdtemp` and safetensors create owner-only modes; serving may run as another user."""
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
+
+
 def save_atomically(output_dir: Path, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase,
                     summary: TrainSummary) -> Path:
     """Write everything to a temporary sibling, then swap it into `output_dir`."""
@@ -242,6 +250,7 @@ def save_atomically(output_dir: Path, model: LlamaForCausalLM, tokenizer: PreTra
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+        make_world_readable(staging)
         if output_dir.exists():
             shutil.rmtree(output_dir)
         staging.rename(output_dir)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from chatstack.config import DeploymentConfig
 from chatstack.serving import fields
+from chatstack.serving.sampling_fields import parse_sampling, parse_stop_words, resolve_max_tokens
 from chatstack.sessions.history import build_conversation
 from chatstack.sessions.store import SessionStore, validate_session_id
 from chatstack.text.chat_template import Message
@@ -17,11 +18,6 @@ from chatstack.text.tokenizer import load_tokenizer, model_context_window
 class Conversation:
     messages: list[Message]
     query: str
-
-
-def resolve_max_tokens(tensors: fields.Tensors, cfg: DeploymentConfig) -> int:
-    requested = fields.optional_int(tensors, "max_tokens", 1, cfg.generation.max_tokens_limit)
-    return cfg.generation.default_max_tokens if requested is None else requested
 
 
 class Preprocessor:
@@ -36,6 +32,8 @@ class Preprocessor:
 
     def run(self, tensors: fields.Tensors) -> Conversation:
         user_text = fields.required_text(tensors, "text_input")
+        parse_sampling(tensors, self.cfg)  # fail fast: reject bad sampling fields before any other step
+        parse_stop_words(tensors)
         session_id = fields.optional_text(tensors, "session_id")
         system_prompt = fields.optional_text(tensors, "system_prompt")
         max_tokens = resolve_max_tokens(tensors, self.cfg)

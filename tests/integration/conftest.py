@@ -1,0 +1,84 @@
+"""Integration fixtures: the demo model and a real Triton server serving the chat ensemble."""
+
+from __future__ import annotations
+
+import os
+import socket
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from chatstack import project
+from chatstack.config import config_from_dict
+from chatstack.repository.assemble import SourceLayout, assemble_repository
+from chatstack.serving.server import ServerPorts, TritonServer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@dataclass
+class RunningStack:
+    server: TritonServer
+    sessions_db: Path
+
+    @property
+    def grpc_url(self) -> str:
+        return self.server.grpc_url
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.ports.metrics}/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels`."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if not line.startswith(name + "{"):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+@pytest.fixture(scope="session")
+def demo_model_dir() -> Path:
+    """The demo model (trained once and cached), or CHATSTACK_TEST_MODEL_DIR when set."""
+    from chatstack.model.pretrain import ensure_demo_model
+
+    if os.environ.get("CHATSTACK_TEST_MODEL_DIR"):
+        return Path(os.environ["CHATSTACK_TEST_MODEL_DIR"])
+    return ensure_demo_model(project.ARTIFACTS / "demo-model")
+
+
+def start_stack(model_dir: Path, work: Path, sessions_db: Path) -> RunningStack:
+    grpc, http, metrics = free_ports(3)
+    cfg = config_from_dict({
+        "model": {"dir": str(model_dir)},
+        "generation": {"default_max_tokens": 32, "max_tokens_limit": 512, "default_temperature": 0.0},
+        "sessions": {"db_path": str(sessions_db)},
+        "serving": {"grpc_port": grpc, "http_port": http, "metrics_port": metrics},
+    })
+    repository = assemble_repository(SourceLayout.from_root(project.ROOT), cfg, work)
+    server = TritonServer(repository, ServerPorts(grpc, http, metrics), work)
+    server.start(timeout_s=300)
+    return RunningStack(server, sessions_db)
+
+
+@pytest.fixture(scope="session")
+def stack(demo_model_dir, tmp_path_factory) -> RunningStack:
+    work = tmp_path_factory.mktemp("triton")
+    running = start_stack(demo_model_dir, work, work / "sessions.sqlite")
+    yield running
+    running.server.stop()
