@@ -1,4 +1,4 @@
-"""`chatstack` command line: train-demo, build, serve, demo, chat."""
+"""`chatstack` command line: train-demo, build, serve, demo, chat, bench."""
 
 from __future__ import annotations
 
@@ -96,6 +96,13 @@ def cmd_chat(args) -> int:
     return run_chat_loop(args.url, once=args.once, options=ChatOptions(session_id=args.session))
 
 
+def cmd_bench(args) -> int:
+    from chatstack.bench import ensemble_overhead
+
+    ensemble_overhead.main(_config(args), Path(args.out), args.iterations)
+    return 0
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(project.BUILD_DIR), help="where the served repository is written")
     p.add_argument("--grpc-port", type=int)
@@ -128,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once")
     p.add_argument("--session")
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
+    p.add_argument("suite", choices=["ensemble"], help="ensemble: TTFT overhead of the chat ensemble at concurrency 1")
+    p.add_argument("--iterations", type=int, default=30)
+    p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
+    p.set_defaults(func=cmd_bench)
     return root
 
 

@@ -1,6 +1,7 @@
 """Request tensors (numpy arrays shaped as Triton delivers them) to validated values.
 
 Covers `serving.fields`, `serving.sampling_fields` and `serving.chat_request`.
+"""
 
 from __future__ import annotations
 

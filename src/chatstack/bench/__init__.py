@@ -1,0 +1,1 @@
+"""Benchmarks that print ratios against a peer measured side by side in the same run."""
