@@ -44,6 +44,12 @@ class GenerationSection:
                 f"generation.default_max_tokens must be in [1, max_tokens_limit={self.max_tokens_limit}], "
                 f"got {self.default_max_tokens}"
             )
+        if self.default_temperature < 0:
+            raise ValueError(f"generation.default_temperature must be >= 0, got {self.default_temperature}")
+        if not 0 < self.default_top_p <= 1:
+            raise ValueError(f"generation.default_top_p must be in (0, 1], got {self.default_top_p}")
+        if self.default_top_k < 0:
+            raise ValueError(f"generation.default_top_k must be >= 0 (0 disables it), got {self.default_top_k}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class ServingSection:
     cancel_dir: str | None = None  # None: a per-user folder on /dev/shm
 
     def __post_init__(self) -> None:
+        for name in ("grpc_port", "http_port", "metrics_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise ValueError(f"serving.{name} must be in [1, 65535], got {getattr(self, name)}")
         for name in ("max_batch_size", "preprocess_instances", "generate_instances"):
             if getattr(self, name) < 1:
                 raise ValueError(f"serving.{name} must be >= 1, got {getattr(self, name)}")
@@ -100,9 +109,25 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     kwargs = {}
     for name, value in data.items():
         field_type = known[name].type
+        qualified = f"{where}.{name}" if where != "config" else name
         nested = _SECTIONS.get(field_type)
-        kwargs[name] = _build(nested, value, f"{where}.{name}" if where != "config" else name) if nested else value
+        kwargs[name] = _build(nested, value, qualified) if nested else _checked(value, field_type, qualified)
     return cls(**kwargs)
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+
+
+def _checked(value: Any, annotation: str, name: str) -> Any:
+    """Check a TOML/JSON value against a field's annotation ('int', 'str | None', ...)."""
+    options = [part.strip() for part in annotation.split("|")]
+    if value is None and "None" in options:
+        return value
+    for option in options:
+        types = _SCALARS.get(option, ())
+        if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+            return float(value) if option == "float" else value
+    raise ValueError(f"{name} must be of type {annotation}, got {type(value).__name__} {value!r}")
 
 
 _SECTIONS = {

@@ -74,7 +74,6 @@ def test_default_folder_is_per_user():
     assert folder.name.startswith("chatstack-cancel-") and folder.is_absolute()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: cancel_marks._KEY uses `$`, which also matches before a trailing newline")
 def test_key_with_a_trailing_newline_is_rejected(marks):
     with pytest.raises(ValueError, match="stream_key"):
         marks.mark("0" * 32 + "\n")

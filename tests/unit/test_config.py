@@ -160,14 +160,6 @@ def test_config_is_frozen():
         DeploymentConfig().serving.max_batch_size = 3  # type: ignore[misc]
 
 
-# Known gaps (see the test report): the generation defaults and value types are not checked
-# when the config loads, so a bad TOML only fails later, per request, naming the wrong field.
-CONFIG_VALIDATION_GAP = pytest.mark.xfail(
-    strict=True, raises=(AssertionError, pytest.fail.Exception), reason="bug: config accepts it"
-)
-
-
-@CONFIG_VALIDATION_GAP
 @pytest.mark.parametrize(
     ("data", "field"),
     [
@@ -181,7 +173,6 @@ def test_invalid_generation_default_is_rejected_at_load(data, field):
         config_from_dict(data)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="bug: a string value raises TypeError, not ValueError")
 def test_wrong_value_type_raises_value_error_naming_the_field():
     with pytest.raises(ValueError, match="serving.max_batch_size"):
         config_from_dict({"serving": {"max_batch_size": "8"}})

@@ -65,7 +65,6 @@ def test_reason_does_not_echo_the_matched_text():
     assert "ignore" not in verdict.reason.lower()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: rules.py:30 requires 'i ' before \"'m going to\", so I'm never matches")
 @pytest.mark.parametrize("text", ["I'm going to kill you", "I’m going to kill you"])
 def test_contracted_threat_is_blocked(text):
     assert screen_text(text).category == "violence"

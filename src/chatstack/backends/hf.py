@@ -33,6 +33,7 @@ class _Running:
     outputs: "queue.Queue[GenerationOutput]" = field(default_factory=queue.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    done: bool = False
 
 
 class HFBackend(GenerationBackend):
@@ -54,7 +55,8 @@ class HFBackend(GenerationBackend):
         self.validate(request)
         running = _Running(request)
         with self._registry_lock:
-            if request.request_id in self._running:
+            previous = self._running.get(request.request_id)
+            if previous is not None and not previous.done:
                 raise ValueError(f"request_id {request.request_id!r} is already running")
             self._running[request.request_id] = running
         threading.Thread(target=self._run, args=(running,), daemon=True, name=f"hf-{request.request_id}").start()
@@ -73,7 +75,11 @@ class HFBackend(GenerationBackend):
                 return
 
     def cancel(self, request_id: str) -> None:
-        running = self._running.get(request_id)
+        """Stop a running request; for a finished one nobody streamed, drop its outputs."""
+        with self._registry_lock:
+            running = self._running.get(request_id)
+            if running is not None and running.done:
+                self._running.pop(request_id)
         if running is not None:
             running.cancelled.set()
 
@@ -114,4 +120,5 @@ class HFBackend(GenerationBackend):
         finally:
             with self._registry_lock:
                 self._active -= 1
+                running.done = True
             running.outputs.put(GenerationOutput(request.request_id, (), finish, running.error))

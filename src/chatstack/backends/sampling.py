@@ -7,11 +7,23 @@ import torch
 from chatstack.backends.base import SamplingParams
 
 
+def mix_seed(seed: int) -> int:
+    """SplitMix64 finaliser: spreads all 64 bits of a request seed over the low bits.
+
+    torch's CPU generator keys its stream on the low 32 bits of the seed, so seeds that
+    differ only in their high bits would otherwise give identical samples.
+    """
+    z = (seed + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
 def make_generator(params: SamplingParams, device: torch.device | str = "cpu") -> torch.Generator | None:
     if params.seed is None:
         return None
     generator = torch.Generator(device=device)
-    generator.manual_seed(params.seed % (2**63))
+    generator.manual_seed(mix_seed(params.seed))
     return generator
 
 

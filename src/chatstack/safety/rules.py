@@ -20,14 +20,14 @@ _RULES: dict[str, tuple[str, ...]] = {
         r"\bpretend (that )?you have no (rules|restrictions|guidelines)\b",
     ),
     "weapons": (
-        r"\bhow (do i|to|can i) (make|build|assemble) (a |an )?(bomb|pipe bomb|explosive|nerve agent|bioweapon)\b",
+        r"\bhow (do i|to|can i) (make|build|assemble) (a |an )?(bomb|pipe bomb|explosive device|explosives|nerve agent|bioweapon)(?![\w-])",
         r"\b(synthesi[sz]e|make) (sarin|vx|ricin|anthrax)\b",
     ),
     "malware": (
         r"\b(write|create|build) (me )?(a |an )?(ransomware|keylogger|computer virus|botnet)\b",
     ),
     "violence": (
-        r"\bi (will|am going to|'m going to) (kill|murder|shoot|stab) (you|him|her|them|everyone)\b",
+        r"\b(i will|i am going to|i['’]m going to|i['’]ll) (kill|murder|shoot|stab) (you|him|her|them|everyone)\b",
     ),
 }
 

@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path
 
-_KEY = re.compile(r"^[0-9a-f]{32}$")
+_KEY = re.compile(r"[0-9a-f]{32}")
 
 
 def default_marks_dir() -> Path:
@@ -28,7 +28,7 @@ class CancelMarks:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"stream_key must be 32 lowercase hex digits, got {key!r}")
         return self.directory / key
 
