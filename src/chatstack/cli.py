@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 from pathlib import Path
 
 from chatstack import project
@@ -67,12 +66,13 @@ def cmd_serve(args) -> int:
 
     def stop(signum, _frame):
         print(f"signal {signum}: stopping Triton", flush=True)
-        server.stop()
-        sys.exit(0)
+        server.request_stop()
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    return server.wait()
+    code = server.wait()
+    print(f"Triton exited with code {code}", flush=True)
+    return 0 if server.stop_requested and code in (0, -signal.SIGTERM) else code
 
 
 def cmd_demo(args) -> int:

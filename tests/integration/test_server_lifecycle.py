@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -54,3 +58,27 @@ def test_a_model_that_fails_to_load_is_named_with_its_log_line(tmp_path):
     message = str(raised.value)
     assert "failed to load 'preprocess'" in message or "failed to load 'generate'" in message, message
     assert server.process.poll() is not None
+
+
+def test_serve_command_shuts_down_cleanly_on_sigterm(demo_model_dir, tmp_path):
+    grpc, http, metrics = free_ports(3)
+    config = tmp_path / "deploy.toml"
+    config.write_text(
+        f'[model]\ndir = "{demo_model_dir}"\n[sessions]\ndb_path = "{tmp_path / "s.sqlite"}"\n'
+        f"[serving]\ngrpc_port = {grpc}\nhttp_port = {http}\nmetrics_port = {metrics}\n"
+    )
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "chatstack", "--config", str(config), "serve", "--out", str(tmp_path / "serve")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        ready = serve.stdout.readline()
+        assert "Triton ready" in ready, ready + serve.stdout.read()
+        assert ChatClient(f"127.0.0.1:{grpc}", timeout_s=120).complete("hi", ChatOptions(max_tokens=4)).finish_reason
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", grpc))  # the port is free again: Triton is gone

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,18 @@ def test_duplicate_running_request_id_is_rejected(model_dir):
         with pytest.raises(ValueError, match="already running"):
             backend.submit(GenerationRequest("dup", PROMPTS[1], GREEDY))
     assert len([t for o in backend.stream("dup") for t in o.new_token_ids]) == GREEDY.max_tokens
+
+
+def test_a_finished_request_nobody_streamed_can_be_dropped_and_its_id_reused(backend, reference):
+    backend.submit(GenerationRequest("unread", PROMPTS[0], GREEDY))
+    deadline = time.monotonic() + 60
+    while backend.active_requests() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    backend.cancel("unread")  # drops the unread outputs
+    with pytest.raises(KeyError):
+        next(backend.stream("unread"))
+    tokens, last = run(backend, "unread", PROMPTS[0], GREEDY)
+    assert tuple(tokens) == reference[PROMPTS[0]] and last.finish_reason is FinishReason.LENGTH
 
 
 def test_concurrent_requests_all_finish_with_their_own_tokens(backend, reference):

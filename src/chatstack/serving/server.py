@@ -45,6 +45,7 @@ class TritonServer:
         self.log_path = work_dir / f"tritonserver-{ports.grpc}.log"
         self.log_verbose = log_verbose
         self.process: subprocess.Popen | None = None
+        self._kill_at: float | None = None
 
     @property
     def grpc_url(self) -> str:
@@ -104,18 +105,33 @@ class TritonServer:
         chosen = hits or lines
         return "\n".join(chosen[-limit:]) + f"\n(full log: {self.log_path})"
 
-    def stop(self, timeout_s: float = 30.0) -> None:
+    def request_stop(self, grace_s: float = 30.0) -> None:
+        """Ask Triton to shut down (SIGTERM); `wait` kills it if it outlives `grace_s`.
+
+        Safe to call from a signal handler: it never blocks.
+        """
         if self.process is None or self.process.poll() is not None:
             return
+        self._kill_at = time.monotonic() + grace_s
         self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._kill_at is not None
 
     def wait(self) -> int:
-        return self.process.wait()
+        """Block until Triton exits, enforcing the grace period of `request_stop`."""
+        while True:
+            try:
+                return self.process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if self._kill_at is not None and time.monotonic() > self._kill_at:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+
+    def stop(self, grace_s: float = 30.0) -> None:
+        self.request_stop(grace_s)
+        if self.process is not None:
+            self.wait()
 
     def __enter__(self) -> "TritonServer":
         self.start()
