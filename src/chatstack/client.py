@@ -95,6 +95,7 @@ class ChatClient:
         client = grpcclient.InferenceServerClient(self.url)
         responses: "queue.Queue" = queue.Queue()
         client.start_stream(callback=lambda result, error: responses.put((result, error)))
+        finished = False
         try:
             try:
                 client.async_stream_infer(
@@ -116,9 +117,11 @@ class ChatClient:
                 if reply is not None:
                     yield reply
                 if final:
+                    finished = True
                     return
         finally:
-            client.stop_stream(cancel_requests=True)
+            # cancel only a request that is still running (the caller stopped reading early)
+            client.stop_stream(cancel_requests=not finished)
             client.close()
 
     def complete(self, text: str | bytes, options: ChatOptions = ChatOptions(), stream: bool = True) -> ChatReply:

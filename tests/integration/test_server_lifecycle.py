@@ -76,7 +76,8 @@ def test_serve_command_shuts_down_cleanly_on_sigterm(demo_model_dir, tmp_path):
         assert "Triton ready" in ready, ready + serve.stdout.read()
         assert ChatClient(f"127.0.0.1:{grpc}", timeout_s=120).complete("hi", ChatOptions(max_tokens=4)).finish_reason
         serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=60) == 0
+        code = serve.wait(timeout=60)
+        assert code == 0, serve.stdout.read()
     finally:
         if serve.poll() is None:
             serve.kill()

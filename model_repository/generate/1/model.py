@@ -15,8 +15,9 @@ from chatstack.backends.base import FinishReason
 from chatstack.serving.chat_request import parse_chat_request
 from chatstack.serving.cancel_marks import CancelMarks, default_marks_dir
 from chatstack.serving.chat_service import ChatService
+from chatstack.serving.delta_sender import DeltaSender
 from chatstack.serving.metrics import GenerateMetrics
-from chatstack.serving.triton_io import bool_tensor, deployment_from_args, error_response, request_tensors, text_tensor
+from chatstack.serving.triton_io import deployment_from_args, error_response, request_tensors
 
 INPUTS = ("messages", "input_blocked", "input_reason", "passages", "session_id", "max_tokens", "stream",
           "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
@@ -29,6 +30,7 @@ class TritonPythonModel:
         self.service = ChatService.from_config(self.cfg)
         self.metrics = GenerateMetrics(pb_utils, args["model_name"])
         self.marks = CancelMarks(self.cfg.serving.cancel_dir or default_marks_dir())
+        self.sender = DeltaSender(pb_utils, self.service, self.metrics, self.marks)
         self.workers = ThreadPoolExecutor(max_workers=256, thread_name_prefix="generate")
 
     def execute(self, requests):
@@ -58,7 +60,7 @@ class TritonPythonModel:
             return
         self.metrics.active.increment(1)
         try:
-            self._send_deltas(sender, request_id, chat.stream, deltas, arrived)
+            self.sender.send_all(sender, request_id, chat.stream, deltas, arrived)
         except Exception as exc:
             self.service.cancel(request_id)
             self.metrics.finish(FinishReason.ERROR)
@@ -66,36 +68,6 @@ class TritonPythonModel:
         finally:
             self.metrics.active.increment(-1)
             self.marks.clear(request_id)
-
-    def _send_deltas(self, sender, request_id, stream, deltas, arrived):
-        pieces, first = [], True
-        for delta in deltas:
-            if sender.is_cancelled() or self.marks.is_marked(request_id):
-                self.service.cancel(request_id)
-            if first and delta.text:
-                self.metrics.ttft.observe(time.perf_counter() - arrived)
-                first = False
-            self.metrics.tokens.increment(delta.token_count)
-            if delta.finish_reason is None:
-                if stream:
-                    sender.send(self._response(request_id, delta.text, "", delta.blocked))
-                else:
-                    pieces.append(delta.text)
-                continue
-            self.metrics.finish(delta.finish_reason)
-            if delta.finish_reason is FinishReason.CANCELLED:
-                sender.send(flags=FINAL)
-                return
-            text = delta.text if stream else "".join(pieces) + delta.text
-            sender.send(self._response(request_id, text, delta.finish_reason.value, delta.blocked), flags=FINAL)
-
-    def _response(self, request_id, text, finish_reason, blocked):
-        return pb_utils.InferenceResponse(output_tensors=[
-            text_tensor(pb_utils, "text_output", text),
-            text_tensor(pb_utils, "finish_reason", finish_reason),
-            bool_tensor(pb_utils, "blocked", blocked),
-            text_tensor(pb_utils, "stream_key", request_id),
-        ])
 
     def finalize(self):
         self.workers.shutdown(wait=False, cancel_futures=True)

@@ -4,7 +4,7 @@ import chatstack_site  # noqa: F401  (must come first: puts chatstack on sys.pat
 import triton_python_backend_utils as pb_utils
 
 from chatstack.serving.preprocess import Preprocessor
-from chatstack.serving.triton_io import deployment_from_args, error_response, request_tensors, text_tensor
+from chatstack.serving.triton_io import deployment_from_args, request_tensors, respond_each, text_tensor
 from chatstack.text.chat_template import messages_to_json
 
 INPUTS = ("text_input", "session_id", "system_prompt", "max_tokens", "stream", "temperature", "top_p", "top_k",
@@ -16,16 +16,11 @@ class TritonPythonModel:
         self.preprocessor = Preprocessor(deployment_from_args(args))
 
     def execute(self, requests):
-        return [self._one(request) for request in requests]
+        return respond_each(pb_utils, requests, self._preprocess)
 
-    def _one(self, request):
-        try:
-            conversation = self.preprocessor.run(request_tensors(pb_utils, request, INPUTS))
-        except ValueError as exc:
-            return error_response(pb_utils, exc)
-        return pb_utils.InferenceResponse(
-            output_tensors=[
-                text_tensor(pb_utils, "messages", messages_to_json(conversation.messages)),
-                text_tensor(pb_utils, "query", conversation.query),
-            ]
-        )
+    def _preprocess(self, request):
+        conversation = self.preprocessor.run(request_tensors(pb_utils, request, INPUTS))
+        return [
+            text_tensor(pb_utils, "messages", messages_to_json(conversation.messages)),
+            text_tensor(pb_utils, "query", conversation.query),
+        ]

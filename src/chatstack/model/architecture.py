@@ -16,11 +16,11 @@ from transformers import LlamaConfig, PreTrainedTokenizerBase
 class TinyLlamaSpec:
     """Model size. Defaults give ~4M parameters with a 4096-token vocabulary."""
 
-    hidden_size: int = 256
+    hidden_size: int = 128
     num_layers: int = 4
-    num_heads: int = 8
-    num_kv_heads: int = 2  # grouped-query attention: 4 query heads share a KV head
-    intermediate_size: int = 704  # SwiGLU width, ~2.75 x hidden
+    num_heads: int = 4
+    num_kv_heads: int = 2  # grouped-query attention: 2 query heads share a KV head
+    intermediate_size: int = 352  # SwiGLU width, ~2.75 x hidden
     max_position_embeddings: int = 1024
     rope_theta: float = 10_000.0
     tie_word_embeddings: bool = True

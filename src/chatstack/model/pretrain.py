@@ -47,7 +47,7 @@ class PretrainConfig:
     weight_decay: float = 0.1
     warmup_steps: int = 30
     time_budget_s: float = 180.0
-    max_steps: int = 300
+    max_steps: int = 3000
     seed: int = 0
     chat_fraction: float = 0.3  # share of corpus characters that are rendered chats
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs

@@ -63,7 +63,7 @@ class TritonServer:
             "--strict-readiness=true",
             "--disable-auto-complete-config",
             "--pinned-memory-pool-byte-size=0",
-            "--exit-timeout-secs=10",
+            "--exit-timeout-secs=20",
             f"--log-verbose={self.log_verbose}",
         ]
 

@@ -40,3 +40,14 @@ def error_response(pb_utils, exc: Exception):
     """ValueError is the caller's fault (INVALID_ARG); anything else is INTERNAL."""
     code = pb_utils.TritonError.INVALID_ARG if isinstance(exc, ValueError) else pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(exc), code))
+
+
+def respond_each(pb_utils, requests, handle) -> list:
+    """One response per request: `handle(request)` returns output tensors; ValueError → INVALID_ARG."""
+    responses = []
+    for request in requests:
+        try:
+            responses.append(pb_utils.InferenceResponse(output_tensors=handle(request)))
+        except ValueError as exc:
+            responses.append(error_response(pb_utils, exc))
+    return responses
