@@ -104,6 +104,17 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_feedback_export(args) -> int:
+    from chatstack.feedback.pairs import preference_pairs
+    from chatstack.feedback.store import FeedbackStore, dump_jsonl
+
+    rated = FeedbackStore(_config(args).sessions.db_path).rated_answers()
+    pairs = preference_pairs(rated)
+    count = dump_jsonl([p.to_record() for p in pairs], Path(args.out))
+    print(f"{count} preference pairs from {len(rated)} rated answers -> {args.out}")
+    return 0
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(project.BUILD_DIR), help="where the served repository is written")
     p.add_argument("--grpc-port", type=int)
@@ -136,6 +147,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once")
     p.add_argument("--session")
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("feedback", help="user feedback")
+    feedback = p.add_subparsers(dest="feedback_command", required=True)
+    p = feedback.add_parser("export", help="preference pairs (TRL DPO format, JSONL) from rated answers")
+    p.add_argument("--out", default=str(project.ARTIFACTS / "feedback" / "preference_pairs.jsonl"))
+    p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", choices=["ensemble"], help="ensemble: TTFT overhead of the chat ensemble at concurrency 1")
     p.add_argument("--iterations", type=int, default=30)

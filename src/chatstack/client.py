@@ -45,6 +45,7 @@ class ChatReply:
     text: str = ""
     finish_reason: str = ""
     blocked: bool = False
+    response_id: str = ""
     time_to_first_token_s: float | None = None
     chunks: list[str] = field(default_factory=list)
 
@@ -135,7 +136,24 @@ class ChatClient:
             total.text += part.text
             total.finish_reason = part.finish_reason or total.finish_reason
             total.blocked = total.blocked or part.blocked
+            total.response_id = part.response_id or total.response_id
         return total
+
+    def feedback(self, response_id: str, rating: int, correction: str | None = None) -> None:
+        """Thumbs up (1) or down (-1) on an answer, optionally with a better answer."""
+        inputs = [
+            _tensor("response_id", "BYTES", np.array([[response_id.encode("utf-8")]], dtype=np.object_)),
+            _tensor("rating", "INT32", np.array([[rating]], dtype=np.int32)),
+        ]
+        if correction is not None:
+            inputs.append(_tensor("correction", "BYTES", np.array([[correction.encode("utf-8")]], dtype=np.object_)))
+        client = grpcclient.InferenceServerClient(self.url)
+        try:
+            client.infer("feedback", inputs, client_timeout=self.timeout_s)
+        except InferenceServerException as exc:
+            raise ChatError(str(exc)) from None
+        finally:
+            client.close()
 
 
 def _parse(result) -> tuple[ChatReply | None, bool]:
@@ -147,9 +165,11 @@ def _parse(result) -> tuple[ChatReply | None, bool]:
         return None, is_final
     finish = result.as_numpy("finish_reason")
     blocked = result.as_numpy("blocked")
+    response_id = result.as_numpy("response_id")
     reply = ChatReply(
         text=text.reshape(-1)[0].decode("utf-8"),
         finish_reason=finish.reshape(-1)[0].decode("utf-8") if finish is not None else "",
         blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
+        response_id=response_id.reshape(-1)[0].decode("ascii") if response_id is not None else "",
     )
     return reply, is_final

@@ -7,7 +7,8 @@ import triton_python_backend_utils as pb_utils
 from chatstack.serving.cancel_marks import CancelMarks, default_marks_dir
 from chatstack.serving.triton_io import deployment_from_args
 
-PASSED_ON = (("text", "text_output"), ("finish_reason_in", "finish_reason"), ("blocked_in", "blocked"))
+PASSED_ON = (("text", "text_output"), ("finish_reason_in", "finish_reason"), ("blocked_in", "blocked"),
+             ("stream_key", "response_id"))  # the key that names the answer for feedback
 
 
 class TritonPythonModel:

@@ -9,6 +9,7 @@ from typing import Iterator
 
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationRequest
 from chatstack.config import DeploymentConfig
+from chatstack.feedback.store import FeedbackStore
 from chatstack.rag.retriever import with_passages
 from chatstack.safety.rules import REFUSAL
 from chatstack.serving.chat_request import ChatRequest
@@ -43,15 +44,17 @@ def build_backend(cfg: DeploymentConfig) -> GenerationBackend:
 
 
 class ChatService:
-    def __init__(self, backend: GenerationBackend, tokenizer, store: SessionStore):
+    def __init__(self, backend: GenerationBackend, tokenizer, store: SessionStore, answers: FeedbackStore | None = None):
         self.backend = backend
         self.tokenizer = tokenizer
         self.store = store
+        self.answers = answers
         self.stop_token_ids = stop_token_ids(tokenizer)
 
     @classmethod
     def from_config(cls, cfg: DeploymentConfig) -> "ChatService":
-        return cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(cfg.sessions.db_path))
+        db = cfg.sessions.db_path
+        return cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db))
 
     def prompt_ids(self, request: ChatRequest) -> tuple[int, ...]:
         messages = list(request.messages)
@@ -69,6 +72,13 @@ class ChatService:
         generation = GenerationRequest(request_id, self.prompt_ids(request), request.sampling, self.stop_token_ids)
         self.backend.submit(generation)
         return self._stream(request_id, request)
+
+    def _record(self, response_id: str, request: ChatRequest, answer: str) -> None:
+        """Keep the finished turn in its session, and the answer for later feedback."""
+        if request.session_id is not None:
+            self.store.append(request.session_id, Turn(request.user_text, answer))
+        if self.answers is not None:
+            self.answers.record_response(response_id, request.session_id, request.messages, answer)
 
     def cancel(self, request_id: str) -> None:
         self.backend.cancel(request_id)
@@ -98,7 +108,7 @@ class ChatService:
             if not stopped:
                 delta += stops.flush()
             reply.append(delta)
-            if finish in (FinishReason.STOP, FinishReason.LENGTH) and request.session_id is not None:
-                self.store.append(request.session_id, Turn(request.user_text, "".join(reply)))
+            if finish in (FinishReason.STOP, FinishReason.LENGTH):
+                self._record(request_id, request, "".join(reply))
             yield ChatDelta(delta, finish)
             return

@@ -1,0 +1,1 @@
+"""User feedback on answers (thumbs up/down, corrections) and preference pairs for DPO."""
