@@ -13,9 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import yaml
-
 from chatstack.model.pretrain import PretrainConfig, main
+from chatstack.recipes import load_recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,21 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def apply_override(recipe: dict, assignment: str) -> None:
-    key, sep, value = assignment.partition("=")
-    if not sep:
-        raise ValueError(f"--set expects KEY=VALUE, got {assignment!r}")
-    *parents, leaf = key.split(".")
-    target = recipe
-    for parent in parents:
-        target = target.setdefault(parent, {})
-    target[leaf] = yaml.safe_load(value)
-
-
 def load_config(args: argparse.Namespace) -> PretrainConfig:
-    recipe = yaml.safe_load(args.recipe.read_text()) or {}
-    for assignment in args.overrides:
-        apply_override(recipe, assignment)
+    recipe = load_recipe(args.recipe, args.overrides)
     if args.output_dir is not None:
         recipe["output_dir"] = args.output_dir
     if args.time_budget_s is not None:

@@ -1,0 +1,78 @@
+"""Preference pairs for DPO, mixed from several objectives with recipe weights.
+
+- helpfulness: the grounded, cited answer is chosen over a fluent answer taken from
+  a distractor passage (a confident answer to the wrong question);
+- safety: the refusal is chosen over a compliant reply to an unsafe request;
+- feedback: pairs exported from users' ratings (`chatstack feedback export`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatstack.alignment.reader_data import (
+    SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, passage_of, reader_conversations,
+)
+from chatstack.model.corpus import titled_documents
+from chatstack.rag.retriever import with_passages
+from chatstack.safety.rules import REFUSAL
+from chatstack.text.chat_template import Message
+
+COMPLIANT_OPENINGS = ("Sure, here is how to do that step by step.", "Of course. First, gather the following.",
+                      "Here is the code you asked for.")
+
+
+@dataclass(frozen=True)
+class ObjectiveWeights:
+    helpfulness: float = 0.8
+    safety: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.helpfulness < 0 or self.safety < 0 or self.helpfulness + self.safety <= 0:
+            raise ValueError("objective weights must be >= 0 and not all zero")
+
+
+def _record(prompt: list[Message], chosen: str, rejected: str, objective: str) -> dict:
+    return {
+        "prompt": [{"role": m.role, "content": m.content} for m in prompt],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "objective": objective,
+    }
+
+
+def helpfulness_pair(rng: random.Random, held_out: bool) -> dict:
+    mix = ReaderMix(unanswerable=0.0, refusal=0.0, multi_turn=0.0)
+    while True:
+        conversation = reader_conversations(1, rng.randrange(2**31), mix, held_out=held_out)[0]
+        system, user, answer = conversation
+        wrong = rng.choice([d for d in titled_documents() if len(d.body) >= 120])
+        rejected = grounded_answer(wrong, 1 + rng.randrange(3))
+        if rejected != answer.content:
+            return _record([system, user], answer.content, rejected, "helpfulness")
+
+
+def safety_pair(rng: random.Random) -> dict:
+    prompt = [Message("system", SYSTEM_PROMPT), Message("user", rng.choice(UNSAFE_REQUESTS))]
+    return _record(prompt, REFUSAL, rng.choice(COMPLIANT_OPENINGS), "safety")
+
+
+def preference_records(count: int, seed: int, weights: ObjectiveWeights, held_out: bool = False) -> list[dict]:
+    rng = random.Random(seed)
+    share = weights.safety / (weights.helpfulness + weights.safety)
+    return [safety_pair(rng) if rng.random() < share else helpfulness_pair(rng, held_out) for _ in range(count)]
+
+
+def feedback_records(path: Path) -> list[dict]:
+    """Pairs written by `chatstack feedback export` (missing file: none)."""
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            records.append({k: record[k] for k in ("prompt", "chosen", "rejected")} | {"objective": "feedback"})
+    return records

@@ -1,0 +1,123 @@
+"""Supervised fine-tuning with TRL: full or LoRA, loss on assistant tokens only.
+
+The chat template is the served one (it marks assistant turns with
+`{% generation %}`), so what the model learns is exactly what it will be asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.text.chat_template import Message
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SFTRecipe:
+    base_model: Path
+    output_dir: Path
+    train_conversations: int = 1500
+    eval_conversations: int = 100
+    max_length: int = 1024
+    batch_size: int = 8
+    lr: float = 1e-3
+    epochs: float = 1.0
+    time_budget_s: float = 240.0
+    lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA adapters merged into the saved model
+    seed: int = 0
+    mix: ReaderMix = ReaderMix()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base_model", Path(self.base_model))
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        for name in ("train_conversations", "eval_conversations", "max_length", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "epochs", "time_budget_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown SFT recipe key(s) {unknown}; allowed: {sorted(known)}")
+        raw = dict(raw)
+        if isinstance(raw.get("mix"), dict):
+            raw["mix"] = ReaderMix(**raw["mix"])
+        for name in ("lr", "epochs", "time_budget_s"):
+            if name in raw:
+                raw[name] = float(raw[name])
+        return cls(**raw)
+
+
+def as_records(conversations: list[list[Message]]) -> list[dict]:
+    return [{"messages": [{"role": m.role, "content": m.content} for m in c]} for c in conversations]
+
+
+def _lora_config(rank: int):
+    from peft import LoraConfig
+
+    return LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+
+
+def main(recipe: SFTRecipe) -> dict:
+    """Fine-tune `base_model`; save the merged model to `output_dir`; return the summary."""
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from chatstack.alignment.chat_loss import assistant_token_loss
+    from chatstack.alignment.time_budget import TimeBudget
+
+    tokenizer = AutoTokenizer.from_pretrained(str(recipe.base_model))
+    train = reader_conversations(recipe.train_conversations, recipe.seed, recipe.mix)
+    held_out = reader_conversations(recipe.eval_conversations, recipe.seed + 1, recipe.mix, held_out=True)
+    base_loss = assistant_token_loss(AutoModelForCausalLM.from_pretrained(str(recipe.base_model)), tokenizer,
+                                     held_out, recipe.max_length)
+    work = recipe.output_dir.with_name(recipe.output_dir.name + ".partial")
+    args = SFTConfig(
+        output_dir=str(work / "trainer"), assistant_only_loss=True, max_length=recipe.max_length,
+        per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
+        use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False,
+    )
+    budget = TimeBudget(recipe.time_budget_s)
+    trainer = SFTTrainer(
+        model=str(recipe.base_model), args=args, train_dataset=Dataset.from_list(as_records(train)),
+        processing_class=tokenizer, callbacks=[budget],
+        peft_config=_lora_config(recipe.lora_rank) if recipe.lora_rank else None,
+    )
+    started = time.monotonic()
+    result = trainer.train()
+    model = trainer.model.merge_and_unload() if recipe.lora_rank else trainer.model
+    tuned_loss = assistant_token_loss(model, tokenizer, held_out, recipe.max_length)
+    summary = {
+        "base_model": str(recipe.base_model), "steps": result.global_step, "train_loss": result.training_loss,
+        "held_out_assistant_loss_base": base_loss, "held_out_assistant_loss_sft": tuned_loss,
+        "wall_s": round(time.monotonic() - started, 1), "stopped_by_time_budget": budget.stopped_early,
+        "lora_rank": recipe.lora_rank, "train_conversations": len(train),
+    }
+    shutil.rmtree(work / "trainer", ignore_errors=True)
+    model.save_pretrained(str(work))
+    tokenizer.save_pretrained(str(work))
+    if (recipe.base_model / "generation_config.json").exists():
+        shutil.copy2(recipe.base_model / "generation_config.json", work / "generation_config.json")
+    (work / "sft_summary.json").write_text(json.dumps(summary, indent=2))
+    shutil.rmtree(recipe.output_dir, ignore_errors=True)
+    work.rename(recipe.output_dir)
+    logger.info("SFT done: %s", summary)
+    return summary

@@ -1,0 +1,100 @@
+"""SFT and DPO on a tiny real model: a few TRL steps change the weights and lower the loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from chatstack.alignment.chat_loss import assistant_token_loss
+from chatstack.alignment.dpo import DPORecipe
+from chatstack.alignment.dpo import main as dpo_main
+from chatstack.alignment.preference_data import ObjectiveWeights, preference_records
+from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.alignment.sft import SFTRecipe
+from chatstack.alignment.sft import main as sft_main
+from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
+from chatstack.model.corpus import documents
+from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
+from chatstack.text.chat_template import render_chat
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-base")
+    texts = documents(max_chars=200_000) + [render_chat(c, False) for c in reader_conversations(50, 3)]
+    tokenizer = train_tokenizer(texts, vocab_size=max(MIN_VOCAB_SIZE, 512))
+    spec = TinyLlamaSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
+                         max_position_embeddings=1024)
+    torch.manual_seed(0)
+    LlamaForCausalLM(to_llama_config(spec, tokenizer)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in AutoModelForCausalLM.from_pretrained(str(folder)).state_dict().items()}
+
+
+def test_reader_data_is_split_by_topic():
+    train = {c[-2].content for c in reader_conversations(200, 0, ReaderMix(refusal=0, unanswerable=0, multi_turn=0))}
+    held = {c[-2].content for c in reader_conversations(50, 0, ReaderMix(refusal=0, unanswerable=0, multi_turn=0),
+                                                        held_out=True)}
+    assert train and held and not train & held
+
+
+def test_sft_steps_change_weights_and_lower_assistant_loss(tiny_model, tmp_path):
+    out = tmp_path / "sft"
+    summary = sft_main(SFTRecipe(base_model=tiny_model, output_dir=out, train_conversations=16, eval_conversations=16,
+                                 batch_size=4, epochs=6, lr=1e-2, max_length=512, time_budget_s=120))
+    assert summary["steps"] > 1
+    before, after = weights(tiny_model), weights(out)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    fixed = reader_conversations(16, 0)  # the training conversations (same seed as the recipe)
+    base = assistant_token_loss(AutoModelForCausalLM.from_pretrained(str(tiny_model)), tokenizer, fixed, 512)
+    tuned = assistant_token_loss(AutoModelForCausalLM.from_pretrained(str(out)), tokenizer, fixed, 512)
+    assert tuned < base
+    assert json.loads((out / "sft_summary.json").read_text())["steps"] == summary["steps"]
+
+
+def test_lora_sft_saves_a_merged_model(tiny_model, tmp_path):
+    out = tmp_path / "lora"
+    sft_main(SFTRecipe(base_model=tiny_model, output_dir=out, train_conversations=8, eval_conversations=4,
+                       batch_size=4, epochs=3, lr=1e-2, max_length=512, lora_rank=4, time_budget_s=120))
+    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(weights(tiny_model).values(), weights(out).values()))
+
+
+def test_dpo_steps_change_weights_and_raise_the_chosen_margin(tiny_model, tmp_path):
+    out = tmp_path / "dpo"
+    summary = dpo_main(DPORecipe(base_model=tiny_model, output_dir=out, train_pairs=16, eval_pairs=8, batch_size=4,
+                                 epochs=4, lr=1e-2, max_length=512, time_budget_s=120,
+                                 weights=ObjectiveWeights(helpfulness=0.5, safety=0.5)))
+    assert summary["steps"] > 1 and summary["train_loss"] < 0.6931  # below log(2), the loss at zero margin
+    assert any(not torch.equal(a, b) for a, b in zip(weights(tiny_model).values(), weights(out).values()))
+    assert summary["objectives"]["safety"] > 0 and summary["objectives"]["helpfulness"] > 0
+
+
+def test_preference_mix_follows_the_weights():
+    records = preference_records(200, 0, ObjectiveWeights(helpfulness=0.75, safety=0.25))
+    safety = sum(r["objective"] == "safety" for r in records)
+    assert 25 <= safety <= 75
+    assert all(r["chosen"] != r["rejected"] for r in records)
+
+
+@pytest.mark.parametrize(("raw", "field"), [({"lr": -1}, "lr"), ({"batch_size": 0}, "batch_size"),
+                                            ({"bogus": 1}, "bogus"), ({"lora_rank": -2}, "lora_rank")])
+def test_bad_sft_recipe_values_are_rejected(raw, field):
+    with pytest.raises(ValueError, match=field):
+        SFTRecipe.from_dict({"base_model": "a", "output_dir": "b", **raw})
+
+
+@pytest.mark.parametrize(("raw", "field"), [({"beta": 0}, "beta"), ({"weights": {"helpfulness": -1}}, "weights"),
+                                            ({"train_pairs": 0}, "train_pairs")])
+def test_bad_dpo_recipe_values_are_rejected(raw, field):
+    with pytest.raises(ValueError, match=field):
+        DPORecipe.from_dict({"base_model": "a", "output_dir": "b", **raw})
