@@ -115,6 +115,22 @@ def cmd_feedback_export(args) -> int:
     return 0
 
 
+def cmd_curate(args) -> int:
+    from chatstack.curation.pipeline import CurationConfig, CurationReport, SourceDocument, curate, read_jsonl, write_jsonl
+    from chatstack.model.corpus import titled_documents
+
+    if args.input:
+        documents = read_jsonl(Path(args.input))
+    else:
+        documents = (SourceDocument(d.title, d.text) for d in titled_documents())
+    report = CurationReport()
+    written = write_jsonl(curate(documents, CurationConfig(), report), Path(args.out))
+    Path(args.out).with_suffix(".report.json").write_text(report.to_json())
+    print(f"kept {written} of {report.seen} documents; removed: {dict(report.removed)}; "
+          f"PII spans scrubbed: {report.pii_spans_scrubbed} (report: {Path(args.out).with_suffix('.report.json')})")
+    return 0
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(project.BUILD_DIR), help="where the served repository is written")
     p.add_argument("--grpc-port", type=int)
@@ -147,6 +163,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once")
     p.add_argument("--session")
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("curate", help="dedup (MinHash-LSH), heuristics and PII scrubbing of a corpus")
+    p.add_argument("--input", help="JSONL with {id, text}; default: the bundled demo corpus")
+    p.add_argument("--out", default=str(project.ARTIFACTS / "curated" / "corpus.jsonl"))
+    p.set_defaults(func=cmd_curate)
     p = sub.add_parser("feedback", help="user feedback")
     feedback = p.add_subparsers(dest="feedback_command", required=True)
     p = feedback.add_parser("export", help="preference pairs (TRL DPO format, JSONL) from rated answers")

@@ -1,0 +1,1 @@
+"""Data curation: exact and near-duplicate removal, heuristic filters, PII scrubbing."""
