@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import numpy as np
@@ -143,3 +146,37 @@ def test_serving_metrics_are_exported(stack, client):
 def test_unknown_model_is_a_clear_error(stack):
     with pytest.raises(ChatError, match="chat_typo"):
         ChatClient(stack.grpc_url, model="chat_typo", timeout_s=30).complete("hi")
+
+
+def _post(stack, path: str, body: dict) -> tuple[int, str]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{stack.server.ports.http}{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_http_generate_returns_the_whole_answer(stack):
+    status, body = _post(stack, "/v2/models/chat/generate",
+                         {"text_input": "What is a list?", "max_tokens": 8, "stream": False, "temperature": 0.0})
+    assert status == 200, body
+    reply = json.loads(body)
+    assert reply["text_output"] and reply["finish_reason"] in {"stop", "length"}
+
+
+def test_http_generate_stream_sends_server_sent_events(stack):
+    status, body = _post(stack, "/v2/models/chat/generate_stream",
+                         {"text_input": "What is a list?", "max_tokens": 8, "stream": True, "temperature": 0.0,
+                          "ignore_eos": True})
+    assert status == 200, body
+    events = [json.loads(line[len("data: "):]) for line in body.splitlines() if line.startswith("data: ")]
+    assert len(events) > 1 and events[-1]["finish_reason"] == "length"
+
+
+def test_http_bad_input_is_a_4xx_naming_the_field(stack):
+    status, body = _post(stack, "/v2/models/chat/generate", {"text_input": "hi", "top_p": 2.0, "stream": False})
+    assert 400 <= status < 500 and "top_p" in body, (status, body)

@@ -81,7 +81,7 @@ def main(recipe: DPORecipe) -> dict:
         output_dir=str(work / "trainer"), beta=recipe.beta, learning_rate=recipe.lr,
         per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
         num_train_epochs=recipe.epochs, max_length=recipe.max_length, logging_steps=10, save_strategy="no",
-        report_to=[], use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False,
+        report_to=[], use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False, bf16=False,
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = DPOTrainer(

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.text.chat_template import Message
 
@@ -67,6 +69,20 @@ def as_records(conversations: list[list[Message]]) -> list[dict]:
     return [{"messages": [{"role": m.role, "content": m.content} for m in c]} for c in conversations]
 
 
+def causal_lm_loss(outputs, labels, num_items_in_batch=None):
+    """Next-token cross-entropy over the labelled (assistant) tokens.
+
+    Passed to TRL as `compute_loss_func`: its default fused, chunked log-prob kernel
+    is meant for GPUs with huge vocabularies and runs far slower on CPU.
+    """
+    logits = outputs.logits[:, :-1].float()  # (B, T-1, vocab)
+    targets = labels[:, 1:]  # (B, T-1)
+    total = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                              ignore_index=-100, reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (targets != -100).sum()
+    return total / count
+
+
 def _lora_config(rank: int):
     from peft import LoraConfig
 
@@ -93,12 +109,12 @@ def main(recipe: SFTRecipe) -> dict:
         output_dir=str(work / "trainer"), assistant_only_loss=True, max_length=recipe.max_length,
         per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
         lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
-        use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False,
+        use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False, bf16=False,
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = SFTTrainer(
         model=str(recipe.base_model), args=args, train_dataset=Dataset.from_list(as_records(train)),
-        processing_class=tokenizer, callbacks=[budget],
+        processing_class=tokenizer, callbacks=[budget], compute_loss_func=causal_lm_loss,
         peft_config=_lora_config(recipe.lora_rank) if recipe.lora_rank else None,
     )
     started = time.monotonic()

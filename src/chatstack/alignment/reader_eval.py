@@ -1,0 +1,46 @@
+"""How well a model reads: on held-out topics, does it cite the right passage, and does
+it say so when no passage covers the question?"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.text.chat_template import render_chat
+
+_CITATION = re.compile(r"\[(\d+)\]")
+
+
+@dataclass(frozen=True)
+class ReaderScore:
+    answerable: int
+    cited_correctly: float  # share of answerable questions whose reply cites the right [n]
+    unanswerable: int
+    said_not_covered: float  # share of unanswerable questions answered "do not cover"
+
+
+def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64) -> ReaderScore:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=1)
+    cited = not_covered = answerable = unanswerable = 0
+    for conversation in reader_conversations(count, seed, mix, held_out=True):
+        *prompt, gold = conversation
+        ids = tokenizer(render_chat(prompt), return_tensors="pt", add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+        reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        gold_citation = _CITATION.search(gold.content)
+        if gold_citation is None:
+            unanswerable += 1
+            not_covered += "do not cover" in reply
+        else:
+            answerable += 1
+            cited += gold_citation.group(0) in reply
+    return ReaderScore(answerable, cited / max(answerable, 1), unanswerable, not_covered / max(unanswerable, 1))
