@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -25,3 +26,33 @@ def load_recipe(path: Path, overrides: list[str] = ()) -> dict:
     for assignment in overrides:
         apply_override(recipe, assignment)
     return recipe
+
+
+def check_ranges(obj, at_least_one: tuple[str, ...], positive: tuple[str, ...]) -> None:
+    """ValueError naming the first field of `obj` below 1 (counts) or not above 0 (rates, budgets)."""
+    for name in at_least_one:
+        if getattr(obj, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(obj, name)}")
+    for name in positive:
+        if not getattr(obj, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(obj, name)}")
+
+
+def recipe_from_dict(cls, raw: dict, nested: dict[str, type], floats: tuple[str, ...]):
+    """Build a recipe dataclass: unknown keys are errors; nested tables become their dataclasses;
+    YAML numbers such as `5e-4` (read as strings) become floats."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {sorted(known)}")
+    raw = dict(raw)
+    for name, nested_cls in nested.items():
+        if isinstance(raw.get(name), dict):
+            try:
+                raw[name] = nested_cls(**raw[name])
+            except TypeError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+    for name in floats:
+        if name in raw:
+            raw[name] = float(raw[name])
+    return cls(**raw)

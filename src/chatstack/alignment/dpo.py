@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chatstack.alignment.preference_data import ObjectiveWeights, feedback_records, preference_records
+from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -37,26 +37,14 @@ class DPORecipe:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.feedback_pairs is not None:
             object.__setattr__(self, "feedback_pairs", Path(self.feedback_pairs))
-        for name in ("train_pairs", "eval_pairs", "batch_size", "max_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("beta", "lr", "epochs", "time_budget_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
+                     ("beta", "lr", "epochs", "time_budget_s"))
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "DPORecipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown DPO recipe key(s) {unknown}; allowed: {sorted(known)}")
-        raw = dict(raw)
         if isinstance(raw.get("weights"), dict):
-            raw["weights"] = ObjectiveWeights(**{k: float(v) for k, v in raw["weights"].items()})
-        for name in ("beta", "lr", "epochs", "time_budget_s"):
-            if name in raw:
-                raw[name] = float(raw[name])
-        return cls(**raw)
+            raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
+        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights}, ("beta", "lr", "epochs", "time_budget_s"))
 
 
 def _without_objective(records: list[dict]) -> list[dict]:

@@ -6,7 +6,6 @@ The chat template is the served one (it marks assistant turns with
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import shutil
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.recipes import check_ranges, recipe_from_dict
 from chatstack.text.chat_template import Message
 
 logger = logging.getLogger(__name__)
@@ -41,28 +41,14 @@ class SFTRecipe:
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
-        for name in ("train_conversations", "eval_conversations", "max_length", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "epochs", "time_budget_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        check_ranges(self, ("train_conversations", "eval_conversations", "max_length", "batch_size"),
+                     ("lr", "epochs", "time_budget_s"))
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown SFT recipe key(s) {unknown}; allowed: {sorted(known)}")
-        raw = dict(raw)
-        if isinstance(raw.get("mix"), dict):
-            raw["mix"] = ReaderMix(**raw["mix"])
-        for name in ("lr", "epochs", "time_budget_s"):
-            if name in raw:
-                raw[name] = float(raw[name])
-        return cls(**raw)
+        return recipe_from_dict(cls, raw, {"mix": ReaderMix}, ("lr", "epochs", "time_budget_s"))
 
 
 def as_records(conversations: list[list[Message]]) -> list[dict]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatstack.sqlite_db import SQLiteFile
 from chatstack.text.chat_template import Message, messages_from_json, messages_to_json
 
 MAX_CORRECTION_CHARS = 20_000
@@ -36,9 +36,7 @@ def validate_rating(rating: int) -> int:
 
 class FeedbackStore:
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self.db = SQLiteFile(path)
         conn = self._connection()
         conn.execute(
             "CREATE TABLE IF NOT EXISTS responses (response_id TEXT PRIMARY KEY, session_id TEXT,"
@@ -50,12 +48,7 @@ class FeedbackStore:
         )
 
     def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            self._local.conn = conn
-        return conn
+        return self.db.connection()
 
     def record_response(self, response_id: str, session_id: str | None, prompt: list[Message], answer: str) -> None:
         self._connection().execute(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from chatstack.sqlite_db import SQLiteFile
 
 MAX_SESSION_ID_LENGTH = 256
 
@@ -31,9 +32,8 @@ class SessionStore:
     """Append-only turns per session; one connection per thread."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
+        self.db = SQLiteFile(path)
+        self.path = self.db.path
         with self._connection() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS turns ("
@@ -43,13 +43,7 @@ class SessionStore:
             )
 
     def _connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        return self.db.connection()
 
     def history(self, session_id: str) -> list[Turn]:
         rows = self._connection().execute(
