@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -26,11 +27,18 @@ def _ports(args, cfg: DeploymentConfig):
                        metrics=args.metrics_port or s.metrics_port)
 
 
-def cmd_train_demo(args) -> int:
+def train_demo(args) -> Path:
+    """The demo pipeline (pretrain → SFT → DPO, cached); `--base-only` stops after pretraining."""
+    from chatstack.alignment.demo import ensure_aligned_demo_model
     from chatstack.model.pretrain import ensure_demo_model
 
-    path = ensure_demo_model(Path(_config(args).model.dir), time_budget_s=args.time_budget_s)
-    print(f"demo model ready: {path}")
+    if args.base_only:
+        return ensure_demo_model(project.ARTIFACTS / "demo-model", time_budget_s=args.time_budget_s)
+    return ensure_aligned_demo_model(project.ROOT, pretrain_budget_s=args.time_budget_s)
+
+
+def cmd_train_demo(args) -> int:
+    print(f"demo model ready: {train_demo(args)}")
     return 0
 
 
@@ -77,12 +85,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from chatstack.model.pretrain import ensure_demo_model
     from chatstack.client import ChatOptions
     from chatstack.terminal import run_chat_loop
 
     cfg = _config(args)
-    ensure_demo_model(Path(cfg.model.dir), time_budget_s=args.time_budget_s)
+    model_dir = train_demo(args)  # the demo always serves the model it just made (or found cached)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dir=str(model_dir)))
     server = start_server(args, cfg)
     try:
         return run_chat_loop(server.grpc_url, once=args.once, options=ChatOptions(session_id=args.session))
@@ -143,8 +151,9 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="chatstack", description=__doc__)
     root.add_argument("--config", default=str(project.DEFAULT_CONFIG), help="deployment TOML")
     sub = root.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train-demo", help="train the demo tokenizer + model once (cached)")
-    p.add_argument("--time-budget-s", type=float, default=180.0)
+    p = sub.add_parser("train-demo", help="train the demo model once (cached): pretrain → SFT → DPO")
+    p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
+    p.add_argument("--base-only", action="store_true", help="stop after pretraining")
     p.set_defaults(func=cmd_train_demo)
     p = sub.add_parser("build", help="render the served model repository")
     p.add_argument("--out", default=str(project.BUILD_DIR))
@@ -154,7 +163,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help="train if needed, serve, and chat")
     _server_args(p)
-    p.add_argument("--time-budget-s", type=float, default=180.0)
+    p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
+    p.add_argument("--base-only", action="store_true", help="serve the pretrained base, skip SFT/DPO")
     p.add_argument("--once", help="ask one question, print the streamed answer, exit")
     p.add_argument("--session", help="session id for multi-turn history")
     p.set_defaults(func=cmd_demo)

@@ -50,7 +50,9 @@ def helpfulness_pair(rng: random.Random, held_out: bool) -> dict:
         conversation = reader_conversations(1, rng.randrange(2**31), mix, held_out=held_out)[0]
         system, user, answer = conversation
         wrong = rng.choice([d for d in titled_documents() if len(d.body) >= 120])
-        rejected = grounded_answer(wrong, 1 + rng.randrange(3))
+        cited = answer.content.rsplit(" [", 1)[1].rstrip("]")
+        # same citation number: the pair differs in content only, so DPO does not learn to stop citing
+        rejected = grounded_answer(wrong, int(cited))
         if rejected != answer.content:
             return _record([system, user], answer.content, rejected, "helpfulness")
 
