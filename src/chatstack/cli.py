@@ -106,6 +106,11 @@ def cmd_chat(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.suite == "engine":
+        from chatstack.bench import engine
+
+        engine.main(args.engine_args)
+        return 0
     from chatstack.bench import ensemble_overhead
 
     ensemble_overhead.main(_config(args), Path(args.out), args.iterations)
@@ -183,7 +188,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(project.ARTIFACTS / "feedback" / "preference_pairs.jsonl"))
     p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", choices=["ensemble"], help="ensemble: TTFT overhead of the chat ensemble at concurrency 1")
+    p.add_argument("suite", choices=["ensemble", "engine"],
+                   help="ensemble: TTFT overhead of the chat ensemble at concurrency 1; engine: native engine vs HF")
+    p.add_argument("engine_args", nargs=argparse.REMAINDER, help="engine: arguments for python -m chatstack.bench.engine")
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
     p.set_defaults(func=cmd_bench)

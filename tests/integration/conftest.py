@@ -62,10 +62,10 @@ def demo_model_dir() -> Path:
     return ensure_demo_model(project.ARTIFACTS / "demo-model")
 
 
-def start_stack(model_dir: Path, work: Path, sessions_db: Path) -> RunningStack:
+def start_stack(model_dir: Path, work: Path, sessions_db: Path, backend: str = "hf") -> RunningStack:
     grpc, http, metrics = free_ports(3)
     cfg = config_from_dict({
-        "model": {"dir": str(model_dir)},
+        "model": {"dir": str(model_dir), "backend": backend},
         "generation": {"default_max_tokens": 32, "max_tokens_limit": 512, "default_temperature": 0.0},
         "sessions": {"db_path": str(sessions_db)},
         "serving": {"grpc_port": grpc, "http_port": http, "metrics_port": metrics},

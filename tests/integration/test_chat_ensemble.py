@@ -180,3 +180,24 @@ def test_http_generate_stream_sends_server_sent_events(stack):
 def test_http_bad_input_is_a_4xx_naming_the_field(stack):
     status, body = _post(stack, "/v2/models/chat/generate", {"text_input": "hi", "top_p": 2.0, "stream": False})
     assert 400 <= status < 500 and "top_p" in body, (status, body)
+
+
+def test_many_concurrent_requests_on_one_stream_all_finish(stack):
+    """32 requests in flight at once (this once crashed tritonserver: see docs/decisions/0004)."""
+    client = grpcclient.InferenceServerClient(stack.grpc_url)
+    responses: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    options = ChatOptions(max_tokens=8, temperature=0.0, ignore_eos=True)
+    for i in range(32):
+        client.async_stream_infer("chat", build_inputs(f"Question {i}: what is a set?", True, options),
+                                  request_id=str(i), enable_empty_final_response=True)
+    finished = set()
+    while len(finished) < 32:
+        result, error = responses.get(timeout=180)
+        assert error is None, error
+        final = result.get_response().parameters.get("triton_final_response")
+        if final is not None and final.bool_param:
+            finished.add(result.get_response().id)
+    client.stop_stream()
+    client.close()
+    assert stack.metric("chatstack_active_requests") == 0

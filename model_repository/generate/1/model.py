@@ -4,6 +4,7 @@ Each request is served on a worker thread: the first response goes out as soon a
 the first text delta exists; a cancelled client request stops its generation.
 """
 
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,52 +22,52 @@ from chatstack.serving.triton_io import deployment_from_args, error_response, re
 
 INPUTS = ("messages", "input_blocked", "input_reason", "passages", "session_id", "max_tokens", "stream",
           "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
-FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.cfg = deployment_from_args(args)
         self.service = ChatService.from_config(self.cfg)
-        self.metrics = GenerateMetrics(pb_utils, args["model_name"])
+        self.metrics = GenerateMetrics(pb_utils, args["model_name"], threading.Lock())
         self.marks = CancelMarks(self.cfg.serving.cancel_dir or default_marks_dir())
         self.sender = DeltaSender(pb_utils, self.service, self.metrics, self.marks)
         self.workers = ThreadPoolExecutor(max_workers=256, thread_name_prefix="generate")
 
     def execute(self, requests):
+        # Inputs are copied here: their shared memory is not the worker's to read after execute returns.
         for request in requests:
-            self.workers.submit(self._serve_logged, request, time.perf_counter())
+            tensors = {k: None if v is None else v.copy() for k, v in request_tensors(pb_utils, request, INPUTS).items()}
+            self.workers.submit(self._serve_logged, request.get_response_sender(), tensors, time.perf_counter())
         return None
 
-    def _serve_logged(self, request, arrived):
+    def _serve_logged(self, sender, tensors, arrived):
         try:
-            self._serve(request, arrived)
+            self._serve(sender, tensors, arrived)
         except Exception as exc:  # a worker thread must never die silently or leave the client waiting
             pb_utils.Logger.log_error(f"generate: request failed: {type(exc).__name__}: {exc}")
             try:
-                request.get_response_sender().send(error_response(pb_utils, RuntimeError(str(exc))), flags=FINAL)
+                self.sender.send(sender, error_response(pb_utils, RuntimeError(str(exc))), final=True)
             except Exception:
                 pass  # the final response had already been sent
 
-    def _serve(self, request, arrived):
-        sender = request.get_response_sender()
+    def _serve(self, sender, tensors, arrived):
         request_id = uuid.uuid4().hex  # also the stream key that postprocess marks on cancellation
         try:
-            chat = parse_chat_request(request_tensors(pb_utils, request, INPUTS), self.cfg)
+            chat = parse_chat_request(tensors, self.cfg)
             deltas = self.service.start(request_id, chat)
         except Exception as exc:
-            self.metrics.rejected.increment(1)
-            sender.send(error_response(pb_utils, exc), flags=FINAL)
+            self.metrics.rejected()
+            self.sender.send(sender, error_response(pb_utils, exc), final=True)
             return
-        self.metrics.active.increment(1)
+        self.metrics.active(1)
         try:
             self.sender.send_all(sender, request_id, chat.stream, deltas, arrived)
         except Exception as exc:
             self.service.cancel(request_id)
             self.metrics.finish(FinishReason.ERROR)
-            sender.send(error_response(pb_utils, exc), flags=FINAL)
+            self.sender.send(sender, error_response(pb_utils, exc), final=True)
         finally:
-            self.metrics.active.increment(-1)
+            self.metrics.active(-1)
             self.marks.clear(request_id)
 
     def finalize(self):

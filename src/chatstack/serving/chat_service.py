@@ -40,6 +40,10 @@ def build_backend(cfg: DeploymentConfig) -> GenerationBackend:
         from chatstack.backends.hf import HFBackend
 
         return HFBackend(cfg.model.dir, device=cfg.model.device, dtype=cfg.model.dtype)
+    if cfg.model.backend == "native":
+        from chatstack.backends.native import NativeBackend
+
+        return NativeBackend(cfg.model.dir, device=cfg.model.device, dtype=cfg.model.dtype)
     raise ValueError(f"model.backend {cfg.model.backend!r} is not available")
 
 

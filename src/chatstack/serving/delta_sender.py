@@ -3,6 +3,12 @@
 Streaming requests get one response per delta; non-streaming ones get the whole
 reply in their single, final response. Between deltas the sender checks whether
 the client cancelled (directly, or through the ensemble's cancel mark).
+
+Every call into the python-backend stub from a worker thread (`send`, `is_cancelled`,
+metric updates) goes through one lock per model instance: measured, 32 worker threads calling them
+concurrently crash tritonserver 2.51 (SIGSEGV in libtriton_python.so).
+`is_cancelled` is also a round trip to the server, so it is asked at most every
+`CANCEL_POLL_S`; the ensemble's cancel mark is a file check and is read every delta.
 """
 
 from __future__ import annotations
@@ -17,12 +23,28 @@ from chatstack.serving.metrics import GenerateMetrics
 from chatstack.serving.triton_io import bool_tensor, text_tensor
 
 
+CANCEL_POLL_S = 0.05
+
+
 class DeltaSender:
     def __init__(self, pb_utils, service: ChatService, metrics: GenerateMetrics, marks: CancelMarks):
         self.pb_utils = pb_utils
         self.service = service
         self.metrics = metrics
         self.marks = marks
+        self._sender_lock = metrics.lock  # one stub lock for responses and metrics
+
+    def send(self, sender, response=None, final: bool = False) -> None:
+        flags = self.pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if final else 0
+        with self._sender_lock:
+            if response is None:
+                sender.send(flags=flags)
+            else:
+                sender.send(response, flags=flags)
+
+    def client_cancelled(self, sender) -> bool:
+        with self._sender_lock:
+            return sender.is_cancelled()
 
     def response(self, stream_key: str, text: str, finish_reason: str, blocked: bool):
         pb = self.pb_utils
@@ -34,24 +56,26 @@ class DeltaSender:
         ])
 
     def send_all(self, sender, request_id: str, stream: bool, deltas: Iterator[ChatDelta], arrived: float) -> None:
-        final_flag = self.pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
-        pieces, first = [], True
+        pieces, first, polled = [], True, time.perf_counter()
         for delta in deltas:
-            if sender.is_cancelled() or self.marks.is_marked(request_id):
+            cancelled = self.marks.is_marked(request_id)
+            if not cancelled and time.perf_counter() - polled > CANCEL_POLL_S:
+                cancelled, polled = self.client_cancelled(sender), time.perf_counter()
+            if cancelled:
                 self.service.cancel(request_id)
             if first and delta.text:
-                self.metrics.ttft.observe(time.perf_counter() - arrived)
+                self.metrics.first_token(time.perf_counter() - arrived)
                 first = False
-            self.metrics.tokens.increment(delta.token_count)
+            self.metrics.tokens(delta.token_count)
             if delta.finish_reason is None:
                 if stream:
-                    sender.send(self.response(request_id, delta.text, "", delta.blocked))
+                    self.send(sender, self.response(request_id, delta.text, "", delta.blocked))
                 else:
                     pieces.append(delta.text)
                 continue
             self.metrics.finish(delta.finish_reason)
             if delta.finish_reason is FinishReason.CANCELLED:
-                sender.send(flags=final_flag)
+                self.send(sender, final=True)
                 return
             text = delta.text if stream else "".join(pieces) + delta.text
-            sender.send(self.response(request_id, text, delta.finish_reason.value, delta.blocked), flags=final_flag)
+            self.send(sender, self.response(request_id, text, delta.finish_reason.value, delta.blocked), final=True)

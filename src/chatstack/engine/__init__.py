@@ -1,0 +1,1 @@
+"""chatstack's native generation engine: paged KV cache, continuous batching, prefix reuse."""

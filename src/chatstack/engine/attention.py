@@ -1,0 +1,102 @@
+"""Paged attention over block tables, in vectorized torch (the same code runs on CPU and CUDA).
+
+One step computes a chunk of new tokens for each scheduled sequence. Their K/V are
+written into the paged cache first; then each sequence's keys (cached prefix + new
+chunk) are gathered through its block table and attended with masked SDPA. All
+single-token chunks (decodes) share one batched SDPA call; each longer chunk (a
+prefill or a prefill piece) gets its own, so no sequence pays for another's padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AttentionGroup:
+    """Sequences attended in one SDPA call."""
+
+    flat_index: torch.Tensor  # (G,) where the group's queries sit in the flat batch
+    query_index: torch.Tensor  # (B, Qmax) flat position of each (padded) query
+    query_valid: torch.Tensor  # (B, Qmax) False for padding
+    block_tables: torch.Tensor  # (B, max_blocks) padded with block 0
+    mask: torch.Tensor  # (B, 1, Qmax, max_blocks * block_size) True where a query may attend
+
+    @classmethod
+    def build(cls, chunks: list[tuple[int, int, int, list[int]]], block_size: int, device) -> "AttentionGroup":
+        """`chunks`: (flat offset, start position, num_tokens, block_table) per sequence."""
+        q_max = max(n for _, _, n, _ in chunks)
+        blocks_max = max(len(table) for _, _, _, table in chunks)
+        query_index, query_pos, tables, lengths = [], [], [], []
+        for offset, start, n, table in chunks:
+            query_index.append(list(range(offset, offset + n)) + [offset] * (q_max - n))
+            query_pos.append(list(range(start, start + n)) + [0] * (q_max - n))
+            tables.append(table + [0] * (blocks_max - len(table)))
+            lengths.append(n)
+        as_long = lambda rows: torch.tensor(rows, dtype=torch.long, device=device)  # noqa: E731
+        query_valid = torch.arange(q_max, device=device)[None, :] < as_long(lengths)[:, None]
+        query_index_t = as_long(query_index)
+        key_pos = torch.arange(blocks_max * block_size, device=device)
+        return cls(
+            flat_index=query_index_t[query_valid],
+            query_index=query_index_t,
+            query_valid=query_valid,
+            block_tables=as_long(tables),
+            mask=(key_pos[None, None, :] <= as_long(query_pos)[:, :, None]).unsqueeze(1),
+        )
+
+
+@dataclass(frozen=True)
+class AttentionMetadata:
+    """Per-step layout of the flattened batch; built once, shared by every layer."""
+
+    slot_mapping: torch.Tensor  # (T,) flat cache slot of each new token
+    groups: tuple[AttentionGroup, ...]
+
+    @classmethod
+    def build(cls, chunks: list[tuple[int, int, list[int]]], block_size: int, device) -> "AttentionMetadata":
+        """`chunks`: (start position, num_tokens, block_table) per sequence, in flat-batch order."""
+        slots, decodes, groups, offset = [], [], [], 0
+        for start, n, table in chunks:
+            slots.extend(table[p // block_size] * block_size + p % block_size for p in range(start, start + n))
+            if n == 1:
+                decodes.append((offset, start, n, table))
+            else:
+                groups.append(AttentionGroup.build([(offset, start, n, table)], block_size, device))
+            offset += n
+        if decodes:
+            groups.append(AttentionGroup.build(decodes, block_size, device))
+        return cls(torch.tensor(slots, dtype=torch.long, device=device), tuple(groups))
+
+
+def write_kv(cache: torch.Tensor, slot_mapping: torch.Tensor, new: torch.Tensor) -> None:
+    """cache: (num_blocks, block_size, n_kv_heads, head_dim); new: (T, n_kv_heads, head_dim)."""
+    cache.view(-1, *cache.shape[2:]).index_copy_(0, slot_mapping, new)
+
+
+def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
+    """Each sequence's keys (or values) in position order: (B, n_kv_heads, max_blocks * block_size, head_dim)."""
+    gathered = cache[block_tables]  # (B, max_blocks, block_size, n_kv_heads, head_dim)
+    batch, blocks, block_size, heads, dim = gathered.shape
+    return gathered.view(batch, blocks * block_size, heads, dim).transpose(1, 2)
+
+
+def paged_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+    k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata,
+) -> torch.Tensor:
+    """q: (T, n_heads, head_dim); k, v: (T, n_kv_heads, head_dim) -> (T, n_heads * head_dim)."""
+    write_kv(k_cache, meta.slot_mapping, k)
+    write_kv(v_cache, meta.slot_mapping, v)
+    out = q.new_empty(q.shape[0], q.shape[1] * q.shape[2])
+    for group in meta.groups:
+        queries = q[group.query_index].transpose(1, 2)  # (B, n_heads, Qmax, head_dim)
+        keys = gather_kv(k_cache, group.block_tables)
+        values = gather_kv(v_cache, group.block_tables)
+        attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
+        attended = attended.transpose(1, 2)[group.query_valid]  # (G, n_heads, head_dim)
+        out.index_copy_(0, group.flat_index, attended.flatten(1))
+    return out

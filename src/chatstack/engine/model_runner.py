@@ -1,0 +1,47 @@
+"""Runs one scheduled step: flattens the chunks into one batch, one forward, then samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from chatstack.engine.attention import AttentionMetadata
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.llama import load_llama
+from chatstack.engine.sampler import sample
+from chatstack.engine.scheduler import SchedulerOutput
+
+
+class ModelRunner:
+    def __init__(self, model_dir: str | Path, config: EngineConfig, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32):
+        self.config = config
+        self.device = torch.device(device)
+        self.model = load_llama(model_dir, dtype, self.device, config.quantization)
+        self.spec = spec = self.model.spec
+        # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
+        self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
+                                    spec.num_kv_heads, spec.head_dim, dtype=dtype, device=self.device)
+        self.forward = torch.compile(self.model, dynamic=True) if config.compile else self.model
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.kv_cache[:, :, 0, 0].numel() * self.kv_cache.element_size()
+
+    @torch.inference_mode()
+    def run(self, output: SchedulerOutput) -> dict[str, int]:
+        """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples."""
+        input_ids, positions, logits_index, layout = [], [], [], []
+        for chunk in output.chunks:
+            seq, start, n = chunk.seq, chunk.start, chunk.num_tokens
+            input_ids.extend(seq.token_ids[start:start + n])
+            positions.extend(range(start, start + n))
+            layout.append((start, n, seq.block_table))
+            if chunk.samples:
+                logits_index.append(len(input_ids) - 1)
+        as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
+        meta = AttentionMetadata.build(layout, self.config.block_size, self.device)
+        logits = self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
+        sampling = [c.seq for c in output.chunks if c.samples]
+        return {seq.seq_id: token for seq, token in zip(sampling, sample(logits, sampling))}

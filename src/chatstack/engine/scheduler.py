@@ -1,0 +1,151 @@
+"""Continuous batching: which sequences run in the next step, and how many tokens each.
+
+Every step has a token budget (`max_num_batched_tokens`) and a sequence cap
+(`max_num_seqs`). Sequences are ordered by (priority, arrival): FCFS unless a request
+asks for a lower priority number. Running sequences are served first in that order
+(decodes cost one token, unfinished prefills take a chunk of what is left), then
+waiting ones are admitted in that order while budget and KV blocks last. When a running
+sequence cannot get a block, the last running sequence in that order is preempted: its
+blocks are freed and it goes back to the waiting queue, in its place by (priority,
+arrival), to be recomputed later (its full blocks usually survive in the prefix cache).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from dataclasses import dataclass
+
+from chatstack.backends.base import FinishReason
+from chatstack.engine.block_manager import BlockManager
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.sequence import Sequence, SequenceStatus
+
+
+@dataclass(frozen=True)
+class ScheduledChunk:
+    """Compute tokens `[start, start + num_tokens)` of `seq`; sample after it if `samples`."""
+
+    seq: Sequence
+    start: int
+    num_tokens: int
+
+    @property
+    def samples(self) -> bool:
+        return self.start + self.num_tokens == self.seq.num_tokens
+
+
+@dataclass(frozen=True)
+class SchedulerOutput:
+    chunks: tuple[ScheduledChunk, ...]
+    preempted: tuple[str, ...] = ()
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(c.num_tokens for c in self.chunks)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.chunks
+
+
+class Scheduler:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.block_manager = BlockManager(config.num_kv_blocks, config.block_size, config.enable_prefix_caching)
+        self.waiting: list[Sequence] = []  # sorted by _order
+        self.running: list[Sequence] = []  # sorted by _order
+        self.num_preemptions = 0
+        self._arrivals = itertools.count()
+
+    def add(self, seq: Sequence) -> None:
+        seq.arrival = next(self._arrivals)
+        self._enqueue(seq)
+
+    @staticmethod
+    def _order(seq: Sequence) -> tuple[int, int]:
+        return seq.priority, seq.arrival
+
+    def _enqueue(self, seq: Sequence) -> None:
+        seq.status = SequenceStatus.WAITING
+        bisect.insort(self.waiting, seq, key=self._order)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> SchedulerOutput:
+        budget = self.config.max_num_batched_tokens
+        chunks: list[ScheduledChunk] = []
+        preempted: list[str] = []
+        for seq in list(self.running):
+            if budget == 0:
+                break
+            if seq.status is not SequenceStatus.RUNNING:  # preempted earlier in this loop
+                continue
+            num_new = min(seq.num_uncomputed_tokens, budget)
+            while not self.block_manager.append_slots(seq, num_new):
+                victim = self.running[-1]
+                self._preempt(victim)
+                preempted.append(victim.seq_id)
+                if victim is seq:
+                    break
+            if seq.status is SequenceStatus.RUNNING:
+                chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
+                budget -= num_new
+        if not preempted:
+            budget = self._admit_waiting(chunks, budget)
+        return SchedulerOutput(tuple(chunks), tuple(preempted))
+
+    def _admit_waiting(self, chunks: list[ScheduledChunk], budget: int) -> int:
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            seq = self.waiting[0]
+            if not self.block_manager.allocate(seq, budget):
+                break
+            self.waiting.pop(0)
+            seq.status = SequenceStatus.RUNNING
+            bisect.insort(self.running, seq, key=self._order)
+            num_new = min(seq.num_uncomputed_tokens, budget)
+            chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
+            budget -= num_new
+        return budget
+
+    def _preempt(self, seq: Sequence) -> None:
+        self.running.remove(seq)
+        self.block_manager.free(seq)
+        self._enqueue(seq)
+        self.num_preemptions += 1
+
+    def complete(self, output: SchedulerOutput, sampled: dict[str, int]) -> list[Sequence]:
+        """Record a finished step; `sampled` maps seq_id to the token drawn for chunks that sample.
+
+        Returns the sequences that got a new token (finished ones included, already freed).
+        """
+        advanced = []
+        for chunk in output.chunks:
+            seq = chunk.seq
+            if seq.status is not SequenceStatus.RUNNING:  # cancelled while the step ran
+                continue
+            seq.num_computed_tokens += chunk.num_tokens
+            self.block_manager.cache_full_blocks(seq)
+            if chunk.samples:
+                self._append_token(seq, sampled[seq.seq_id])
+                advanced.append(seq)
+        return advanced
+
+    def _append_token(self, seq: Sequence, token: int) -> None:
+        if token in seq.stop_token_ids and not seq.sampling.ignore_eos:
+            self.finish(seq, FinishReason.STOP)  # the stop token is not part of the output
+            return
+        seq.token_ids.append(token)
+        if seq.num_completion_tokens >= seq.sampling.max_tokens:
+            self.finish(seq, FinishReason.LENGTH)
+
+    def finish(self, seq: Sequence, reason: FinishReason) -> None:
+        """End a sequence for any reason (stop, length, cancel, error) and free its blocks now."""
+        if seq.status is SequenceStatus.RUNNING:
+            self.running.remove(seq)
+        elif seq.status is SequenceStatus.WAITING:
+            self.waiting.remove(seq)
+        self.block_manager.free(seq)
+        seq.status = SequenceStatus.FINISHED
+        seq.finish_reason = reason
