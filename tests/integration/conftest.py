@@ -54,21 +54,32 @@ class RunningStack:
 
 @pytest.fixture(scope="session")
 def demo_model_dir() -> Path:
-    """The demo model (trained once and cached), or CHATSTACK_TEST_MODEL_DIR when set."""
+    """The demo model (trained once and cached), or CHATSTACK_TEST_MODEL_DIR when set.
+
+    Also makes the safety head the moderation steps load, once, before any server starts
+    (otherwise each model instance would train it on first start).
+    """
+    from chatstack.config import SafetySection
     from chatstack.model.pretrain import ensure_demo_model
+    from chatstack.safety.moderator import Moderator
+
+    Moderator.from_config(SafetySection())
 
     if os.environ.get("CHATSTACK_TEST_MODEL_DIR"):
         return Path(os.environ["CHATSTACK_TEST_MODEL_DIR"])
     return ensure_demo_model(project.ARTIFACTS / "demo-model")
 
 
-def start_stack(model_dir: Path, work: Path, sessions_db: Path, backend: str = "hf") -> RunningStack:
+def start_stack(model_dir: Path, work: Path, sessions_db: Path, backend: str = "hf",
+                output_moderation: bool = False) -> RunningStack:
     grpc, http, metrics = free_ports(3)
     cfg = config_from_dict({
         "model": {"dir": str(model_dir), "backend": backend},
         "generation": {"default_max_tokens": 32, "max_tokens_limit": 512, "default_temperature": 0.0},
         "sessions": {"db_path": str(sessions_db)},
         "serving": {"grpc_port": grpc, "http_port": http, "metrics_port": metrics},
+        # output moderation releases text in checked windows; these tests look at token-level streaming
+        "safety": {"output_enabled": output_moderation},
     })
     repository = assemble_repository(SourceLayout.from_root(project.ROOT), cfg, work)
     server = TritonServer(repository, ServerPorts(grpc, http, metrics), work)

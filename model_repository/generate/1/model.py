@@ -18,17 +18,19 @@ from chatstack.serving.cancel_marks import CancelMarks, default_marks_dir
 from chatstack.serving.chat_service import ChatService
 from chatstack.serving.delta_sender import DeltaSender
 from chatstack.serving.metrics import GenerateMetrics
+from chatstack.safety.metrics import TritonSafetyCounters
 from chatstack.serving.triton_io import deployment_from_args, error_response, request_tensors
 
-INPUTS = ("messages", "input_blocked", "input_reason", "passages", "session_id", "max_tokens", "stream",
-          "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
+INPUTS = ("messages", "input_blocked", "input_reason", "input_refusal", "redacted_query", "passages", "session_id",
+          "max_tokens", "stream", "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
 
 
 class TritonPythonModel:
     def initialize(self, args):
         self.cfg = deployment_from_args(args)
-        self.service = ChatService.from_config(self.cfg)
-        self.metrics = GenerateMetrics(pb_utils, args["model_name"], threading.Lock())
+        stub_lock = threading.Lock()  # every stub call from a worker thread takes it (docs/decisions/0004)
+        self.metrics = GenerateMetrics(pb_utils, args["model_name"], stub_lock)
+        self.service = ChatService.from_config(self.cfg, TritonSafetyCounters(pb_utils, args["model_name"], stub_lock))
         self.marks = CancelMarks(self.cfg.serving.cancel_dir or default_marks_dir())
         self.sender = DeltaSender(pb_utils, self.service, self.metrics, self.marks)
         self.workers = ThreadPoolExecutor(max_workers=256, thread_name_prefix="generate")

@@ -1,1 +1,1 @@
-"""Retrieval-augmented generation: retrievers and passages."""
+"""Retrieval-augmented generation: ingest (documents, chunking, store), the ONNX embedder, retrieval, grounding, evaluation."""

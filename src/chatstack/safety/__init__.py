@@ -1,1 +1,1 @@
-"""Input and output moderation."""
+"""Input and output moderation: normalise → classify → policy → verdict (see docs/safety.md)."""

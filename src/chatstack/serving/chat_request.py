@@ -23,6 +23,8 @@ class ChatRequest:
     sampling: SamplingParams
     stop_words: tuple[str, ...]
     stream: bool
+    input_refusal: str = ""  # the policy's message for a blocked input
+    redacted_user_text: str | None = None  # the user turn with PII replaced, for storage
 
     @property
     def user_text(self) -> str:
@@ -45,4 +47,6 @@ def parse_chat_request(tensors: fields.Tensors, cfg: DeploymentConfig) -> ChatRe
         sampling=parse_sampling(tensors, cfg),
         stop_words=stop_words,
         stream=bool(stream),
+        input_refusal=fields.optional_text(tensors, "input_refusal") or "",
+        redacted_user_text=fields.optional_text(tensors, "redacted_query"),
     )

@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Iterator
 
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationRequest
-from chatstack.config import DeploymentConfig
+from chatstack.config import DeploymentConfig, SafetySection
 from chatstack.feedback.store import FeedbackStore
 from chatstack.rag.retriever import with_passages
+from chatstack.safety.moderator import Moderator
+from chatstack.safety.output_moderation import StreamModerator
 from chatstack.safety.rules import REFUSAL
 from chatstack.serving.chat_request import ChatRequest
 from chatstack.sessions.store import SessionStore, Turn
@@ -48,17 +50,22 @@ def build_backend(cfg: DeploymentConfig) -> GenerationBackend:
 
 
 class ChatService:
-    def __init__(self, backend: GenerationBackend, tokenizer, store: SessionStore, answers: FeedbackStore | None = None):
+    def __init__(self, backend: GenerationBackend, tokenizer, store: SessionStore, answers: FeedbackStore | None = None,
+                 moderator: Moderator | None = None, safety: SafetySection = SafetySection()):
         self.backend = backend
         self.tokenizer = tokenizer
         self.store = store
         self.answers = answers
+        self.moderator = moderator  # None: no output moderation
+        self.safety = safety
         self.stop_token_ids = stop_token_ids(tokenizer)
 
     @classmethod
-    def from_config(cls, cfg: DeploymentConfig) -> "ChatService":
+    def from_config(cls, cfg: DeploymentConfig, safety_counters=None) -> "ChatService":
         db = cfg.sessions.db_path
-        return cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db))
+        moderator = Moderator.from_config(cfg.safety, safety_counters) if cfg.safety.output_enabled else None
+        return cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db),
+                   moderator, cfg.safety)
 
     def prompt_ids(self, request: ChatRequest) -> tuple[int, ...]:
         messages = list(request.messages)
@@ -72,47 +79,68 @@ class ChatService:
     def start(self, request_id: str, request: ChatRequest) -> Iterator[ChatDelta]:
         """Validate and admit the request now (ValueError on bad input), then stream lazily."""
         if request.input_blocked:
-            return iter([ChatDelta(REFUSAL, FinishReason.CONTENT_FILTER, blocked=True)])
+            return iter([ChatDelta(request.input_refusal or REFUSAL, FinishReason.CONTENT_FILTER, blocked=True)])
         generation = GenerationRequest(request_id, self.prompt_ids(request), request.sampling, self.stop_token_ids)
         self.backend.submit(generation)
         return self._stream(request_id, request)
 
     def _record(self, response_id: str, request: ChatRequest, answer: str) -> None:
-        """Keep the finished turn in its session, and the answer for later feedback."""
+        """Keep the finished turn in its session, and the answer for later feedback (PII redacted)."""
+        user_text = request.redacted_user_text or request.user_text
         if request.session_id is not None:
-            self.store.append(request.session_id, Turn(request.user_text, answer))
+            self.store.append(request.session_id, Turn(user_text, answer))
         if self.answers is not None:
-            self.answers.record_response(response_id, request.session_id, request.messages, answer)
+            prompt = [*request.messages[:-1], Message("user", user_text)]
+            self.answers.record_response(response_id, request.session_id, prompt, answer)
 
     def cancel(self, request_id: str) -> None:
         self.backend.cancel(request_id)
 
+    def _output_guard(self, request_id: str) -> StreamModerator | None:
+        if self.moderator is None:
+            return None
+        return StreamModerator.for_request(self.moderator, request_id, self.safety.output_window_chars,
+                                           self.safety.output_check_every_chars)
+
     def _stream(self, request_id: str, request: ChatRequest) -> Iterator[ChatDelta]:
+        """Token ids → text (detokenizer) → stop strings → output moderation → deltas."""
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         stops = StopStringMatcher(request.stop_words)
+        guard = self._output_guard(request_id)
+        outputs = self.backend.stream(request_id)
         reply: list[str] = []
-        stopped = False
-        for output in self.backend.stream(request_id):
+        stopped, pending_tokens = False, 0
+        for output in outputs:
             if output.finish_reason is FinishReason.ERROR:
                 raise GenerationError(output.error or "generation failed")
-            text = "" if stopped else detokenizer.add(output.new_token_ids)
-            if output.finish_reason is not None and not stopped:
-                text += detokenizer.flush()
-            check = stops.feed(text) if not stopped else None
-            if check is not None and check.stopped:
-                stopped = True
-                self.backend.cancel(request_id)
-            delta = check.text if check is not None else ""
-            if output.finish_reason is None:
+            final = output.finish_reason is not None
+            pending_tokens += len(output.new_token_ids)
+            delta = ""
+            if not stopped:
+                check = stops.feed(detokenizer.add(output.new_token_ids) + (detokenizer.flush() if final else ""))
+                delta = check.text + (stops.flush() if final and not check.stopped else "")
+                if check.stopped:
+                    stopped = True
+                    self.backend.cancel(request_id)
+            if guard is not None:
+                step = guard.step(delta, final)
+                if step.violation is not None:
+                    self.backend.cancel(request_id)
+                    for _ in outputs:  # drain: the backend's last output ends the request
+                        pass
+                    refusal = step.text + ("\n\n" if step.text else "") + step.violation.message
+                    yield ChatDelta(refusal, FinishReason.CONTENT_FILTER, blocked=True, token_count=pending_tokens)
+                    return
+                delta = step.text
+            if not final:
                 if delta:
                     reply.append(delta)
-                    yield ChatDelta(delta, token_count=len(output.new_token_ids))
+                    yield ChatDelta(delta, token_count=pending_tokens)
+                    pending_tokens = 0
                 continue
             finish = FinishReason.STOP if stopped else output.finish_reason
-            if not stopped:
-                delta += stops.flush()
             reply.append(delta)
             if finish in (FinishReason.STOP, FinishReason.LENGTH):
                 self._record(request_id, request, "".join(reply))
-            yield ChatDelta(delta, finish)
+            yield ChatDelta(delta, finish, token_count=pending_tokens)
             return

@@ -1,0 +1,121 @@
+"""`chatstack ingest`, `chatstack eval-rag` and `chatstack bench-rag` (wired by `register`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from chatstack.config import RetrievalSection, load_config
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers) -> None:
+    """Add the retrieval commands to the `chatstack` argument parser's subparsers."""
+    p = subparsers.add_parser("ingest", help="chunk, embed and store documents for retrieval")
+    p.add_argument("paths", nargs="*", type=Path, help="files or folders (.txt .md .html …)")
+    p.add_argument("--demo-corpus", action="store_true", help="also ingest docs/, README.md and Python's topics")
+    p.add_argument("--max-tokens", type=int, default=200, help="chunk size in embedder tokens")
+    p.add_argument("--overlap-tokens", type=int, default=40)
+    _store_args(p)
+    p.set_defaults(func=cmd_ingest)
+    p = subparsers.add_parser("eval-rag", help="recall@k and MRR of retrieval on a QA set")
+    p.add_argument("--qa", type=Path, help="QA set (JSONL); default: data/rag_eval/demo_qa.jsonl")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10])
+    _store_args(p)
+    p.set_defaults(func=cmd_eval)
+    p = subparsers.add_parser("bench-rag", help="retrieval latency (embed + search) at N synthetic chunks")
+    p.add_argument("--chunks", type=int, default=10_000)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--out", type=Path, help="Milvus Lite file for the synthetic collection")
+    p.add_argument("--reuse", action="store_true", help="reuse the collection a previous run built at --out")
+    p.set_defaults(func=cmd_bench)
+
+
+def _store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", help="collection name (default: retrieval.collection)")
+    p.add_argument("--tenant", help="tenant the chunks belong to (default: retrieval.tenant)")
+    p.add_argument("--milvus-uri", help="Lite file path or server URI (default: retrieval.milvus_uri)")
+
+
+def retrieval_config(args) -> RetrievalSection:
+    import dataclasses
+
+    cfg = load_config(Path(args.config)).retrieval
+    overrides = {name: getattr(args, name, None) for name in ("collection", "tenant", "milvus_uri")}
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v})
+
+
+def open_embedder(cfg: RetrievalSection):
+    """The ONNX embedder, exported first if the file is not there yet."""
+    from chatstack.rag.embedder import OnnxEmbedder, bundled_model_dir
+    from chatstack.rag.onnx_export import export_embedder
+
+    onnx = Path(cfg.embedder_onnx)
+    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
+    if not onnx.is_file():
+        log.info("exporting the embedder to %s", onnx)
+        export_embedder(tokenizer_dir or bundled_model_dir(), onnx)
+    return OnnxEmbedder(onnx, tokenizer_dir)
+
+
+def _quiet_lite_iterator_noise() -> None:
+    """Milvus Lite lacks AllocTimestamp: every query iterator logs a traceback and a warning, then works."""
+    import pymilvus  # noqa: F401  (its import configures logging: set levels after it)
+
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+    logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
+
+
+def cmd_ingest(args) -> int:
+    from tqdm import tqdm
+
+    from chatstack.rag.chunking import ChunkingParams
+    from chatstack.rag.demo_corpus import demo_corpus_paths
+    from chatstack.rag.embedder import token_offsets
+    from chatstack.rag.ingest import Ingestor, discover
+    from chatstack.rag.store import VectorStore
+
+    cfg = retrieval_config(args)
+    _quiet_lite_iterator_noise()
+    paths = list(args.paths) + (demo_corpus_paths() if args.demo_corpus else [])
+    if not paths:
+        raise SystemExit("ingest: give PATH… or --demo-corpus")
+    for path in paths:
+        if not path.exists():
+            print(f"ingest: {path} does not exist; chunks ingested from it before are removed")
+    embedder = open_embedder(cfg)
+    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
+    ingestor = Ingestor(VectorStore.open(cfg.milvus_uri, cfg.collection), embedder, token_offsets(tokenizer_dir),
+                        ChunkingParams(args.max_tokens, args.overlap_tokens), tenant=cfg.tenant)
+    roots = [discover(p) for p in paths]
+    with tqdm(total=sum(len(r.files) for r in roots), unit="file", desc="ingest") as bar:
+        report = ingestor.ingest(roots, progress=lambda source: bar.update(1))
+    for path, reason in report.skipped:
+        print(f"skipped {path}: {reason}")
+    print(f"{cfg.milvus_uri} [{cfg.collection}, tenant {cfg.tenant}]: {report.summary()}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from chatstack.rag.evaluate import DEFAULT_QA, evaluate, load_qa
+    from chatstack.rag.service import MilvusRetriever
+    from chatstack.rag.store import VectorStore
+
+    cfg = retrieval_config(args)
+    retriever = MilvusRetriever(VectorStore.open(cfg.milvus_uri, cfg.collection, must_exist=True),
+                                open_embedder(cfg), cfg.tenant, score_threshold=-1.0)
+    report = evaluate(retriever, load_qa(args.qa or DEFAULT_QA), ks=tuple(args.k))
+    print(report.table())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from chatstack import project
+    from chatstack.rag.bench import run_latency_benchmark
+
+    cfg = retrieval_config(args)
+    out = args.out or project.ROOT / "build" / "bench" / "rag_bench.db"
+    print(run_latency_benchmark(open_embedder(cfg), out, args.chunks, args.queries, reuse=args.reuse).table())
+    return 0

@@ -1,0 +1,136 @@
+"""Retrieval on a real Triton server: the `retrieve` step reads a real Milvus Lite store.
+
+The store is ingested before the server starts (a Milvus Lite store is used by one
+process at a time), for two tenants; the server is configured for tenant "acme".
+"""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+import tritonclient.grpc as grpcclient
+
+from chatstack import project
+from chatstack.client import ChatClient, ChatOptions
+from chatstack.config import config_from_dict
+from chatstack.rag.chunking import ChunkingParams
+from chatstack.rag.embedder import OnnxEmbedder, bundled_model_dir, token_offsets
+from chatstack.rag.ingest import Ingestor, discover
+from chatstack.rag.onnx_export import export_embedder
+from chatstack.rag.retriever import passages_from_json
+from chatstack.rag.store import VectorStore
+from chatstack.repository.assemble import SourceLayout, assemble_repository
+from chatstack.serving.server import ServerPorts, TritonServer
+from tests.integration.conftest import free_ports
+from tests.integration.helpers import text
+
+pytestmark = pytest.mark.integration
+
+
+def write_corpus(root, files: dict[str, str]):
+    root.mkdir(parents=True)
+    for name, content in files.items():
+        (root / name).write_text(content)
+    return root
+
+
+@pytest.fixture(scope="module")
+def onnx(tmp_path_factory):
+    return export_embedder(bundled_model_dir(), tmp_path_factory.mktemp("embedder") / "model.onnx")
+
+
+@pytest.fixture(scope="module")
+def rag_stack(demo_model_dir, onnx, tmp_path_factory):
+    work = tmp_path_factory.mktemp("rag")
+    store = VectorStore.open(str(work / "rag.db"), "docs")
+    embedder, offsets = OnnxEmbedder(onnx), token_offsets()
+    acme = write_corpus(work / "acme", {
+        "sets.md": "# Sets\n\nA set holds unique items; adding an item twice keeps one copy.\n",
+        "ports.html": "<h1>Ports</h1><p>The gRPC port of the demo server is 8001.</p>",
+    })
+    other = write_corpus(work / "other", {"secret.md": "# Sets\n\nOther tenant's private note about sets.\n"})
+    Ingestor(store, embedder, offsets, ChunkingParams(), tenant="acme").ingest([discover(acme)])
+    Ingestor(store, embedder, offsets, ChunkingParams(), tenant="other").ingest([discover(other)])
+    store.close()
+    server = start_server(demo_model_dir, work, {"milvus_uri": str(work / "rag.db"), "tenant": "acme",
+                                                 "embedder_onnx": str(onnx)})
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def storeless_stack(demo_model_dir, onnx, tmp_path_factory):
+    """Retrieval enabled, but the Milvus Lite store does not exist."""
+    work = tmp_path_factory.mktemp("rag-gone")
+    server = start_server(demo_model_dir, work, {"milvus_uri": str(work / "gone" / "rag.db"),
+                                                 "embedder_onnx": str(onnx)})
+    yield server
+    server.stop()
+
+
+def start_server(model_dir, work, retrieval: dict) -> TritonServer:
+    grpc, http, metrics = free_ports(3)
+    cfg = config_from_dict({
+        "model": {"dir": str(model_dir)},
+        "generation": {"default_max_tokens": 16, "max_tokens_limit": 512, "default_temperature": 0.0},
+        "sessions": {"db_path": str(work / "sessions.sqlite")},
+        "serving": {"grpc_port": grpc, "http_port": http, "metrics_port": metrics},
+        "retrieval": {"enabled": True, "score_threshold": 0.2, **retrieval},
+    })
+    repository = assemble_repository(SourceLayout.from_root(project.ROOT), cfg, work)
+    server = TritonServer(repository, ServerPorts(grpc, http, metrics), work)
+    server.start(timeout_s=300)
+    return server
+
+
+def retrieve(url: str, query: str) -> tuple[list, str]:
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        result = client.infer("retrieve", [text("query", query)])
+    finally:
+        client.close()
+    passages = passages_from_json(result.as_numpy("passages").reshape(-1)[0].decode("utf-8"))
+    return passages, result.as_numpy("retrieval_status").reshape(-1)[0].decode("utf-8")
+
+
+def test_retrieve_returns_cited_passages_of_the_configured_tenant_only(rag_stack):
+    passages, status = retrieve(rag_stack.grpc_url, "What happens if I add an item to a set twice?")
+    assert status == "ok"
+    assert passages[0].source == "acme/sets.md" and passages[0].section == "Sets" and passages[0].score > 0.4
+    assert all(p.source.startswith("acme/") for p in passages)
+
+
+def test_html_passage_is_found_by_meaning(rag_stack):
+    passages, _ = retrieve(rag_stack.grpc_url, "Which port does gRPC listen on?")
+    assert passages[0].source == "acme/ports.html" and "8001" in passages[0].text
+
+
+def ask(server: TritonServer):
+    return ChatClient(server.grpc_url, timeout_s=120).complete(
+        "What is a set?", ChatOptions(max_tokens=8, temperature=0.0, ignore_eos=True))
+
+
+def test_chat_is_answered_with_retrieval_enabled(rag_stack):
+    reply = ask(rag_stack)
+    assert reply.finish_reason == "length" and reply.text
+
+
+def test_missing_store_degrades_retrieval_but_chat_is_answered(storeless_stack):
+    passages, status = retrieve(storeless_stack.grpc_url, "What is a set?")
+    assert (passages, status) == ([], "degraded")
+    reply = ask(storeless_stack)
+    assert reply.finish_reason == "length" and reply.text
+    assert retrieval_count(storeless_stack, "degraded") >= 2
+
+
+def retrieval_count(server: TritonServer, status: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=10) as r:
+        lines = [l for l in r.read().decode().splitlines()
+                 if l.startswith("chatstack_retrievals_total{") and f'status="{status}"' in l]
+    return sum(float(l.rsplit(" ", 1)[1]) for l in lines)
+
+
+def test_retrievals_are_counted_by_status(rag_stack):
+    retrieve(rag_stack.grpc_url, "sets")
+    assert retrieval_count(rag_stack, "ok") >= 1

@@ -1,0 +1,76 @@
+"""Streaming output moderation never hands out a window that failed its check."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatstack.safety.moderator import ModerationResult
+from chatstack.safety.output_moderation import StreamModerator
+from chatstack.safety.policy import Action
+
+HARMFUL = "mix the fuel with the oxidizer in a pipe"
+
+
+def keyword_check(text: str) -> ModerationResult:
+    """A stand-in classifier: harmful iff the whole phrase is inside the checked window."""
+    if HARMFUL in text:
+        return ModerationResult(Action.REFUSE, "weapons_drugs", 1.0, text, "I can't help with that.")
+    return ModerationResult(Action.ALLOW, None, 0.0, text)
+
+
+def stream(text: str, moderator: StreamModerator, piece: int) -> tuple[str, ModerationResult | None]:
+    released = []
+    for start in range(0, len(text), piece):
+        step = moderator.feed(text[start:start + piece])
+        released.append(step.text)
+        if step.violation:
+            return "".join(released), step.violation
+    final = moderator.finish()
+    return "".join(released) + final.text, final.violation
+
+
+BENIGN = "Lists are mutable sequences. You can append, extend and sort them in place. " * 12
+
+
+@pytest.mark.parametrize("piece", [1, 3, 7, 50])
+def test_benign_stream_is_released_whole(piece):
+    released, violation = stream(BENIGN, StreamModerator(keyword_check, window=120, check_every=40), piece)
+    assert violation is None and released == BENIGN
+
+
+@pytest.mark.parametrize("piece", [1, 4, 13, 64])
+@pytest.mark.parametrize("offset", [0, 35, 39, 40, 41, 200, 777])
+def test_harmful_window_is_never_released(piece, offset):
+    text = BENIGN[:offset] + HARMFUL + BENIGN[offset:]
+    moderator = StreamModerator(keyword_check, window=120, check_every=40)
+    released, violation = stream(text, moderator, piece)
+    assert violation is not None and violation.category == "weapons_drugs"
+    assert HARMFUL not in released
+    assert text.startswith(released)
+    assert moderator.feed("more text").text == ""
+
+
+def test_harm_at_the_very_end_is_caught_by_the_final_check():
+    moderator = StreamModerator(keyword_check, window=400, check_every=300)
+    assert moderator.feed("Sure: " + HARMFUL).text == ""
+    assert moderator.finish().violation is not None
+
+
+def test_pii_is_redacted_even_when_split_across_deltas():
+    text = "Contact support at help.desk@example.com or +1 415 555 2671 for help. " + "Thanks for asking! " * 10
+    released, _ = stream(text, StreamModerator(keyword_check, window=120, check_every=40), 3)
+    assert "[EMAIL]" in released and "[PHONE]" in released
+    assert "example.com" not in released and "555" not in released
+
+
+def test_window_settings_are_validated():
+    with pytest.raises(ValueError, match="check_every"):
+        StreamModerator(keyword_check, window=10, check_every=20)
+
+
+def test_step_with_final_checks_and_releases_the_rest():
+    moderator = StreamModerator(keyword_check, window=400, check_every=300)
+    assert moderator.step("All good here.", final=False).text == ""
+    assert moderator.step(" The end.", final=True).text == "All good here. The end."
+    harmful = StreamModerator(keyword_check, window=400, check_every=300)
+    assert harmful.step("Sure, " + HARMFUL, final=True).violation is not None
