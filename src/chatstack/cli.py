@@ -194,6 +194,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
     p.set_defaults(func=cmd_bench)
+    from chatstack.rag.cli import register as register_rag
+    from chatstack.safety import evaluate as safety_eval
+
+    register_rag(sub)  # ingest, eval-rag, bench-rag
+    p = sub.add_parser("eval", help="evaluations on held-out sets")
+    safety_eval.register(p.add_subparsers(dest="suite", required=True))
     return root
 
 

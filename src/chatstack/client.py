@@ -10,6 +10,7 @@ bidirectional gRPC stream; a non-streaming request receives one response.
 
 from __future__ import annotations
 
+import json
 import queue
 import time
 import uuid
@@ -46,6 +47,10 @@ class ChatReply:
     finish_reason: str = ""
     blocked: bool = False
     response_id: str = ""
+    citations: list[dict] = field(default_factory=list)  # [{n, source, section, score, chunk_id}]
+    grounded: bool = False
+    grounding_score: float = 0.0
+    retrieval_status: str = ""
     time_to_first_token_s: float | None = None
     chunks: list[str] = field(default_factory=list)
 
@@ -137,6 +142,9 @@ class ChatClient:
             total.finish_reason = part.finish_reason or total.finish_reason
             total.blocked = total.blocked or part.blocked
             total.response_id = part.response_id or total.response_id
+            if part.finish_reason:
+                total.citations, total.grounded = part.citations, part.grounded
+                total.grounding_score, total.retrieval_status = part.grounding_score, part.retrieval_status
         return total
 
     def feedback(self, response_id: str, rating: int, correction: str | None = None) -> None:
@@ -172,4 +180,16 @@ def _parse(result) -> tuple[ChatReply | None, bool]:
         blocked=bool(blocked.reshape(-1)[0]) if blocked is not None else False,
         response_id=response_id.reshape(-1)[0].decode("ascii") if response_id is not None else "",
     )
+    citations = _scalar(result, "citations")
+    if citations:
+        reply.citations = json.loads(citations.decode("utf-8"))
+    reply.grounded = bool(_scalar(result, "grounded") or False)
+    reply.grounding_score = float(_scalar(result, "grounding_score") or 0.0)
+    status = _scalar(result, "retrieval_status")
+    reply.retrieval_status = status.decode("utf-8") if status else ""
     return reply, is_final
+
+
+def _scalar(result, name: str):
+    array = result.as_numpy(name)
+    return None if array is None else array.reshape(-1)[0]

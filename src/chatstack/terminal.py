@@ -12,8 +12,14 @@ def ask(client: ChatClient, text: str, options: ChatOptions, stream: bool = True
     finish = ""
     for part in client.stream(text, options, stream=stream):
         print(part.text, end="", flush=True)
-        finish = part.finish_reason or finish
-    print(flush=True)
+        if part.finish_reason:
+            finish = part.finish_reason
+            print(flush=True)
+            for c in part.citations:
+                section = f" § {c['section']}" if c.get("section") else ""
+                print(f"  [{c['n']}] {c['source']}{section} ({c['score']:.2f})")
+            if part.citations:
+                print(f"  grounded: {'yes' if part.grounded else 'no'} ({part.grounding_score:.2f})")
     return finish
 
 

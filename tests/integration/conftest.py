@@ -37,19 +37,16 @@ class RunningStack:
     def grpc_url(self) -> str:
         return self.server.grpc_url
 
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.server.ports.metrics}/metrics", timeout=10) as r:
-            return r.read().decode()
-
     def metric(self, name: str, **labels: str) -> float:
-        """Sum of the samples of `name` whose labels include `labels`."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            if not line.startswith(name + "{"):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric_value(self.server.ports.metrics, name, **labels)
+
+
+def metric_value(metrics_port: int, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`, from Triton's metrics port."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines
+               if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()))
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ process at a time), for two tenants; the server is configured for tenant "acme".
 
 from __future__ import annotations
 
-import urllib.request
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -22,7 +21,7 @@ from chatstack.rag.retriever import passages_from_json
 from chatstack.rag.store import VectorStore
 from chatstack.repository.assemble import SourceLayout, assemble_repository
 from chatstack.serving.server import ServerPorts, TritonServer
-from tests.integration.conftest import free_ports
+from tests.integration.conftest import free_ports, metric_value
 from tests.integration.helpers import text
 
 pytestmark = pytest.mark.integration
@@ -114,6 +113,16 @@ def ask(server: TritonServer):
 def test_chat_is_answered_with_retrieval_enabled(rag_stack):
     reply = ask(rag_stack)
     assert reply.finish_reason == "length" and reply.text
+    assert reply.retrieval_status == "ok"
+    assert reply.citations and reply.citations[0]["n"] == 1 and reply.citations[0]["source"] == "acme/sets.md"
+    assert 0.0 <= reply.grounding_score <= 1.0
+
+
+def test_ungrounded_answers_are_counted(rag_stack):
+    before = metric_value(rag_stack.ports.metrics, "chatstack_ungrounded_answers_total")
+    reply = ask(rag_stack)  # eight tokens of a tiny model do not restate the passage
+    assert not reply.grounded
+    assert metric_value(rag_stack.ports.metrics, "chatstack_ungrounded_answers_total") == before + 1
 
 
 def test_missing_store_degrades_retrieval_but_chat_is_answered(storeless_stack):
@@ -121,14 +130,12 @@ def test_missing_store_degrades_retrieval_but_chat_is_answered(storeless_stack):
     assert (passages, status) == ([], "degraded")
     reply = ask(storeless_stack)
     assert reply.finish_reason == "length" and reply.text
+    assert reply.retrieval_status == "degraded" and reply.citations == []
     assert retrieval_count(storeless_stack, "degraded") >= 2
 
 
 def retrieval_count(server: TritonServer, status: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{server.ports.metrics}/metrics", timeout=10) as r:
-        lines = [l for l in r.read().decode().splitlines()
-                 if l.startswith("chatstack_retrievals_total{") and f'status="{status}"' in l]
-    return sum(float(l.rsplit(" ", 1)[1]) for l in lines)
+    return metric_value(server.ports.metrics, "chatstack_retrievals_total", status=status)
 
 
 def test_retrievals_are_counted_by_status(rag_stack):

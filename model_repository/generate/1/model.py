@@ -21,7 +21,8 @@ from chatstack.serving.metrics import GenerateMetrics
 from chatstack.safety.metrics import TritonSafetyCounters
 from chatstack.serving.triton_io import deployment_from_args, error_response, request_tensors
 
-INPUTS = ("messages", "input_blocked", "input_reason", "input_refusal", "redacted_query", "passages", "session_id",
+INPUTS = ("messages", "input_blocked", "input_reason", "input_refusal", "redacted_query", "passages", "retrieval_status",
+          "session_id",
           "max_tokens", "stream", "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
 
 
@@ -63,7 +64,7 @@ class TritonPythonModel:
             return
         self.metrics.active(1)
         try:
-            self.sender.send_all(sender, request_id, chat.stream, deltas, arrived)
+            self.sender.send_all(sender, request_id, chat, deltas, arrived)
         except Exception as exc:
             self.service.cancel(request_id)
             self.metrics.finish(FinishReason.ERROR)

@@ -8,7 +8,9 @@ from chatstack.serving.cancel_marks import CancelMarks, default_marks_dir
 from chatstack.serving.triton_io import deployment_from_args
 
 PASSED_ON = (("text", "text_output"), ("finish_reason_in", "finish_reason"), ("blocked_in", "blocked"),
-             ("stream_key", "response_id"))  # the key that names the answer for feedback
+             ("stream_key", "response_id"),  # the key that names the answer for feedback
+             ("citations_in", "citations"), ("grounded_in", "grounded"), ("grounding_score_in", "grounding_score"),
+             ("retrieval_status_in", "retrieval_status"))
 
 
 class TritonPythonModel:

@@ -25,6 +25,7 @@ class ChatRequest:
     stream: bool
     input_refusal: str = ""  # the policy's message for a blocked input
     redacted_user_text: str | None = None  # the user turn with PII replaced, for storage
+    retrieval_status: str = "disabled"  # "ok" | "disabled" | "degraded"
 
     @property
     def user_text(self) -> str:
@@ -49,4 +50,5 @@ def parse_chat_request(tensors: fields.Tensors, cfg: DeploymentConfig) -> ChatRe
         stream=bool(stream),
         input_refusal=fields.optional_text(tensors, "input_refusal") or "",
         redacted_user_text=fields.optional_text(tensors, "redacted_query"),
+        retrieval_status=fields.optional_text(tensors, "retrieval_status") or "disabled",
     )

@@ -10,6 +10,7 @@ from typing import Iterator
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationRequest
 from chatstack.config import DeploymentConfig, SafetySection
 from chatstack.feedback.store import FeedbackStore
+from chatstack.rag.citations import AnswerGrounding, citations_json
 from chatstack.rag.retriever import with_passages
 from chatstack.safety.moderator import Moderator
 from chatstack.safety.output_moderation import StreamModerator
@@ -31,6 +32,9 @@ class ChatDelta:
     blocked: bool = False
     error: str | None = None
     token_count: int = 0
+    citations: str = "[]"  # final delta: the passages the answer could cite, as JSON
+    grounded: bool = False  # final delta: the grounding check's verdict (False when not checked)
+    grounding_score: float = 0.0
 
 
 class GenerationError(RuntimeError):
@@ -58,14 +62,17 @@ class ChatService:
         self.answers = answers
         self.moderator = moderator  # None: no output moderation
         self.safety = safety
+        self.grounding: AnswerGrounding | None = None  # set by from_config when retrieval is on
         self.stop_token_ids = stop_token_ids(tokenizer)
 
     @classmethod
     def from_config(cls, cfg: DeploymentConfig, safety_counters=None) -> "ChatService":
         db = cfg.sessions.db_path
         moderator = Moderator.from_config(cfg.safety, safety_counters) if cfg.safety.output_enabled else None
-        return cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db),
-                   moderator, cfg.safety)
+        service = cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db),
+                      moderator, cfg.safety)
+        service.grounding = AnswerGrounding(cfg.retrieval) if cfg.retrieval.enabled else None
+        return service
 
     def prompt_ids(self, request: ChatRequest) -> tuple[int, ...]:
         messages = list(request.messages)
@@ -142,5 +149,13 @@ class ChatService:
             reply.append(delta)
             if finish in (FinishReason.STOP, FinishReason.LENGTH):
                 self._record(request_id, request, "".join(reply))
-            yield ChatDelta(delta, finish, token_count=pending_tokens)
+            yield self._final_delta(delta, finish, pending_tokens, "".join(reply), request)
             return
+
+    def _final_delta(self, delta: str, finish: FinishReason, tokens: int, answer: str, request: ChatRequest) -> ChatDelta:
+        """The last delta, with citations and the grounding verdict when passages were retrieved."""
+        if not request.passages:
+            return ChatDelta(delta, finish, token_count=tokens)
+        report = self.grounding.check(answer, request.passages) if self.grounding is not None else None
+        return ChatDelta(delta, finish, token_count=tokens, citations=citations_json(request.passages),
+                         grounded=bool(report and report.grounded), grounding_score=report.score if report else 0.0)

@@ -14,10 +14,13 @@ concurrently crash tritonserver 2.51 (SIGSEGV in libtriton_python.so).
 from __future__ import annotations
 
 import time
+
+import numpy as np
 from typing import Iterator
 
 from chatstack.backends.base import FinishReason
 from chatstack.serving.cancel_marks import CancelMarks
+from chatstack.serving.chat_request import ChatRequest
 from chatstack.serving.chat_service import ChatDelta, ChatService
 from chatstack.serving.metrics import GenerateMetrics
 from chatstack.serving.triton_io import bool_tensor, text_tensor
@@ -46,16 +49,22 @@ class DeltaSender:
         with self._sender_lock:
             return sender.is_cancelled()
 
-    def response(self, stream_key: str, text: str, finish_reason: str, blocked: bool):
+    def response(self, stream_key: str, text: str, delta: ChatDelta, retrieval_status: str, final: bool):
+        """Every response carries every output; citations and grounding are filled on the final one."""
         pb = self.pb_utils
         return pb.InferenceResponse(output_tensors=[
             text_tensor(pb, "text_output", text),
-            text_tensor(pb, "finish_reason", finish_reason),
-            bool_tensor(pb, "blocked", blocked),
+            text_tensor(pb, "finish_reason", delta.finish_reason.value if final else ""),
+            bool_tensor(pb, "blocked", delta.blocked),
             text_tensor(pb, "stream_key", stream_key),
+            text_tensor(pb, "citations", delta.citations if final else "[]"),
+            bool_tensor(pb, "grounded", delta.grounded and final),
+            pb.Tensor("grounding_score", np.array([[delta.grounding_score if final else 0.0]], dtype=np.float32)),
+            text_tensor(pb, "retrieval_status_out", retrieval_status),
         ])
 
-    def send_all(self, sender, request_id: str, stream: bool, deltas: Iterator[ChatDelta], arrived: float) -> None:
+    def send_all(self, sender, request_id: str, chat: ChatRequest, deltas: Iterator[ChatDelta], arrived: float) -> None:
+        stream = chat.stream
         pieces, first, polled = [], True, time.perf_counter()
         for delta in deltas:
             cancelled = self.marks.is_marked(request_id)
@@ -69,7 +78,7 @@ class DeltaSender:
             self.metrics.tokens(delta.token_count)
             if delta.finish_reason is None:
                 if stream:
-                    self.send(sender, self.response(request_id, delta.text, "", delta.blocked))
+                    self.send(sender, self.response(request_id, delta.text, delta, chat.retrieval_status, final=False))
                 else:
                     pieces.append(delta.text)
                 continue
@@ -77,5 +86,7 @@ class DeltaSender:
             if delta.finish_reason is FinishReason.CANCELLED:
                 self.send(sender, final=True)
                 return
+            if chat.passages and not delta.grounded and delta.finish_reason is not FinishReason.CONTENT_FILTER:
+                self.metrics.ungrounded()
             text = delta.text if stream else "".join(pieces) + delta.text
-            self.send(sender, self.response(request_id, text, delta.finish_reason.value, delta.blocked), final=True)
+            self.send(sender, self.response(request_id, text, delta, chat.retrieval_status, final=True), final=True)

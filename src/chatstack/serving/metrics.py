@@ -25,12 +25,15 @@ class GenerateMetrics:
             "tokens": family("chatstack_generated_tokens_total", "Tokens generated", family.COUNTER),
             "active": family("chatstack_active_requests", "Requests generating now", family.GAUGE),
             "ttft": family("chatstack_time_to_first_token_seconds", "Arrival to first text delta", family.HISTOGRAM),
+            "ungrounded": family("chatstack_ungrounded_answers_total", "Answers with passages that failed the grounding check",
+                                 family.COUNTER),
         }
         self._finished = {r: self.families["finished"].Metric({**labels, "reason": r.value}) for r in FinishReason}
         self._rejected = self.families["rejected"].Metric(labels)
         self._tokens = self.families["tokens"].Metric(labels)
         self._active = self.families["active"].Metric(labels)
         self._ttft = self.families["ttft"].Metric(labels, buckets=TTFT_BUCKETS)
+        self._ungrounded = self.families["ungrounded"].Metric(labels)
 
     def finish(self, reason: FinishReason) -> None:
         with self.lock:
@@ -52,3 +55,7 @@ class GenerateMetrics:
     def first_token(self, seconds: float) -> None:
         with self.lock:
             self._ttft.observe(seconds)
+
+    def ungrounded(self) -> None:
+        with self.lock:
+            self._ungrounded.increment(1)
