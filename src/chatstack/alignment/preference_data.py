@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatstack.alignment.reader_data import (
-    SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, passage_of, reader_conversations,
+    SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, reader_conversations,
 )
 from chatstack.model.corpus import titled_documents
-from chatstack.rag.retriever import with_passages
 from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import Message
 

@@ -7,9 +7,7 @@ native engine is measured against, not the fast path.
 
 from __future__ import annotations
 
-import queue
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -22,18 +20,10 @@ from chatstack.backends.base import (
     GenerationOutput,
     GenerationRequest,
 )
+from chatstack.backends.registry import RequestRegistry, RunningRequest
 from chatstack.backends.sampling import make_generator, sample_next
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass
-class _Running:
-    request: GenerationRequest
-    outputs: "queue.Queue[GenerationOutput]" = field(default_factory=queue.Queue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    error: str | None = None
-    done: bool = False
 
 
 class HFBackend(GenerationBackend):
@@ -43,9 +33,7 @@ class HFBackend(GenerationBackend):
         self.model.eval()
         self._context_window = int(self.model.config.max_position_embeddings)
         self._forward_lock = threading.Lock()
-        self._running: dict[str, _Running] = {}
-        self._registry_lock = threading.Lock()
-        self._active = 0
+        self._requests = RequestRegistry()
 
     @property
     def context_window(self) -> int:
@@ -53,53 +41,32 @@ class HFBackend(GenerationBackend):
 
     def submit(self, request: GenerationRequest) -> None:
         self.validate(request)
-        running = _Running(request)
-        with self._registry_lock:
-            previous = self._running.get(request.request_id)
-            if previous is not None and not previous.done:
-                raise ValueError(f"request_id {request.request_id!r} is already running")
-            self._running[request.request_id] = running
+        running = self._requests.add(request)
         threading.Thread(target=self._run, args=(running,), daemon=True, name=f"hf-{request.request_id}").start()
 
     def stream(self, request_id: str) -> Iterator[GenerationOutput]:
-        running = self._running.get(request_id)
-        if running is None:
-            raise KeyError(f"unknown request_id {request_id!r}")
-        while True:
-            output = running.outputs.get()
-            if output.finish_reason is not None:
-                with self._registry_lock:
-                    self._running.pop(request_id, None)
-            yield output
-            if output.finish_reason is not None:
-                return
+        return self._requests.stream(request_id)
 
     def cancel(self, request_id: str) -> None:
         """Stop a running request; for a finished one nobody streamed, drop its outputs."""
-        with self._registry_lock:
-            running = self._running.get(request_id)
-            if running is not None and running.done:
-                self._running.pop(request_id)
+        running = self._requests.still_running(request_id)
         if running is not None:
             running.cancelled.set()
 
     def active_requests(self) -> int:
-        return self._active
-
+        return self._requests.active()
 
     def _forward(self, input_ids: torch.Tensor, cache):
         with self._forward_lock, torch.inference_mode():
             out = self.model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
         return out.logits[0, -1], out.cache  # (vocab,)
 
-    def _run(self, running: _Running) -> None:
+    def _run(self, running: RunningRequest) -> None:
         request = running.request
         params = request.sampling
         stop_ids = set() if params.ignore_eos else set(request.stop_token_ids)
         generator = make_generator(params, self.device)
         finish = FinishReason.LENGTH
-        with self._registry_lock:
-            self._active += 1
         try:
             input_ids = torch.tensor([request.prompt_token_ids], device=self.device)  # (1, T)
             cache = None
@@ -118,7 +85,4 @@ class HFBackend(GenerationBackend):
             finish = FinishReason.ERROR
             running.error = f"{type(exc).__name__}: {exc}"
         finally:
-            with self._registry_lock:
-                self._active -= 1
-                running.done = True
-            running.outputs.put(GenerationOutput(request.request_id, (), finish, running.error))
+            self._requests.finish(running, GenerationOutput(request.request_id, (), finish, running.error))

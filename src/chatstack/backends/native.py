@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from chatstack.backends.registry import RequestRegistry
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine, StepOutput
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _IDLE_WAIT_S = 0.5
-
-
-@dataclass
-class _Running:
-    request: GenerationRequest
-    outputs: "queue.Queue[GenerationOutput]" = field(default_factory=queue.Queue)
-    done: bool = False
 
 
 @dataclass(frozen=True)
@@ -41,8 +35,7 @@ class NativeBackend(GenerationBackend):
         if dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
         self.engine = LLMEngine(model_dir, engine_config, device, _DTYPES[dtype])
-        self._running: dict[str, _Running] = {}
-        self._registry_lock = threading.Lock()
+        self._requests = RequestRegistry()
         self._inbox: "queue.Queue[GenerationRequest | _Cancel | None]" = queue.Queue()
         self._stopped = threading.Event()
         self._loop = threading.Thread(target=self._serve, daemon=True, name="native-engine")
@@ -60,41 +53,19 @@ class NativeBackend(GenerationBackend):
         if self._stopped.is_set():
             raise RuntimeError("the native backend is shut down")
         self.validate(request)
-        with self._registry_lock:
-            previous = self._running.get(request.request_id)
-            if previous is not None and not previous.done:
-                raise ValueError(f"request_id {request.request_id!r} is already running")
-            self._running[request.request_id] = _Running(request)
+        self._requests.add(request)
         self._inbox.put(request)
 
     def stream(self, request_id: str) -> Iterator[GenerationOutput]:
-        running = self._running.get(request_id)
-        if running is None:
-            raise KeyError(f"unknown request_id {request_id!r}")
-        while True:
-            output = running.outputs.get()
-            if output.finish_reason is not None:
-                with self._registry_lock:
-                    if self._running.get(request_id) is running:
-                        del self._running[request_id]
-            yield output
-            if output.finish_reason is not None:
-                return
+        return self._requests.stream(request_id)
 
     def cancel(self, request_id: str) -> None:
         """Stop a running request; for a finished one nobody streamed, drop its outputs."""
-        with self._registry_lock:
-            running = self._running.get(request_id)
-            if running is None:
-                return
-            if running.done:
-                del self._running[request_id]
-                return
-        self._inbox.put(_Cancel(request_id))
+        if self._requests.still_running(request_id) is not None:
+            self._inbox.put(_Cancel(request_id))
 
     def active_requests(self) -> int:
-        with self._registry_lock:
-            return sum(not r.done for r in self._running.values())
+        return self._requests.active()
 
     def shutdown(self) -> None:
         self._stopped.set()
@@ -111,9 +82,7 @@ class NativeBackend(GenerationBackend):
                     self._deliver(result)
         for request_id in list(self.engine.sequences):
             self.engine.abort(request_id)
-        with self._registry_lock:
-            unfinished = [request_id for request_id, r in self._running.items() if not r.done]
-        for request_id in unfinished:
+        for request_id in self._requests.unfinished_ids():
             self._deliver(StepOutput(request_id, (), FinishReason.CANCELLED))
 
     def _step(self) -> list[StepOutput]:
@@ -147,14 +116,10 @@ class NativeBackend(GenerationBackend):
             self._deliver(StepOutput(command.request_id, (), FinishReason.ERROR, f"{type(exc).__name__}: {exc}"))
 
     def _deliver(self, result: StepOutput) -> None:
-        with self._registry_lock:
-            running = self._running.get(result.request_id)
-            if running is None:
-                return
-            if result.finish_reason is not None:
-                running.done = True
-        if result.new_token_ids:  # one output per token, like the HF backend
-            for token in result.new_token_ids:
-                running.outputs.put(GenerationOutput(result.request_id, (token,)))
+        running = self._requests.get(result.request_id)
+        if running is None:
+            return
+        for token in result.new_token_ids:  # one output per token, like the HF backend
+            running.outputs.put(GenerationOutput(result.request_id, (token,)))
         if result.finish_reason is not None:
-            running.outputs.put(GenerationOutput(result.request_id, (), result.finish_reason, result.error))
+            self._requests.finish(running, GenerationOutput(result.request_id, (), result.finish_reason, result.error))

@@ -172,7 +172,7 @@ def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload
                 if not pending:
                     return
                 request = pending.pop()
-            start = last = time.perf_counter()
+            last = time.perf_counter()
             backend.submit(request)
             for index, output in enumerate(o for o in backend.stream(request.request_id) if o.new_token_ids):
                 now = time.perf_counter()
