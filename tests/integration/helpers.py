@@ -53,3 +53,42 @@ def preprocess_messages(url: str, user_text: str, session_id: str) -> list[Messa
 
 def to_json(messages: list[Message]) -> str:
     return json.dumps([m.__dict__ for m in messages])
+
+
+def stream_many(url: str, questions: list[str], options, timeout_s: float = 180) -> set[str]:
+    """Send every question at once on one gRPC stream; return the ids whose final response arrived."""
+    from chatstack.client import build_inputs
+
+    client = grpcclient.InferenceServerClient(url)
+    responses: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    for i, question in enumerate(questions):
+        client.async_stream_infer("chat", build_inputs(question, True, options), request_id=str(i),
+                                  enable_empty_final_response=True)
+    finished: set[str] = set()
+    try:
+        while len(finished) < len(questions):
+            result, error = responses.get(timeout=timeout_s)
+            assert error is None, error
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                finished.add(result.get_response().id)
+    finally:
+        client.stop_stream()
+        client.close()
+    return finished
+
+
+def start_then_disconnect(url: str, options, deltas: int = 3) -> None:
+    """Start a long streamed answer, read a few deltas, then close the stream cancelling it."""
+    from chatstack.client import build_inputs
+
+    client = grpcclient.InferenceServerClient(url)
+    responses: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: responses.put((result, error)))
+    client.async_stream_infer("chat", build_inputs("Tell me a long story.", True, options),
+                              enable_empty_final_response=True)
+    for _ in range(deltas):
+        assert responses.get(timeout=120)[1] is None
+    client.stop_stream(cancel_requests=True)
+    client.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import time
 import urllib.error
 import urllib.request
@@ -11,10 +10,11 @@ import uuid
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 
-from chatstack.client import ChatClient, ChatError, ChatOptions, build_inputs
-from tests.integration.helpers import preprocess_messages, stream_error, tensor, text
+from chatstack.client import ChatClient, ChatError, ChatOptions
+from tests.integration.helpers import (
+    preprocess_messages, start_then_disconnect, stream_error, stream_many, tensor, text,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -119,16 +119,7 @@ def test_bad_input_is_rejected_naming_the_field(stack, client, inputs, field):
 def test_client_cancel_mid_stream_stops_generation(stack):
     cancelled_before = stack.metric("chatstack_requests_finished_total", reason="cancelled")
     tokens_before = stack.metric("chatstack_generated_tokens_total")
-    client = grpcclient.InferenceServerClient(stack.grpc_url)
-    responses: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    options = ChatOptions(max_tokens=400, ignore_eos=True, temperature=0.0)
-    client.async_stream_infer("chat", build_inputs("Tell me a long story.", True, options), enable_empty_final_response=True)
-    for _ in range(3):
-        result, error = responses.get(timeout=120)
-        assert error is None
-    client.stop_stream(cancel_requests=True)
-    client.close()
+    start_then_disconnect(stack.grpc_url, ChatOptions(max_tokens=400, ignore_eos=True, temperature=0.0))
     deadline = time.monotonic() + 60
     while stack.metric("chatstack_requests_finished_total", reason="cancelled") == cancelled_before:
         assert time.monotonic() < deadline, "generation did not stop after the client cancelled"
@@ -184,20 +175,7 @@ def test_http_bad_input_is_a_4xx_naming_the_field(stack):
 
 def test_many_concurrent_requests_on_one_stream_all_finish(stack):
     """32 requests in flight at once (this once crashed tritonserver: see docs/decisions/0004)."""
-    client = grpcclient.InferenceServerClient(stack.grpc_url)
-    responses: queue.Queue = queue.Queue()
-    client.start_stream(callback=lambda result, error: responses.put((result, error)))
-    options = ChatOptions(max_tokens=8, temperature=0.0, ignore_eos=True)
-    for i in range(32):
-        client.async_stream_infer("chat", build_inputs(f"Question {i}: what is a set?", True, options),
-                                  request_id=str(i), enable_empty_final_response=True)
-    finished = set()
-    while len(finished) < 32:
-        result, error = responses.get(timeout=180)
-        assert error is None, error
-        final = result.get_response().parameters.get("triton_final_response")
-        if final is not None and final.bool_param:
-            finished.add(result.get_response().id)
-    client.stop_stream()
-    client.close()
+    questions = [f"Question {i}: what is a set?" for i in range(32)]
+    finished = stream_many(stack.grpc_url, questions, ChatOptions(max_tokens=8, temperature=0.0, ignore_eos=True))
+    assert finished == {str(i) for i in range(32)}
     assert stack.metric("chatstack_active_requests") == 0
