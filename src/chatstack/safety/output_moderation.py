@@ -2,8 +2,8 @@
 
 `StreamModerator.feed(delta)` buffers text and, every `check_every` new
 characters, checks the last `window` characters (so consecutive checks overlap
-by `window - check_every`). Only text that has been inside a passing check is
-released; the unchecked tail is held back. On a violation nothing more is
+by `window - check_every`). Only text that has passed a check *and* the check after
+it is released; the rest is held back. On a violation nothing more is
 released and the verdict carries the category's refusal message. `finish()`
 checks the remainder. Released text has PII redacted; the cut between released
 and held text never falls inside a PII span or a word.
@@ -92,10 +92,17 @@ class StreamModerator:
         return redact(piece) if self.redact_pii else piece
 
     def _safe_cut(self) -> int:
-        """Last whitespace before `checked - PII_MARGIN` that is outside every PII span."""
+        """Last whitespace before `checked - check_every - PII_MARGIN`, outside every PII span.
+
+        Text is released only after the *next* check, which sees it together with
+        `check_every` characters that follow, has also passed: a sentence that turns
+        harmful only with its continuation ("to build a pipe bomb, …") is still held when
+        the continuation fails (measured: without this, the first half was released).
+        """
+        settled = max(self._released, self._checked - self.check_every)
         if not self.redact_pii:
-            return self._checked
-        pending = self._text[self._released:self._checked]
+            return settled
+        pending = self._text[self._released:settled]
         limit = len(pending) - PII_MARGIN
         spans = find_pii(pending)
         for cut in range(limit, 0, -1):
