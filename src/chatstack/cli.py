@@ -28,9 +28,16 @@ def _ports(args, cfg: DeploymentConfig):
 
 
 def train_demo(args) -> Path:
-    """The demo pipeline (pretrain → SFT → DPO, cached); `--base-only` stops after pretraining."""
+    """The demo pipeline (pretrain → SFT → DPO, cached); `--base-only` stops after pretraining.
+
+    Also trains the moderation head once, so Triton's model instances load it instead of
+    each training it at start-up.
+    """
     from chatstack.alignment.demo import ensure_aligned_demo_model
     from chatstack.model.pretrain import ensure_demo_model
+    from chatstack.safety.moderator import Moderator
+
+    Moderator.from_config(_config(args).safety)
 
     if args.base_only:
         return ensure_demo_model(project.ARTIFACTS / "demo-model", time_budget_s=args.time_budget_s)
