@@ -113,6 +113,11 @@ def cmd_chat(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.suite == "serving":
+        from chatstack.bench import serving
+
+        serving.main(_config(args), Path(args.out), args.requests, args.concurrency, args.max_tokens)
+        return 0
     if args.suite == "engine":
         from chatstack.bench import engine
 
@@ -195,9 +200,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(project.ARTIFACTS / "feedback" / "preference_pairs.jsonl"))
     p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", choices=["ensemble", "engine"],
-                   help="ensemble: TTFT overhead of the chat ensemble at concurrency 1; engine: native engine vs HF")
-    p.add_argument("engine_args", nargs=argparse.REMAINDER, help="engine: arguments for python -m chatstack.bench.engine")
+    p.add_argument("suite", choices=["ensemble", "engine", "serving"],  # engine: further flags go to bench.engine
+                   help="ensemble: TTFT overhead of the chat ensemble at concurrency 1; engine: native engine vs HF; "
+                        "serving: HF vs native behind the ensemble under concurrent load")
+    p.add_argument("--requests", type=int, default=48, help="serving: requests per backend")
+    p.add_argument("--concurrency", type=int, default=8, help="serving: requests in flight")
+    p.add_argument("--max-tokens", type=int, default=32, help="serving: tokens per answer")
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
     p.set_defaults(func=cmd_bench)
@@ -212,5 +220,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    args = parser().parse_args(argv)
+    root = parser()
+    args, extra = root.parse_known_args(argv)
+    if getattr(args, "suite", None) == "engine" and args.command == "bench":
+        args.engine_args = extra  # passed on to python -m chatstack.bench.engine
+    elif extra:
+        root.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.func(args) or 0
