@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from chatstack.backends.base import FinishReason, GenerationOutput, GenerationRequest, SamplingParams
 from chatstack.backends.hf import HFBackend
+from tests.unit import backend_contract as contract
 
 CONTEXT = 128
 VOCAB = 128
@@ -59,11 +59,7 @@ def reference(model_dir):
 
 
 def run(backend: HFBackend, request_id: str, prompt, sampling: SamplingParams, stop_token_ids=()) -> tuple[list[int], GenerationOutput]:
-    backend.submit(GenerationRequest(request_id, tuple(prompt), sampling, tuple(stop_token_ids)))
-    tokens: list[int] = []
-    for output in backend.stream(request_id):
-        tokens.extend(output.new_token_ids)
-    return tokens, output
+    return contract.run(backend, request_id, prompt, sampling, stop_token_ids)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
@@ -181,20 +177,7 @@ def test_a_finished_request_nobody_streamed_can_be_dropped_and_its_id_reused(bac
 
 def test_concurrent_requests_all_finish_with_their_own_tokens(backend, reference):
     jobs = {f"concurrent-{i}": PROMPTS[i % len(PROMPTS)] for i in range(6)}
-    results: dict[str, tuple[list[int], GenerationOutput]] = {}
-    for request_id, prompt in jobs.items():
-        backend.submit(GenerationRequest(request_id, prompt, GREEDY))
-
-    def consume(request_id: str) -> None:
-        outputs = list(backend.stream(request_id))
-        results[request_id] = ([t for o in outputs for t in o.new_token_ids], outputs[-1])
-
-    consumers = [threading.Thread(target=consume, args=(r,)) for r in jobs]
-    for consumer in consumers:
-        consumer.start()
-    for consumer in consumers:
-        consumer.join(timeout=60)
-
+    results = contract.run_concurrently(backend, jobs, GREEDY)
     assert sorted(results) == sorted(jobs)
     for request_id, prompt in jobs.items():
         tokens, last = results[request_id]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import time
 
 import pytest
 
-from chatstack.backends.base import FinishReason, GenerationOutput, GenerationRequest, SamplingParams
+from chatstack.backends.base import FinishReason, GenerationRequest, SamplingParams
 from chatstack.backends.hf import HFBackend
 from chatstack.backends.native import NativeBackend
 from chatstack.engine.config import EngineConfig
+from tests.unit import backend_contract as contract
 from tests.unit.engine.helpers import CONTEXT, MAX_NEW, PROMPTS, VOCAB, assert_engine_idle
 
 GREEDY = SamplingParams(max_tokens=MAX_NEW, temperature=0.0)
@@ -28,9 +28,7 @@ def backend(tiny_llama):
 
 
 def run(backend, request_id: str, prompt, sampling: SamplingParams = GREEDY, stop_token_ids=()):
-    backend.submit(GenerationRequest(request_id, tuple(prompt), sampling, tuple(stop_token_ids)))
-    outputs = list(backend.stream(request_id))
-    return [t for o in outputs for t in o.new_token_ids], outputs[-1]
+    return contract.run(backend, request_id, prompt, sampling, stop_token_ids)
 
 
 def wait_idle(backend, timeout_s: float = 30) -> None:
@@ -166,18 +164,7 @@ def test_a_finished_request_nobody_streamed_can_be_dropped_and_its_id_reused(bac
 
 def test_concurrent_requests_all_finish_with_their_own_tokens(backend, references):
     jobs = {f"concurrent-{i}": PROMPTS[i % len(PROMPTS)] for i in range(8)}
-    results: dict[str, tuple[list[int], GenerationOutput]] = {}
-
-    def consume(request_id: str) -> None:
-        backend.submit(GenerationRequest(request_id, jobs[request_id], GREEDY))
-        outputs = list(backend.stream(request_id))
-        results[request_id] = ([t for o in outputs for t in o.new_token_ids], outputs[-1])
-
-    consumers = [threading.Thread(target=consume, args=(r,)) for r in jobs]
-    for consumer in consumers:
-        consumer.start()
-    for consumer in consumers:
-        consumer.join(timeout=60)
+    results = contract.run_concurrently(backend, jobs, GREEDY)
     assert sorted(results) == sorted(jobs)
     for request_id, prompt in jobs.items():
         tokens, last = results[request_id]
