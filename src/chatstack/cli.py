@@ -156,6 +156,20 @@ def cmd_curate(args) -> int:
     return 0
 
 
+def cmd_tokenizer_report(args) -> int:
+    """Compression of a trained tokenizer on text it was not trained on: the project's own docs."""
+    from chatstack.model.tokenizer import bytes_per_token
+    from chatstack.text.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(Path(args.model_dir))
+    held_out = {p.name: p.read_text(encoding="utf-8") for p in sorted((project.ROOT / "docs").glob("*.md"))}
+    for name, text in held_out.items():
+        print(f"{name}: {bytes_per_token(tokenizer, [text]):.2f} bytes/token")
+    print(f"all held-out docs: {bytes_per_token(tokenizer, held_out.values()):.2f} bytes/token "
+          f"(vocabulary {len(tokenizer)})")
+    return 0
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=str(project.BUILD_DIR), help="where the served repository is written")
     p.add_argument("--grpc-port", type=int)
@@ -190,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once")
     p.add_argument("--session")
     p.set_defaults(func=cmd_chat)
+    p = sub.add_parser("tokenizer-report", help="bytes per token of a model's tokenizer on held-out text (docs/)")
+    p.add_argument("--model-dir", default=str(project.ARTIFACTS / "demo-model"))
+    p.set_defaults(func=cmd_tokenizer_report)
     p = sub.add_parser("curate", help="dedup (MinHash-LSH), heuristics and PII scrubbing of a corpus")
     p.add_argument("--input", help="JSONL with {id, text}; default: the bundled demo corpus")
     p.add_argument("--out", default=str(project.ARTIFACTS / "curated" / "corpus.jsonl"))

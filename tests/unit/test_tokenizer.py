@@ -78,3 +78,17 @@ def test_chat_template_matches_render_chat(tokenizer, messages, add_generation_p
 def test_too_small_vocab_is_rejected():
     with pytest.raises(ValueError, match="vocab_size"):
         train_tokenizer(["some text"], vocab_size=MIN_VOCAB_SIZE - 1)
+
+
+def test_bigger_vocabulary_compresses_held_out_text_better():
+    from chatstack.model.corpus import documents
+    from chatstack.model.tokenizer import MIN_VOCAB_SIZE, bytes_per_token, train_tokenizer
+
+    texts = documents(max_chars=150_000)
+    held_out = ["The served model repository is rendered from templates and validated before Triton starts."]
+    small = train_tokenizer(texts, vocab_size=MIN_VOCAB_SIZE)
+    large = train_tokenizer(texts, vocab_size=2048)
+    assert bytes_per_token(small, held_out) >= 1.0
+    assert bytes_per_token(large, held_out) > 1.5 * bytes_per_token(small, held_out)
+    with pytest.raises(ValueError, match="texts"):
+        bytes_per_token(large, [""])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from chatstack.text.chat_template import (
     BOS,
@@ -53,3 +53,14 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4096) -> PreTrainedT
         chat_template=CHAT_TEMPLATE,
         clean_up_tokenization_spaces=False,
     )
+
+
+def bytes_per_token(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> float:
+    """UTF-8 bytes per token over `texts` (higher compresses better; raw bytes would be 1.0)."""
+    total_bytes = total_tokens = 0
+    for text in texts:
+        total_bytes += len(text.encode("utf-8"))
+        total_tokens += len(tokenizer.encode(text, add_special_tokens=False))
+    if total_tokens == 0:
+        raise ValueError("texts must contain at least one non-empty text")
+    return total_bytes / total_tokens
