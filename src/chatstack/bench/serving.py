@@ -56,7 +56,7 @@ def measure(cfg: DeploymentConfig, backend: str, out: Path, requests: int, concu
 
 def main(cfg: DeploymentConfig, out: Path, requests: int, concurrency: int, max_tokens: int) -> list[ServingResult]:
     results = [measure(cfg, backend, out, requests, concurrency, max_tokens) for backend in ("hf", "native")]
-    print(f"| backend | requests | concurrency | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | generated tok/s |")
+    print("| backend | requests | concurrency | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | generated tok/s |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.backend} | {requests} | {concurrency} | {r.ttft.p50_ms:.1f} | {r.ttft.p90_ms:.1f} | "
