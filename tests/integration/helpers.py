@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 
 import numpy as np
@@ -49,10 +48,6 @@ def preprocess_messages(url: str, user_text: str, session_id: str) -> list[Messa
     finally:
         client.close()
     return messages_from_json(result.as_numpy("messages").reshape(-1)[0].decode("utf-8"))
-
-
-def to_json(messages: list[Message]) -> str:
-    return json.dumps([m.__dict__ for m in messages])
 
 
 def stream_many(url: str, questions: list[str], options, timeout_s: float = 180) -> set[str]:

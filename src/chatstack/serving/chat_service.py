@@ -29,7 +29,6 @@ class ChatDelta:
     text: str
     finish_reason: FinishReason | None = None
     blocked: bool = False
-    error: str | None = None
     token_count: int = 0
     citations: str = "[]"  # final delta: the passages the answer could cite, as JSON
     grounded: bool = False  # final delta: the grounding check's verdict (False when not checked)
