@@ -21,6 +21,10 @@ class FinishReason(str, enum.Enum):
     ERROR = "error"
 
 
+MAX_PENALTY = 2.0  # presence / frequency penalty range, as in the OpenAI API
+MAX_LOGPROBS = 20  # the most top alternatives any backend can be configured to return
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request decoding settings; temperature 0 means greedy."""
@@ -31,6 +35,11 @@ class SamplingParams:
     top_k: int = 0
     seed: int | None = None
     ignore_eos: bool = False
+    min_p: float = 0.0  # drop tokens below min_p x the top token's probability; 0 disables
+    repetition_penalty: float = 1.0  # HF semantics over prompt + output; 1 disables
+    presence_penalty: float = 0.0  # subtracted once from every token already generated
+    frequency_penalty: float = 0.0  # subtracted once per time a token was generated
+    logprobs: int | None = None  # None: off; N: the chosen token's logprob + the N most likely
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -43,10 +52,24 @@ class SamplingParams:
             raise ValueError(f"top_k must be >= 0 (0 disables it), got {self.top_k}")
         if self.seed is not None and not 0 <= self.seed < 2**64:
             raise ValueError(f"seed must be in [0, 2**64), got {self.seed}")
+        if not 0 <= self.min_p <= 1:  # also rejects NaN
+            raise ValueError(f"min_p must be in [0, 1] (0 disables it), got {self.min_p}")
+        if not (math.isfinite(self.repetition_penalty) and self.repetition_penalty > 0):
+            raise ValueError(f"repetition_penalty must be > 0 (1 disables it), got {self.repetition_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if not -MAX_PENALTY <= value <= MAX_PENALTY:
+                raise ValueError(f"{name} must be in [-{MAX_PENALTY}, {MAX_PENALTY}] (0 disables it), got {value}")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"logprobs must be in [0, {MAX_LOGPROBS}] top alternatives, got {self.logprobs}")
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+    @property
+    def penalised(self) -> bool:
+        return self.repetition_penalty != 1 or self.presence_penalty != 0 or self.frequency_penalty != 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +81,16 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """The chosen token's log-probability under the model (before penalties and temperature),
+    and the `SamplingParams.logprobs` most likely tokens as (token id, logprob), best first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class GenerationOutput:
     """Token ids produced since the previous output; `finish_reason` set on the last one."""
 
@@ -65,6 +98,7 @@ class GenerationOutput:
     new_token_ids: tuple[int, ...]
     finish_reason: FinishReason | None = None
     error: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per new token when the request asked for logprobs
 
 
 class GenerationBackend(abc.ABC):
@@ -90,7 +124,12 @@ class GenerationBackend(abc.ABC):
     def shutdown(self) -> None:
         """Release threads and memory."""
 
+    max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
+
     def validate(self, request: GenerationRequest) -> None:
+        logprobs = request.sampling.logprobs
+        if logprobs is not None and logprobs > self.max_logprobs:
+            raise ValueError(f"logprobs must be at most {self.max_logprobs} (the backend's max_logprobs), got {logprobs}")
         prompt = len(request.prompt_token_ids)
         if prompt == 0:
             raise ValueError("text_input produced an empty prompt")

@@ -15,19 +15,25 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chatstack.backends.base import (
+    MAX_LOGPROBS,
     FinishReason,
     GenerationBackend,
     GenerationOutput,
     GenerationRequest,
 )
+from chatstack.backends.hf_logits import choose, logits_processors
 from chatstack.backends.registry import RequestRegistry, RunningRequest
-from chatstack.backends.sampling import make_generator, sample_next
+from chatstack.backends.sampling import make_generator, token_logprobs
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class HFBackend(GenerationBackend):
-    def __init__(self, model_dir: str | Path, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, model_dir: str | Path, device: str = "cpu", dtype: str = "float32",
+                 max_logprobs: int = MAX_LOGPROBS):
+        if not 0 <= max_logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {max_logprobs}")
+        self.max_logprobs = max_logprobs
         self.device = torch.device(device)
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=_DTYPES[dtype]).to(self.device)
         self.model.eval()
@@ -66,20 +72,25 @@ class HFBackend(GenerationBackend):
         params = request.sampling
         stop_ids = set() if params.ignore_eos else set(request.stop_token_ids)
         generator = make_generator(params, self.device)
+        processors = logits_processors(params, len(request.prompt_token_ids))
+        history = list(request.prompt_token_ids)  # prompt + output: what the penalties look at
         finish = FinishReason.LENGTH
         try:
-            input_ids = torch.tensor([request.prompt_token_ids], device=self.device)  # (1, T)
+            input_ids = torch.tensor([history], device=self.device)  # (1, T)
             cache = None
             for _ in range(params.max_tokens):
                 if running.cancelled.is_set():
                     finish = FinishReason.CANCELLED
                     break
                 logits, cache = self._forward(input_ids, cache)
-                token = sample_next(logits, params, generator)
+                seen = torch.tensor([history], device=self.device) if processors else input_ids
+                token = choose(seen, logits, processors, params, generator)
                 if token in stop_ids:
                     finish = FinishReason.STOP
                     break
-                running.outputs.put(GenerationOutput(request.request_id, (token,)))
+                reports = () if params.logprobs is None else tuple(token_logprobs(logits[None], [token], [params.logprobs]))
+                running.outputs.put(GenerationOutput(request.request_id, (token,), logprobs=reports))
+                history.append(token)
                 input_ids = torch.tensor([[token]], device=self.device)
         except Exception as exc:  # surfaced to the caller as an error output, never a hang
             finish = FinishReason.ERROR

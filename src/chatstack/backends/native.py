@@ -45,6 +45,10 @@ class NativeBackend(GenerationBackend):
     def context_window(self) -> int:
         return self.engine.context_window
 
+    @property
+    def max_logprobs(self) -> int:
+        return self.engine.config.max_logprobs
+
     def validate(self, request: GenerationRequest) -> None:
         super().validate(request)
         self.engine.validate(request)
@@ -119,7 +123,8 @@ class NativeBackend(GenerationBackend):
         running = self._requests.get(result.request_id)
         if running is None:
             return
-        for token in result.new_token_ids:  # one output per token, like the HF backend
-            running.outputs.put(GenerationOutput(result.request_id, (token,)))
+        reports = result.logprobs or (None,) * len(result.new_token_ids)
+        for token, report in zip(result.new_token_ids, reports):  # one output per token, like the HF backend
+            running.outputs.put(GenerationOutput(result.request_id, (token,), logprobs=() if report is None else (report,)))
         if result.finish_reason is not None:
             self._requests.finish(running, GenerationOutput(result.request_id, (), result.finish_reason, result.error))

@@ -1,10 +1,14 @@
-"""Choosing the next token from logits: greedy, temperature, top-k, top-p."""
+"""Helpers every backend shares: per-request seeded generators and logprob reports.
+
+Logit processing itself lives with each backend: `engine/sampler.py` (vectorised over
+the native engine's batch) and `backends/hf_logits.py` (transformers' logits processors).
+"""
 
 from __future__ import annotations
 
 import torch
 
-from chatstack.backends.base import SamplingParams
+from chatstack.backends.base import SamplingParams, TokenLogprob
 
 
 def mix_seed(seed: int) -> int:
@@ -27,24 +31,16 @@ def make_generator(params: SamplingParams, device: torch.device | str = "cpu") -
     return generator
 
 
-def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Scaled logits with tokens outside top-k / top-p set to -inf. logits: (vocab,)"""
-    scaled = logits.float() / params.temperature
-    if 0 < params.top_k < scaled.numel():
-        kth = torch.topk(scaled, params.top_k).values[-1]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    if params.top_p < 1.0:
-        sorted_logits, order = torch.sort(scaled, descending=True)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        # drop a token when the tokens ranked above it already cover top_p
-        drop_sorted = (cumulative - torch.softmax(sorted_logits, dim=-1)) >= params.top_p
-        scaled = scaled.masked_fill(drop_sorted.scatter(0, order, drop_sorted), float("-inf"))
-    return scaled
-
-
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> int:
-    """Pick one token id from the last position's logits (vocab,)."""
-    if params.greedy:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(filter_logits(logits, params), dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+def token_logprobs(logits: torch.Tensor, tokens: list[int], top_n: list[int]) -> list[TokenLogprob]:
+    """Logprob reports for rows of raw model logits (R, vocab): row i chose tokens[i] and
+    wants its top_n[i] most likely alternatives. Computed in float32 before any penalty,
+    temperature or filter, so they describe the model, not the sampling settings."""
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    chosen = logprobs.gather(1, torch.tensor(tokens, device=logits.device)[:, None]).squeeze(1).tolist()
+    widest = min(max(top_n, default=0), logprobs.shape[-1])
+    best_values, best_ids = (torch.topk(logprobs, widest, dim=-1) if widest else (logprobs[:, :0], logprobs[:, :0]))
+    best_values, best_ids = best_values.tolist(), best_ids.long().tolist()
+    return [
+        TokenLogprob(token, lp, tuple(zip(best_ids[i][:n], best_values[i][:n])))
+        for i, (token, lp, n) in enumerate(zip(tokens, chosen, top_n))
+    ]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatstack.backends.base import MAX_LOGPROBS
+
+
+QUANTIZATIONS = (None, "int8", "int4")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -12,8 +17,9 @@ class EngineConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 512
     enable_prefix_caching: bool = True
-    quantization: str | None = None  # None or "int8" (weight-only, per output channel)
+    quantization: str | None = None  # see QUANTIZATIONS (weight-only; engine/quant.py)
     compile: bool = False
+    max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -24,8 +30,10 @@ class EngineConfig:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.max_num_batched_tokens < 1:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
-        if self.quantization not in (None, "int8"):
-            raise ValueError(f"quantization must be None or 'int8', got {self.quantization!r}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if not 0 <= self.max_logprobs <= MAX_LOGPROBS:
+            raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {self.max_logprobs}")
 
     @property
     def kv_capacity_tokens(self) -> int:

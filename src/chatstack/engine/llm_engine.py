@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from chatstack.backends.base import FinishReason, GenerationRequest
+from chatstack.backends.base import FinishReason, GenerationRequest, TokenLogprob
 from chatstack.backends.sampling import make_generator
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.model_runner import ModelRunner
@@ -26,6 +26,7 @@ class StepOutput:
     new_token_ids: tuple[int, ...]
     finish_reason: FinishReason | None = None
     error: str | None = None
+    logprobs: tuple[TokenLogprob, ...] = ()  # one per new token, when the request asked for them
 
 
 class LLMEngine:
@@ -55,6 +56,9 @@ class LLMEngine:
                 f"exceed the KV cache of {self.config.kv_capacity_tokens} tokens")
         if any(not 0 <= t < vocab for t in request.prompt_token_ids):
             raise ValueError(f"prompt_token_ids must be in [0, {vocab}), the model's vocabulary")
+        if request.sampling.logprobs is not None and request.sampling.logprobs > self.config.max_logprobs:
+            raise ValueError(f"logprobs must be at most {self.config.max_logprobs} (the engine's max_logprobs), "
+                             f"got {request.sampling.logprobs}")
         if any(not 0 <= t < vocab for t in request.stop_token_ids):
             raise ValueError(f"stop_token_ids must be in [0, {vocab}), got {list(request.stop_token_ids)}")
 
@@ -85,7 +89,7 @@ class LLMEngine:
         if output.is_empty:
             return []
         try:
-            sampled = self.runner.run(output)
+            sampled, logprobs = self.runner.run(output)
         except Exception as exc:  # fail this step's requests; everyone waiting keeps going
             error = f"{type(exc).__name__}: {exc}"
             failed = [c.seq.seq_id for c in output.chunks if self.abort(c.seq.seq_id, FinishReason.ERROR)]
@@ -93,7 +97,8 @@ class LLMEngine:
         results = []
         for seq in self.scheduler.complete(output, sampled):
             new = () if seq.finish_reason is FinishReason.STOP else (seq.token_ids[-1],)
-            results.append(StepOutput(seq.seq_id, new, seq.finish_reason))
+            report = logprobs.get(seq.seq_id) if new else None
+            results.append(StepOutput(seq.seq_id, new, seq.finish_reason, logprobs=() if report is None else (report,)))
             if seq.is_finished:
                 del self.sequences[seq.seq_id]
         return results

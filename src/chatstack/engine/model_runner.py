@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from chatstack.backends.base import TokenLogprob
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llama import load_llama
@@ -30,8 +31,9 @@ class ModelRunner:
         return self.kv_cache[:, :, 0, 0].numel() * self.kv_cache.element_size()
 
     @torch.inference_mode()
-    def run(self, output: SchedulerOutput) -> dict[str, int]:
-        """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples."""
+    def run(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
+        """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples,
+        and the logprob report of those whose request asked for one."""
         input_ids, positions, logits_index, layout = [], [], [], []
         for chunk in output.chunks:
             seq, start, n = chunk.seq, chunk.start, chunk.num_tokens
@@ -44,4 +46,8 @@ class ModelRunner:
         meta = AttentionMetadata.build(layout, self.config.block_size, self.device)
         logits = self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
         sampling = [c.seq for c in output.chunks if c.samples]
-        return {seq.seq_id: token for seq, token in zip(sampling, sample(logits, sampling))}
+        if not sampling:
+            return {}, {}
+        sampled = sample(logits, sampling)
+        tokens = {seq.seq_id: token for seq, token in zip(sampling, sampled.tokens)}
+        return tokens, {seq.seq_id: lp for seq, lp in zip(sampling, sampled.logprobs) if lp is not None}
