@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chatstack.alignment.preference_data import ObjectiveWeights, feedback_records, preference_records
+from chatstack.alignment.preference_data import ObjectiveWeights
+from chatstack.datasets import DatasetRef
 from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
@@ -31,12 +32,16 @@ class DPORecipe:
     seed: int = 0
     weights: ObjectiveWeights = ObjectiveWeights()
     feedback_pairs: Path | None = None  # JSONL from `chatstack feedback export`, added to training
+    dataset: DatasetRef | None = None  # versioned preference set, optionally pinned (versioned_sets.py)
+    feedback_dataset: DatasetRef | None = None  # versioned feedback export, latest or pinned
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.feedback_pairs is not None:
             object.__setattr__(self, "feedback_pairs", Path(self.feedback_pairs))
+        object.__setattr__(self, "dataset", DatasetRef.coerce(self.dataset))
+        object.__setattr__(self, "feedback_dataset", DatasetRef.coerce(self.feedback_dataset))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
 
@@ -58,12 +63,11 @@ def main(recipe: DPORecipe) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     from chatstack.alignment.time_budget import TimeBudget
+    from chatstack.alignment.versioned_sets import dpo_pairs
+    from chatstack.datasets import write_lineage
 
     tokenizer = AutoTokenizer.from_pretrained(str(recipe.base_model))
-    train = preference_records(recipe.train_pairs, recipe.seed, recipe.weights)
-    if recipe.feedback_pairs is not None:
-        train += feedback_records(recipe.feedback_pairs)
-    held_out = preference_records(recipe.eval_pairs, recipe.seed + 1, recipe.weights, held_out=True)
+    train, held_out, used = dpo_pairs(recipe)
     work = recipe.output_dir.with_name(recipe.output_dir.name + ".partial")
     args = DPOConfig(
         output_dir=str(work / "trainer"), beta=recipe.beta, learning_rate=recipe.lr,
@@ -94,6 +98,7 @@ def main(recipe: DPORecipe) -> dict:
     if (recipe.base_model / "generation_config.json").exists():
         shutil.copy2(recipe.base_model / "generation_config.json", work / "generation_config.json")
     (work / "dpo_summary.json").write_text(json.dumps(summary, indent=2))
+    write_lineage(work, "dpo", used)
     shutil.rmtree(recipe.output_dir, ignore_errors=True)
     work.rename(recipe.output_dir)
     logger.info("DPO done: %s", summary)

@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.alignment.reader_data import ReaderMix
+from chatstack.datasets import DatasetRef
 from chatstack.recipes import check_ranges, recipe_from_dict
 from chatstack.text.chat_template import Message
 
@@ -37,10 +38,12 @@ class SFTRecipe:
     lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA adapters merged into the saved model
     seed: int = 0
     mix: ReaderMix = ReaderMix()
+    dataset: DatasetRef | None = None  # versioned conversation set, optionally pinned (versioned_sets.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        object.__setattr__(self, "dataset", DatasetRef.coerce(self.dataset))
         check_ranges(self, ("train_conversations", "eval_conversations", "max_length", "batch_size"),
                      ("lr", "epochs", "time_budget_s"))
         if self.lora_rank < 0:
@@ -84,10 +87,11 @@ def main(recipe: SFTRecipe) -> dict:
 
     from chatstack.alignment.chat_loss import assistant_token_loss
     from chatstack.alignment.time_budget import TimeBudget
+    from chatstack.alignment.versioned_sets import sft_conversations
+    from chatstack.datasets import write_lineage
 
     tokenizer = AutoTokenizer.from_pretrained(str(recipe.base_model))
-    train = reader_conversations(recipe.train_conversations, recipe.seed, recipe.mix)
-    held_out = reader_conversations(recipe.eval_conversations, recipe.seed + 1, recipe.mix, held_out=True)
+    train, held_out, used = sft_conversations(recipe)
     base_loss = assistant_token_loss(AutoModelForCausalLM.from_pretrained(str(recipe.base_model)), tokenizer,
                                      held_out, recipe.max_length)
     work = recipe.output_dir.with_name(recipe.output_dir.name + ".partial")
@@ -119,6 +123,7 @@ def main(recipe: SFTRecipe) -> dict:
     if (recipe.base_model / "generation_config.json").exists():
         shutil.copy2(recipe.base_model / "generation_config.json", work / "generation_config.json")
     (work / "sft_summary.json").write_text(json.dumps(summary, indent=2))
+    write_lineage(work, "sft", used)
     shutil.rmtree(recipe.output_dir, ignore_errors=True)
     work.rename(recipe.output_dir)
     logger.info("SFT done: %s", summary)
