@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -131,17 +132,22 @@ def cmd_bench(args) -> int:
 
 def cmd_feedback_export(args) -> int:
     from chatstack.feedback.pairs import preference_pairs
+    from chatstack.datasets import DatasetKind, VersionedTable
     from chatstack.feedback.store import FeedbackStore, dump_jsonl
 
     rated = FeedbackStore(_config(args).sessions.db_path).rated_answers()
     pairs = preference_pairs(rated)
     count = dump_jsonl([p.to_record() for p in pairs], Path(args.out))
-    print(f"{count} preference pairs from {len(rated)} rated answers -> {args.out}")
+    version = VersionedTable(args.table, DatasetKind.PREFERENCES).write(
+        [{"split": "train", **p.to_record()} for p in pairs], {"stage": "feedback export", "rated_answers": len(rated)})
+    print(f"{count} preference pairs from {len(rated)} rated answers -> {args.out}; "
+          f"dataset {version.uri} version {version.version}")
     return 0
 
 
 def cmd_curate(args) -> int:
     from chatstack.curation.pipeline import CurationConfig, CurationReport, SourceDocument, curate, read_jsonl, write_jsonl
+    from chatstack.datasets import DatasetKind, VersionedTable
     from chatstack.model.corpus import titled_documents
 
     if args.input:
@@ -151,6 +157,10 @@ def cmd_curate(args) -> int:
     report = CurationReport()
     written = write_jsonl(curate(documents, CurationConfig(), report), Path(args.out))
     Path(args.out).with_suffix(".report.json").write_text(report.to_json())
+    version = VersionedTable(args.table, DatasetKind.CORPUS).write(
+        ({"id": d.doc_id, "text": d.text} for d in read_jsonl(Path(args.out))),
+        {"stage": "curate", "seen": report.seen, "kept": report.kept, "removed": json.dumps(dict(report.removed))})
+    print(f"curated corpus: dataset {version.uri} version {version.version} ({version.content_hash})")
     print(f"kept {written} of {report.seen} documents; removed: {dict(report.removed)}; "
           f"PII spans scrubbed: {report.pii_spans_scrubbed} (report: {Path(args.out).with_suffix('.report.json')})")
     return 0
@@ -210,11 +220,15 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curate", help="dedup (MinHash-LSH), heuristics and PII scrubbing of a corpus")
     p.add_argument("--input", help="JSONL with {id, text}; default: the bundled demo corpus")
     p.add_argument("--out", default=str(project.ARTIFACTS / "curated" / "corpus.jsonl"))
+    p.add_argument("--table", default=str(project.ARTIFACTS / "datasets" / "curated_corpus"),
+                   help="versioned Delta table (path or s3:// URI) the kept documents are committed to")
     p.set_defaults(func=cmd_curate)
     p = sub.add_parser("feedback", help="user feedback")
     feedback = p.add_subparsers(dest="feedback_command", required=True)
     p = feedback.add_parser("export", help="preference pairs (TRL DPO format, JSONL) from rated answers")
     p.add_argument("--out", default=str(project.ARTIFACTS / "feedback" / "preference_pairs.jsonl"))
+    p.add_argument("--table", default=str(project.ARTIFACTS / "datasets" / "feedback_pairs"),
+                   help="versioned Delta table (path or s3:// URI) the pairs are committed to")
     p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
     p.add_argument("suite", choices=["ensemble", "engine", "serving"],  # engine: further flags go to bench.engine
