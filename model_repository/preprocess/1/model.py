@@ -3,6 +3,7 @@
 import chatstack_site  # noqa: F401  (must come first: puts chatstack on sys.path)
 import triton_python_backend_utils as pb_utils
 
+from chatstack.rag.query import context_to_json
 from chatstack.serving.preprocess import Preprocessor
 from chatstack.serving.triton_io import deployment_from_args, request_tensors, respond_each, text_tensor
 from chatstack.text.chat_template import messages_to_json
@@ -23,4 +24,5 @@ class TritonPythonModel:
         return [
             text_tensor(pb_utils, "messages", messages_to_json(conversation.messages)),
             text_tensor(pb_utils, "query", conversation.query),
+            text_tensor(pb_utils, "retrieval_context", context_to_json(conversation.retrieval_context)),
         ]

@@ -3,6 +3,7 @@
 import chatstack_site  # noqa: F401  (must come first: puts chatstack on sys.path)
 import triton_python_backend_utils as pb_utils
 
+from chatstack.rag.query import context_from_json
 from chatstack.rag.retriever import passages_to_json
 from chatstack.rag.service import RetrievalService, RetrievalStatus
 from chatstack.serving import fields
@@ -12,6 +13,7 @@ from chatstack.serving.triton_io import deployment_from_args, request_tensors, r
 class TritonPythonModel:
     def initialize(self, args):
         self.service = RetrievalService(deployment_from_args(args).retrieval)
+        self.service.warm_up()
         family = pb_utils.MetricFamily
         # the family must outlive its metrics, so it is kept on the object
         self.family = family("chatstack_retrievals_total", "Retrieve steps, by status", family.COUNTER)
@@ -21,8 +23,9 @@ class TritonPythonModel:
         return respond_each(pb_utils, requests, self._retrieve)
 
     def _retrieve(self, request):
-        query = fields.required_text(request_tensors(pb_utils, request, ("query",)), "query")
-        result = self.service.retrieve(query)
+        tensors = request_tensors(pb_utils, request, ("query", "query_context", "tenant"))
+        result = self.service.retrieve(fields.required_text(tensors, "query"), fields.optional_text(tensors, "tenant"),
+                                       context_from_json(fields.optional_text(tensors, "query_context")))
         self.counts[result.status].increment(1)
         if result.status is RetrievalStatus.DEGRADED:
             pb_utils.Logger.log_warn(f"retrieve: degraded, answering without passages: {result.detail}")

@@ -23,6 +23,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("eval-rag", help="recall@k and MRR of retrieval on a QA set")
     p.add_argument("--qa", type=Path, help="QA set (JSONL); default: data/rag_eval/demo_qa.jsonl")
     p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10])
+    p.add_argument("--mode", choices=["dense", "hybrid", "both"], help="default: retrieval.mode")
     _store_args(p)
     p.set_defaults(func=cmd_eval)
     p = subparsers.add_parser("bench-rag", help="retrieval latency (embed + search) at N synthetic chunks")
@@ -104,10 +105,17 @@ def cmd_eval(args) -> int:
     from chatstack.rag.store import VectorStore
 
     cfg = retrieval_config(args)
-    retriever = MilvusRetriever(VectorStore.open(cfg.milvus_uri, cfg.collection, must_exist=True),
-                                open_embedder(cfg), cfg.tenant, score_threshold=-1.0)
-    report = evaluate(retriever, load_qa(args.qa or DEFAULT_QA), ks=tuple(args.k))
-    print(report.table())
+    _quiet_lite_iterator_noise()
+    items = load_qa(args.qa or DEFAULT_QA)
+    store = VectorStore.open(cfg.milvus_uri, cfg.collection, must_exist=True)
+    embedder = open_embedder(cfg)
+    modes = ["dense", "hybrid"] if args.mode == "both" else [args.mode or cfg.mode]
+    for mode in modes:
+        retriever = MilvusRetriever(store, embedder, cfg.tenant, score_threshold=-1.0, mode=mode,
+                                    memory_max_chunks=cfg.memory_index_max_chunks)
+        print(f"retrieval: {mode}")
+        print(evaluate(retriever, items, ks=tuple(args.k)).table())
+    store.close()
     return 0
 
 

@@ -58,15 +58,21 @@ def split_sentences(text: str) -> list[str]:
 
 
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in STOPWORDS}
+    return set(word_terms(text))
 
 
-def _stem(word: str) -> str:
-    """A crude plural/verb stem, enough to match "lists" with "list"."""
+def word_terms(text: str) -> list[str]:
+    """Stemmed content words of `text` in order, repeats kept (stopwords and 1–2 letter words left out)."""
+    return [stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in STOPWORDS]
+
+
+def stem(word: str) -> str:
+    """A crude plural/verb stem, enough to match "lists" with "list" and "remove" with "removing"."""
     for suffix in ("ies", "es", "s", "ed", "ing"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) >= 5 else word
 
 
 def lexical_overlap(sentence: str, vocabulary: set[str]) -> float:

@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatstack.config import RetrievalSection
+from chatstack.rag.memory_index import TenantIndexes
+from chatstack.rag.query import query_vector
 from chatstack.rag.retriever import Passage, Retriever
-from chatstack.rag.store import StoreUnavailable, VectorStore
+from chatstack.rag.store import StoreUnavailable, VectorStore, is_lite
 
 log = logging.getLogger(__name__)
+
+
+MEMORY_REFRESH_S = 60.0  # a Milvus server's chunks may change under a running deployment
+_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}")
+
+
+def validate_tenant(tenant: str) -> str:
+    """A tenant name: 1–128 characters, letters, digits and `_ . : @ -`, starting with a letter or digit."""
+    if not isinstance(tenant, str) or _TENANT.fullmatch(tenant) is None:
+        raise ValueError(f"tenant must be 1-128 characters of letters, digits and _ . : @ - "
+                         f"(starting with a letter or digit), got {tenant!r}")
+    return tenant
 
 
 class RetrievalStatus(str, enum.Enum):
@@ -35,14 +50,36 @@ class RetrievalResult:
 
 
 class MilvusRetriever(Retriever):
-    def __init__(self, store: VectorStore, embedder, tenant: str, score_threshold: float):
+    """Top-k passages of one tenant above a cosine threshold, dense or hybrid (dense + BM25, RRF).
+
+    Tenants of up to `memory_max_chunks` chunks are searched in an in-process copy
+    (`TenantIndexes`); bigger ones are searched by Milvus, dense only.
+    """
+
+    def __init__(self, store: VectorStore, embedder, tenant: str, score_threshold: float, mode: str = "dense",
+                 memory_max_chunks: int = 0, refresh_s: float | None = None):
+        if mode not in ("dense", "hybrid"):
+            raise ValueError(f"retrieval mode must be 'dense' or 'hybrid', got {mode!r}")
         self.store = store
         self.embedder = embedder
         self.tenant = tenant
         self.score_threshold = score_threshold
+        self.hybrid = mode == "hybrid"
+        self.indexes = TenantIndexes(store, memory_max_chunks, refresh_s)
+        self._warned_dense_only: set[str] = set()
 
-    def search(self, query: str, top_k: int) -> list[Passage]:
-        hits = self.store.search(self.embedder.embed_one(query), self.tenant, top_k)
+    def search(self, query: str, top_k: int, tenant: str | None = None, context: tuple[str, ...] = ()) -> list[Passage]:
+        """`context`: earlier user turns a follow-up `query` is searched with (`chatstack.rag.query`)."""
+        tenant = self.tenant if tenant is None else tenant
+        vector = query_vector(self.embedder, query, context)
+        index = self.indexes.get(tenant)
+        if index is not None:
+            hits = index.search(vector, query, top_k, self.hybrid, context)
+        else:
+            if self.hybrid and tenant not in self._warned_dense_only:
+                self._warned_dense_only.add(tenant)
+                log.warning("tenant %r is over the in-memory cap: searched dense only, in Milvus", tenant)
+            hits = self.store.search(vector, tenant, top_k)
         return [Passage(h.text, h.source, h.score, section=h.section, chunk_id=h.chunk_id, title=h.title)
                 for h in hits if h.score >= self.score_threshold]
 
@@ -68,17 +105,29 @@ class RetrievalService:
         self._count_tokens = None
         self._embedder_instance = None
 
-    def retrieve(self, query: str) -> RetrievalResult:
+    def retrieve(self, query: str, tenant: str | None = None, context: tuple[str, ...] = ()) -> RetrievalResult:
+        """Passages for `query` (with earlier turns as `context`) from `tenant`'s documents (None: the configured one)."""
+        if tenant is not None:
+            validate_tenant(tenant)
         if not self.cfg.enabled:
             return RetrievalResult([], RetrievalStatus.DISABLED)
         try:
             retriever = self._connected()
-            passages = retriever.search(query, self.cfg.top_k)
+            passages = retriever.search(query, self.cfg.top_k, tenant, context)
         except StoreUnavailable as exc:
             self._disconnect(str(exc))
             return RetrievalResult([], RetrievalStatus.DEGRADED, str(exc))
         passages = within_budget(passages, self._count_tokens, self.cfg.max_context_tokens)
         return RetrievalResult(passages, RetrievalStatus.OK)
+
+    def warm_up(self) -> None:
+        """Connect and load the configured tenant now, so the first request does not pay for it."""
+        if not self.cfg.enabled:
+            return
+        try:
+            self._connected().indexes.get(self.cfg.tenant)
+        except StoreUnavailable as exc:
+            self._disconnect(str(exc))
 
     def _connected(self) -> MilvusRetriever:
         if self._retriever is not None:
@@ -91,7 +140,9 @@ class RetrievalService:
         except (StoreUnavailable, ValueError, OSError) as exc:
             self._failed_at, self._failure = time.monotonic(), str(exc)
             raise StoreUnavailable(str(exc)) from exc
-        self._retriever = MilvusRetriever(store, embedder, self.cfg.tenant, self.cfg.score_threshold)
+        self._retriever = MilvusRetriever(store, embedder, self.cfg.tenant, self.cfg.score_threshold, self.cfg.mode,
+                                          self.cfg.memory_index_max_chunks,
+                                          refresh_s=None if is_lite(self.cfg.milvus_uri) else MEMORY_REFRESH_S)
         self._failed_at = None
         return self._retriever
 
@@ -103,7 +154,8 @@ class RetrievalService:
         tokenizer_dir = None if self.cfg.embedder_tokenizer_dir is None else Path(self.cfg.embedder_tokenizer_dir)
         offsets = token_offsets(tokenizer_dir)
         self._count_tokens = lambda text: len(offsets(text))
-        self._embedder_instance = OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir)
+        self._embedder_instance = OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir,
+                                                threads=self.cfg.embedder_threads)
         return self._embedder_instance
 
     def _disconnect(self, reason: str) -> None:

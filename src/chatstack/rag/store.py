@@ -36,6 +36,15 @@ class ScoredChunk:
 
 
 @dataclass(frozen=True)
+class StoredChunk:
+    chunk_id: str
+    source: str
+    title: str
+    section: str
+    text: str
+
+
+@dataclass(frozen=True)
 class StoredChunkRef:
     chunk_id: str
     source: str
@@ -155,6 +164,27 @@ class VectorStore:
         finally:
             iterator.close()
         return refs
+
+    def tenant_chunks(self, tenant: str, limit: int) -> tuple[list[StoredChunk], np.ndarray] | None:
+        """Every chunk of `tenant` with its vectors (N, dim), or None when it holds more than `limit`."""
+        fields = ["id", "vector", "source", "title", "section", "text"]
+        try:
+            iterator = self.client.query_iterator(self.collection, batch_size=_ITERATOR_BATCH,
+                                                  filter=f"tenant == {quoted(tenant)}", output_fields=fields)
+            chunks, vectors = [], []
+            try:
+                while batch := iterator.next():
+                    chunks += [StoredChunk(r["id"], r["source"], r["title"], r["section"], r["text"]) for r in batch]
+                    vectors += [r["vector"] for r in batch]
+                    if len(chunks) > limit:
+                        return None
+            finally:
+                iterator.close()
+        except Exception as exc:  # the store went away, or the collection was dropped
+            raise StoreUnavailable(f"reading tenant {tenant!r} from {self.collection!r} failed: {exc}") from exc
+        if not chunks:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return chunks, np.asarray(vectors, dtype=np.float32).reshape(len(chunks), -1)
 
     def search(self, vector: np.ndarray, tenant: str, top_k: int) -> list[ScoredChunk]:
         try:

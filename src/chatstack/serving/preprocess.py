@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatstack.config import DeploymentConfig
+from chatstack.rag.query import history_context
 from chatstack.serving import fields
 from chatstack.serving.sampling_fields import parse_sampling, parse_stop_words, resolve_max_tokens
 from chatstack.sessions.history import build_conversation
@@ -17,7 +18,8 @@ from chatstack.text.tokenizer import load_tokenizer, model_context_window
 @dataclass(frozen=True)
 class Conversation:
     messages: list[Message]
-    query: str
+    query: str  # the user's turn, as typed
+    retrieval_context: tuple[str, ...]  # earlier user turns `retrieve` searches with, when the turn is a follow-up
 
 
 class Preprocessor:
@@ -46,4 +48,5 @@ class Preprocessor:
             budget,
             self.count_tokens,
         )
-        return Conversation(messages, user_text)
+        earlier = [turn.user for turn in history]
+        return Conversation(messages, user_text, history_context(user_text, earlier, self.cfg.retrieval.history_turns))
