@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.preference_data import ObjectiveWeights
 from chatstack.datasets import DatasetRef
 from chatstack.recipes import check_ranges, recipe_from_dict
@@ -34,6 +35,7 @@ class DPORecipe:
     feedback_pairs: Path | None = None  # JSONL from `chatstack feedback export`, added to training
     dataset: DatasetRef | None = None  # versioned preference set, optionally pinned (versioned_sets.py)
     feedback_dataset: DatasetRef | None = None  # versioned feedback export, latest or pinned
+    compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
@@ -49,7 +51,7 @@ class DPORecipe:
     def from_dict(cls, raw: dict[str, Any]) -> "DPORecipe":
         if isinstance(raw.get("weights"), dict):
             raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
-        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights}, ("beta", "lr", "epochs", "time_budget_s"))
+        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings}, ("beta", "lr", "epochs", "time_budget_s"))
 
 
 def _without_objective(records: list[dict]) -> list[dict]:
@@ -73,7 +75,7 @@ def main(recipe: DPORecipe) -> dict:
         output_dir=str(work / "trainer"), beta=recipe.beta, learning_rate=recipe.lr,
         per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
         num_train_epochs=recipe.epochs, max_length=recipe.max_length, logging_steps=10, save_strategy="no",
-        report_to=[], use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False, bf16=False,
+        report_to=[], seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = DPOTrainer(

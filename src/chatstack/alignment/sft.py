@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.reader_data import ReaderMix
 from chatstack.datasets import DatasetRef
 from chatstack.recipes import check_ranges, recipe_from_dict
@@ -39,6 +40,7 @@ class SFTRecipe:
     seed: int = 0
     mix: ReaderMix = ReaderMix()
     dataset: DatasetRef | None = None  # versioned conversation set, optionally pinned (versioned_sets.py)
+    compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
@@ -51,7 +53,7 @@ class SFTRecipe:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
-        return recipe_from_dict(cls, raw, {"mix": ReaderMix}, ("lr", "epochs", "time_budget_s"))
+        return recipe_from_dict(cls, raw, {"mix": ReaderMix, "compute": ComputeSettings}, ("lr", "epochs", "time_budget_s"))
 
 
 def as_records(conversations: list[list[Message]]) -> list[dict]:
@@ -99,7 +101,7 @@ def main(recipe: SFTRecipe) -> dict:
         output_dir=str(work / "trainer"), assistant_only_loss=True, max_length=recipe.max_length,
         per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
         lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
-        use_cpu=True, seed=recipe.seed, dataloader_num_workers=0, gradient_checkpointing=False, bf16=False,
+        seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = SFTTrainer(
