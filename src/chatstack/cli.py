@@ -245,7 +245,13 @@ def parser() -> argparse.ArgumentParser:
 
     register_rag(sub)  # ingest, eval-rag, bench-rag
     p = sub.add_parser("eval", help="evaluations on held-out sets")
-    safety_eval.register(p.add_subparsers(dest="suite", required=True))
+    suites = p.add_subparsers(dest="suite", required=True)
+    safety_eval.register(suites)
+    from chatstack.evaluation import cli as model_eval
+    from chatstack.registry import cli as registry_cli
+
+    model_eval.register(suites)  # eval model
+    registry_cli.register(sub)  # register, registry list|serve
     return root
 
 

@@ -2,7 +2,9 @@
 
 Each stage runs only if its output folder is missing, so `make demo` trains once and
 a crashed run resumes at the stage that did not finish (stages write to a `.partial`
-folder and rename it when complete).
+folder and rename it when complete). The chosen model is registered as a version of
+`demo-chat` in the model registry (artifacts/registry/), which exports the served version
+to artifacts/demo-chat, the folder deploy/demo.toml serves.
 """
 
 from __future__ import annotations
@@ -10,30 +12,46 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
 from pathlib import Path
 
-from chatstack.model.pretrain import ensure_demo_model, is_saved_model
+from chatstack.model.pretrain import is_saved_model
 from chatstack.recipes import load_recipe
 
 logger = logging.getLogger(__name__)
 
+SERVED_NAME = "demo-chat"
 
-def register_best(candidates: list[Path], target: Path) -> dict:
-    """Copy the candidate that reads best (reader evaluation) to `target`; later ones win ties."""
+
+def _registry(artifacts: Path):
+    from chatstack.registry.model_registry import ModelRegistry
+
+    return ModelRegistry(artifacts / "registry", export_root=artifacts)
+
+
+def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NAME) -> dict:
+    """Register the candidate that reads best (reader evaluation) as the served version of `name`.
+
+    Later candidates win ties. Returns the scores and the registered version.
+    """
     from chatstack.alignment.reader_eval import evaluate_reader
 
     scores = {str(c): dataclasses.asdict(evaluate_reader(c)) for c in candidates}
     best = max(reversed(candidates), key=lambda c: scores[str(c)]["cited_correctly"] + scores[str(c)]["said_not_covered"])
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(best, staging)
-    record = {"registered": str(best), "scores": scores}
-    (staging / "registration.json").write_text(json.dumps(record, indent=2))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
-    logger.info("registered %s as %s: %s", best, target, scores)
-    return record
+    evaluation = {"reader_scores": scores, "rule": "highest cited_correctly + said_not_covered; later wins ties"}
+    record = _registry(artifacts).register(best, name, evaluation, note="best reader of the demo pipeline")
+    logger.info("registered %s as %s version %d: %s", best, name, record.version, scores)
+    return {"registered": str(best), "version": record.version, "scores": scores}
+
+
+def adopt_unregistered(artifacts: Path, name: str = SERVED_NAME) -> bool:
+    """A served folder made before the registry existed becomes version 1 (nothing is retrained)."""
+    registry, served = _registry(artifacts), artifacts / name
+    if registry.versions(name) or not is_saved_model(served):
+        return False
+    old = served / "registration.json"
+    evaluation = json.loads(old.read_text(encoding="utf-8")) if old.is_file() else {}
+    registry.register(served, name, evaluation, note="adopted the folder served before versions were recorded")
+    return True
 
 
 def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0) -> Path:
@@ -42,21 +60,25 @@ def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0) -> P
     from chatstack.alignment.dpo import main as run_dpo
     from chatstack.alignment.sft import SFTRecipe
     from chatstack.alignment.sft import main as run_sft
+    from chatstack.model.pretrain import ensure_demo_model
 
-    recipes = root / "training" / "recipes"
-    base = ensure_demo_model(root / "artifacts" / "demo-model", time_budget_s=pretrain_budget_s)
+    artifacts, recipes = root / "artifacts", root / "training" / "recipes"
+    adopt_unregistered(artifacts)
+    base = ensure_demo_model(artifacts / "demo-model", time_budget_s=pretrain_budget_s)
     sft_recipe = SFTRecipe.from_dict(load_recipe(recipes / "demo_sft.yaml") | {
-        "base_model": base, "output_dir": root / "artifacts" / "demo-sft"})
+        "base_model": base, "output_dir": artifacts / "demo-sft"})
     if not is_saved_model(sft_recipe.output_dir):
         logger.info("SFT stage: %s", run_sft(sft_recipe))
     dpo_raw = load_recipe(recipes / "demo_dpo.yaml") | {
-        "base_model": sft_recipe.output_dir, "output_dir": root / "artifacts" / "demo-dpo"}
+        "base_model": sft_recipe.output_dir, "output_dir": artifacts / "demo-dpo"}
     if dpo_raw.get("feedback_pairs"):
         dpo_raw["feedback_pairs"] = root / dpo_raw["feedback_pairs"]
     dpo_recipe = DPORecipe.from_dict(dpo_raw)
     if not is_saved_model(dpo_recipe.output_dir):
         logger.info("DPO stage: %s", run_dpo(dpo_recipe))
-    served = root / "artifacts" / "demo-chat"
-    if not is_saved_model(served):
-        register_best([sft_recipe.output_dir, dpo_recipe.output_dir], served)
-    return served
+    registry = _registry(artifacts)
+    if registry.served_version(SERVED_NAME) is None:
+        register_best([sft_recipe.output_dir, dpo_recipe.output_dir], artifacts)
+    elif not is_saved_model(artifacts / SERVED_NAME):  # the export was removed: restore the served version
+        registry.promote(SERVED_NAME, registry.served_version(SERVED_NAME))
+    return artifacts / SERVED_NAME

@@ -28,6 +28,13 @@ def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tok
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens)
+
+
+def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64) -> ReaderScore:
+    """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer)."""
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
     mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=1)
     cited = not_covered = answerable = unanswerable = 0
     for conversation in reader_conversations(count, seed, mix, held_out=True):

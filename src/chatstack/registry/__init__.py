@@ -1,0 +1,1 @@
+"""Model versions: numbered copies of trained models, their records, and which one is served."""
