@@ -240,10 +240,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
     p.set_defaults(func=cmd_bench)
+    from chatstack.datasets import cli as datasets_cli
     from chatstack.rag.cli import register as register_rag
+    from chatstack.retrain import cli as retrain_cli
     from chatstack.safety import evaluate as safety_eval
 
     register_rag(sub)  # ingest, eval-rag, bench-rag
+    datasets_cli.register(sub)  # datasets history
+    retrain_cli.register(sub)  # retrain: feedback export → DPO → eval → register if better
     p = sub.add_parser("eval", help="evaluations on held-out sets")
     suites = p.add_subparsers(dest="suite", required=True)
     safety_eval.register(suites)

@@ -41,11 +41,7 @@ class VersionedTable:
 
     def history(self) -> list[DatasetVersion]:
         """Every version chatstack wrote, oldest first."""
-        if not self.exists():
-            return []
-        commits = DeltaTable(self.uri, storage_options=self.storage_options or None).history()
-        versions = [DatasetVersion.from_commit(self.uri, c) for c in commits if META_PREFIX + "content_hash" in c]
-        return sorted(versions, key=lambda v: v.version)
+        return dataset_history(self.uri, self.storage_options)
 
     def latest(self) -> DatasetVersion | None:
         history = self.history()
@@ -110,6 +106,16 @@ class VersionedTable:
     def _version_with_hash(self, digest: str) -> DatasetVersion:
         # the newest version with this content: ours, unless a concurrent writer committed the same data
         return next(v for v in reversed(self.history()) if v.content_hash == digest)
+
+
+def dataset_history(uri: str, storage_options: Mapping[str, str] | None = None) -> list[DatasetVersion]:
+    """Every version chatstack wrote to the table at `uri`, oldest first (none if no table)."""
+    options = dict(storage_options or {}) or None
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return []
+    commits = DeltaTable(uri, storage_options=options).history()
+    versions = [DatasetVersion.from_commit(uri, c) for c in commits if META_PREFIX + "content_hash" in c]
+    return sorted(versions, key=lambda v: v.version)
 
 
 def _without_row(rows: list[dict]) -> list[dict]:
