@@ -39,6 +39,7 @@ class ChatOptions:
     seed: int | None = None
     stop_words: tuple[str, ...] = ()
     ignore_eos: bool | None = None
+    tenant: str | None = None  # whose documents retrieval searches
 
 
 @dataclass
@@ -64,6 +65,7 @@ _SCALARS = {
     "top_k": ("INT32", np.int32),
     "seed": ("UINT64", np.uint64),
     "ignore_eos": ("BOOL", np.bool_),
+    "tenant": ("BYTES", np.object_),
 }
 
 

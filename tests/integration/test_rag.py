@@ -6,6 +6,7 @@ process at a time), for two tenants; the server is configured for tenant "acme".
 
 from __future__ import annotations
 
+import uuid
 
 import pytest
 import tritonclient.grpc as grpcclient
@@ -22,9 +23,22 @@ from chatstack.rag.store import VectorStore
 from chatstack.repository.assemble import SourceLayout, assemble_repository
 from chatstack.serving.server import ServerPorts, TritonServer
 from tests.integration.conftest import free_ports, metric_value
-from tests.integration.helpers import text
+from tests.integration.helpers import stream_error, text
 
 pytestmark = pytest.mark.integration
+
+
+GROUPS = """# User groups
+
+## Adding a user to a group
+
+Run `usermod -aG GROUP USER` to add a user account to a group.
+
+## Removing a user from a group
+
+Run `gpasswd -d USER GROUP` to take a user account out of a group.
+"""
+PRINTERS = "# Printers\n\nTo remove a printer, open Settings, choose Printers and press Remove.\n"
 
 
 def write_corpus(root, files: dict[str, str]):
@@ -47,6 +61,8 @@ def rag_stack(demo_model_dir, onnx, tmp_path_factory):
     acme = write_corpus(work / "acme", {
         "sets.md": "# Sets\n\nA set holds unique items; adding an item twice keeps one copy.\n",
         "ports.html": "<h1>Ports</h1><p>The gRPC port of the demo server is 8001.</p>",
+        "groups.md": GROUPS,
+        "printers.md": PRINTERS,
     })
     other = write_corpus(work / "other", {"secret.md": "# Sets\n\nOther tenant's private note about sets.\n"})
     Ingestor(store, embedder, offsets, ChunkingParams(), tenant="acme").ingest([discover(acme)])
@@ -141,3 +157,30 @@ def retrieval_count(server: TritonServer, status: str) -> float:
 def test_retrievals_are_counted_by_status(rag_stack):
     retrieve(rag_stack.grpc_url, "sets")
     assert retrieval_count(rag_stack, "ok") >= 1
+
+
+def cited_sources(server: TritonServer, question: str, **options) -> list[str]:
+    reply = ChatClient(server.grpc_url, timeout_s=120).complete(
+        question, ChatOptions(max_tokens=4, temperature=0.0, ignore_eos=True, **options))
+    assert reply.retrieval_status == "ok"
+    return [c["source"] for c in reply.citations]
+
+
+def test_tenant_input_selects_whose_documents_are_searched(rag_stack):
+    question = "What do the notes say about sets?"
+    assert "acme/sets.md" in cited_sources(rag_stack, question)  # no tenant: the configured one
+    assert cited_sources(rag_stack, question, tenant="other") == ["other/secret.md"]
+    assert cited_sources(rag_stack, question, tenant="nobody") == []
+    error = stream_error(rag_stack.grpc_url, [text("text_input", question), text("tenant", "../acme")])
+    assert error is not None and "tenant" in error
+
+
+def test_follow_up_turn_retrieves_with_the_conversation(rag_stack):
+    follow_up = "and how do I remove one?"
+    assert cited_sources(rag_stack, follow_up)[0] == "acme/printers.md"  # alone, it is about printers
+    session = f"follow-up-{uuid.uuid4().hex}"
+    cited_sources(rag_stack, "How do I add a user to a group?", session_id=session)
+    reply = ChatClient(rag_stack.grpc_url, timeout_s=120).complete(
+        follow_up, ChatOptions(session_id=session, max_tokens=4, temperature=0.0, ignore_eos=True))
+    first = reply.citations[0]
+    assert (first["source"], first["section"]) == ("acme/groups.md", "User groups > Removing a user from a group")
