@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo serve model rag repository test test-unit test-integration bench eval clean
+.PHONY: install demo serve model rag repository test test-unit test-integration bench eval clean airflow-venv airflow-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,21 @@ bench: model
 eval: rag
 	$(BIN)/chatstack eval-rag
 	$(BIN)/chatstack eval safety
+
+# Airflow gets its own venv: its dependency pins would fight chatstack's (torch, numpy<2, pyarrow).
+# The DAG (orchestration/dags) imports only Airflow; its tasks call the chatstack CLI.
+AIRFLOW_VENV := .venv-airflow
+$(AIRFLOW_VENV)/.installed:
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet "apache-airflow>=3.3,<4"
+	touch $@
+
+airflow-venv: $(AIRFLOW_VENV)/.installed
+
+# Loads orchestration/dags with Airflow's own DagBag; fails on any import error.
+airflow-check: airflow-venv
+	AIRFLOW_HOME=$(CURDIR)/build/airflow AIRFLOW__CORE__LOAD_EXAMPLES=False $(AIRFLOW_VENV)/bin/python orchestration/check_dags.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,4 +1,4 @@
-"""Reading operator documents (text, Markdown, HTML) into titled sections.
+"""Reading operator documents (text, Markdown, HTML, PDF) into titled sections.
 
 A `Document` keeps the structure the chunker needs: each `Section` is the text under
 one heading, named by its heading path ("Install > From source").
@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 SUPPORTED_SUFFIXES = {".txt": "text", ".text": "text", ".rst": "text", ".md": "markdown", ".markdown": "markdown",
-                      ".html": "html", ".htm": "html"}
+                      ".html": "html", ".htm": "html", ".pdf": "pdf"}
 MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
@@ -41,6 +41,10 @@ def read_document(path: Path, source: str, max_bytes: int = MAX_FILE_BYTES) -> D
     size = path.stat().st_size
     if size > max_bytes:
         raise SkippedFile(f"file is {size} bytes, over the {max_bytes}-byte limit")
+    if kind == "pdf":
+        from chatstack.rag.pdf import parse_pdf
+
+        return _document(source, path, *parse_pdf(path))
     raw = path.read_bytes()
     if b"\x00" in raw[:8192]:
         raise SkippedFile("binary file (NUL bytes)")
@@ -49,11 +53,14 @@ def read_document(path: Path, source: str, max_bytes: int = MAX_FILE_BYTES) -> D
     except UnicodeDecodeError as exc:
         raise SkippedFile(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     parse = {"text": parse_text, "markdown": parse_markdown, "html": parse_html}[kind]
-    title, sections = parse(text)
-    sections = tuple(s for s in sections if s.text.strip())
-    if not sections:
+    return _document(source, path, *parse(text))
+
+
+def _document(source: str, path: Path, title: str, sections: list[Section]) -> Document:
+    kept = tuple(s for s in sections if s.text.strip())
+    if not kept:
         raise SkippedFile("empty file (no text)")
-    return Document(source=source, title=title or path.stem, sections=sections)
+    return Document(source=source, title=title or path.stem, sections=kept)
 
 
 _UNDERLINE = re.compile(r"^([=\-*~^#+])\1{2,}\s*$")
