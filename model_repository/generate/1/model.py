@@ -23,7 +23,9 @@ from chatstack.serving.triton_io import deployment_from_args, error_response, re
 
 INPUTS = ("messages", "input_blocked", "input_reason", "input_refusal", "redacted_query", "passages", "retrieval_status",
           "session_id",
-          "max_tokens", "stream", "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos")
+          "max_tokens", "stream", "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos",
+          "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "return_log_probs",
+          "top_log_probs")
 
 
 class TritonPythonModel:

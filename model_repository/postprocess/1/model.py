@@ -10,7 +10,7 @@ from chatstack.serving.triton_io import deployment_from_args
 PASSED_ON = (("text", "text_output"), ("finish_reason_in", "finish_reason"), ("blocked_in", "blocked"),
              ("stream_key", "response_id"),  # the key that names the answer for feedback
              ("citations_in", "citations"), ("grounded_in", "grounded"), ("grounding_score_in", "grounding_score"),
-             ("retrieval_status_in", "retrieval_status"))
+             ("retrieval_status_in", "retrieval_status"), ("output_log_probs_in", "output_log_probs"))
 
 
 class TritonPythonModel:

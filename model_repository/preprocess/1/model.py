@@ -9,7 +9,8 @@ from chatstack.serving.triton_io import deployment_from_args, request_tensors, r
 from chatstack.text.chat_template import messages_to_json
 
 INPUTS = ("text_input", "session_id", "system_prompt", "max_tokens", "stream", "temperature", "top_p", "top_k",
-          "seed", "stop_words", "ignore_eos")
+          "seed", "stop_words", "ignore_eos", "min_p", "repetition_penalty", "presence_penalty",
+          "frequency_penalty", "return_log_probs", "top_log_probs")
 
 
 class TritonPythonModel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -15,6 +16,7 @@ from chatstack.safety.moderator import Moderator
 from chatstack.safety.output_moderation import StreamModerator
 from chatstack.safety.rules import REFUSAL
 from chatstack.serving.chat_request import ChatRequest
+from chatstack.serving.sampling_fields import logprobs_json
 from chatstack.sessions.store import SessionStore, Turn
 from chatstack.text.chat_template import Message, render_chat
 from chatstack.text.detokenizer import IncrementalDetokenizer
@@ -33,6 +35,7 @@ class ChatDelta:
     citations: str = "[]"  # final delta: the passages the answer could cite, as JSON
     grounded: bool = False  # final delta: the grounding check's verdict (False when not checked)
     grounding_score: float = 0.0
+    logprobs: str = "[]"  # JSON, one entry per token this delta accounts for (when asked for)
 
 
 class GenerationError(RuntimeError):
@@ -115,11 +118,13 @@ class ChatService:
         outputs = self.backend.stream(request_id)
         reply: list[str] = []
         stopped, pending_tokens = False, 0
+        pending_logprobs: list = []  # reports of the tokens counted in pending_tokens
         for output in outputs:
             if output.finish_reason is FinishReason.ERROR:
                 raise GenerationError(output.error or "generation failed")
             final = output.finish_reason is not None
             pending_tokens += len(output.new_token_ids)
+            pending_logprobs.extend(output.logprobs)
             delta = ""
             if not stopped:
                 check = stops.feed(detokenizer.add(output.new_token_ids) + (detokenizer.flush() if final else ""))
@@ -140,15 +145,19 @@ class ChatService:
             if not final:
                 if delta:
                     reply.append(delta)
-                    yield ChatDelta(delta, token_count=pending_tokens)
-                    pending_tokens = 0
+                    yield ChatDelta(delta, token_count=pending_tokens, logprobs=self._logprobs(pending_logprobs))
+                    pending_tokens, pending_logprobs = 0, []
                 continue
             finish = FinishReason.STOP if stopped else output.finish_reason
             reply.append(delta)
             if finish in (FinishReason.STOP, FinishReason.LENGTH):
                 self._record(request_id, request, "".join(reply))
-            yield self._final_delta(delta, finish, pending_tokens, "".join(reply), request)
+            final_delta = self._final_delta(delta, finish, pending_tokens, "".join(reply), request)
+            yield dataclasses.replace(final_delta, logprobs=self._logprobs(pending_logprobs))
             return
+
+    def _logprobs(self, reports: list) -> str:
+        return logprobs_json(reports, self.tokenizer) if reports else "[]"
 
     def _final_delta(self, delta: str, finish: FinishReason, tokens: int, answer: str, request: ChatRequest) -> ChatDelta:
         """The last delta, with citations and the grounding verdict when passages were retrieved."""

@@ -13,6 +13,7 @@ concurrently crash tritonserver 2.51 (SIGSEGV in libtriton_python.so).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -23,6 +24,7 @@ from chatstack.serving.cancel_marks import CancelMarks
 from chatstack.serving.chat_request import ChatRequest
 from chatstack.serving.chat_service import ChatDelta, ChatService
 from chatstack.serving.metrics import GenerateMetrics
+from chatstack.serving.sampling_fields import merge_logprobs
 from chatstack.serving.triton_io import bool_tensor, text_tensor
 
 
@@ -61,11 +63,13 @@ class DeltaSender:
             bool_tensor(pb, "grounded", delta.grounded and final),
             pb.Tensor("grounding_score", np.array([[delta.grounding_score if final else 0.0]], dtype=np.float32)),
             text_tensor(pb, "retrieval_status_out", retrieval_status),
+            text_tensor(pb, "output_log_probs", delta.logprobs),
         ])
 
     def send_all(self, sender, request_id: str, chat: ChatRequest, deltas: Iterator[ChatDelta], arrived: float) -> None:
         stream = chat.stream
         pieces, first, polled = [], True, time.perf_counter()
+        held_logprobs: list[str] = []  # non-streaming: every delta's logprobs go in the one response
         for delta in deltas:
             cancelled = self.marks.is_marked(request_id)
             if not cancelled and time.perf_counter() - polled > CANCEL_POLL_S:
@@ -81,6 +85,7 @@ class DeltaSender:
                     self.send(sender, self.response(request_id, delta.text, delta, chat.retrieval_status, final=False))
                 else:
                     pieces.append(delta.text)
+                    held_logprobs.append(delta.logprobs)
                 continue
             self.metrics.finish(delta.finish_reason)
             if delta.finish_reason is FinishReason.CANCELLED:
@@ -89,4 +94,6 @@ class DeltaSender:
             if chat.passages and not delta.grounded and delta.finish_reason is not FinishReason.CONTENT_FILTER:
                 self.metrics.ungrounded()
             text = delta.text if stream else "".join(pieces) + delta.text
+            if not stream and held_logprobs:
+                delta = dataclasses.replace(delta, logprobs=merge_logprobs([*held_logprobs, delta.logprobs]))
             self.send(sender, self.response(request_id, text, delta, chat.retrieval_status, final=True), final=True)
