@@ -16,6 +16,7 @@ from chatstack.recipes import load_recipe
 from chatstack.retrain.plan import STEP_NAMES, RetrainConfig, Step, retrain_steps
 from chatstack.retrain.runner import StepFailed, run_steps
 from chatstack.text.chat_template import Message
+from tests.unit.test_alignment import tiny_model  # noqa: F401  (fixture: a 1-layer Llama + tokenizer)
 
 
 def align_script():
@@ -91,3 +92,28 @@ def test_a_failing_step_stops_the_run_naming_the_step(tmp_path):
     assert [(s["step"], s["exit_code"]) for s in history] == [("first", 0), ("broken", 3)]
     with pytest.raises(ValueError, match="step must be one of"):
         run_steps(steps, tmp_path / "run", only="deploy")
+
+
+@pytest.mark.slow
+def test_whole_retrain_run_on_a_tiny_model(config, tiny_model, tmp_path):  # noqa: F811
+    """feedback export → DPO → eval → register, each a real subprocess, on a 1-layer model."""
+    import dataclasses
+    import shutil
+
+    shutil.copytree(tiny_model, config.baseline)
+    (tmp_path / "held_out.txt").write_text("A list is a mutable sequence. A tuple is an immutable sequence. " * 20)
+    store = FeedbackStore(tmp_path / "sessions.sqlite")
+    store.record_response("a" * 32, "s1", [Message("user", "What is a set?")], "A fruit.")
+    store.record_feedback("a" * 32, -1, "An unordered collection of unique items.")
+    cfg = dataclasses.replace(
+        config, dpo_overrides=("train_pairs=8", "eval_pairs=4", "batch_size=4", "time_budget_s=60"),
+        eval_args=("--metrics", "perplexity,preference", "--pairs", "4", "--held-out", str(tmp_path / "held_out.txt")),
+        register_args=("--registry", str(tmp_path / "registry"), "--export-root", str(tmp_path / "served")))
+    records = run_steps(retrain_steps(cfg), cfg.run_dir)
+    assert [r["step"] for r in records] == list(STEP_NAMES) and all(r["exit_code"] == 0 for r in records)
+    lineage = json.loads((cfg.candidate / "lineage.json").read_text())["datasets"]
+    assert lineage["feedback"]["rows"] == 1 and lineage["preferences"]["rows"] == 12
+    report = json.loads((cfg.eval_dir / "report.json").read_text())
+    assert isinstance(report["verdict"]["candidate_better"], bool)
+    registered = (tmp_path / "registry").exists() and any((tmp_path / "registry").rglob("*"))
+    assert registered == report["verdict"]["candidate_better"]
