@@ -124,6 +124,7 @@ def cmd_bench(args) -> int:
     from chatstack.rag.bench import run_latency_benchmark
 
     cfg = retrieval_config(args)
+    _quiet_lite_iterator_noise()
     out = args.out or project.ROOT / "build" / "bench" / "rag_bench.db"
     print(run_latency_benchmark(open_embedder(cfg), out, args.chunks, args.queries, reuse=args.reuse).table())
     return 0

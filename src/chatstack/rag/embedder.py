@@ -50,6 +50,7 @@ class OnnxEmbedder:
         import onnxruntime as ort
 
         onnx_path = Path(onnx_path)
+        self.onnx_path, self.tokenizer_dir = onnx_path, tokenizer_dir
         if not onnx_path.is_file():
             raise ValueError(f"embedder ONNX model {onnx_path} does not exist; run builders/export_onnx.py")
         options = ort.SessionOptions()

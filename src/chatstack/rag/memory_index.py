@@ -57,7 +57,9 @@ class TenantIndex:
         """
         if not self.chunks:
             return []
-        cosine = self.vectors @ vector.astype(np.float32)  # (N,)
+        # (N,); einsum's own single-threaded loop: a BLAS matvec spreads over every core and, on a
+        # busy machine, waits for them (measured 1.4 ms vs 4.5-8 ms at 10k chunks, docs/rag.md)
+        cosine = np.einsum("nd,d->n", self.vectors, vector.astype(np.float32, copy=False))
         dense = top_rows(cosine, max(top_k, CANDIDATES) if hybrid else top_k)
         rows = list(dense) if not hybrid else reciprocal_rank_fusion(
             [[int(r) for r in dense], self.bm25.top(query, CANDIDATES, context)])[:top_k]
