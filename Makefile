@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo serve model rag repository test test-unit test-integration bench eval clean airflow-venv airflow-check
+.PHONY: install demo serve model rag repository test test-unit test-integration bench eval clean airflow-venv airflow-check vllm-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ airflow-venv: $(AIRFLOW_VENV)/.installed
 # Loads orchestration/dags with Airflow's own DagBag; fails on any import error.
 airflow-check: airflow-venv
 	AIRFLOW_HOME=$(CURDIR)/build/airflow AIRFLOW__CORE__LOAD_EXAMPLES=False $(AIRFLOW_VENV)/bin/python orchestration/check_dags.py
+
+# vLLM's CPU build in its own venv (.venv-vllm): the peer engine of `chatstack bench engine`.
+# Not part of `make install` or the tests; it downloads a few GiB.
+vllm-venv:
+	PYTHON=$(PYTHON) scripts/make_vllm_venv.sh
 
 clean:
 	rm -rf build .pytest_cache
