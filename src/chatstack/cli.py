@@ -119,6 +119,10 @@ def cmd_bench(args) -> int:
 
         serving.main(_config(args), Path(args.out), args.requests, args.concurrency, args.max_tokens)
         return 0
+    if args.suite == "load":
+        from chatstack.loadtest import cli as load_cli
+
+        return load_cli.run(args, _config(args))
     if args.suite == "engine":
         from chatstack.bench import engine
 
@@ -231,17 +235,22 @@ def parser() -> argparse.ArgumentParser:
                    help="versioned Delta table (path or s3:// URI) the pairs are committed to")
     p.set_defaults(func=cmd_feedback_export)
     p = sub.add_parser("bench", help="benchmarks (see docs/benchmarks.md)")
-    p.add_argument("suite", choices=["ensemble", "engine", "serving"],  # engine: further flags go to bench.engine
+    p.add_argument("suite", choices=["ensemble", "engine", "serving", "load"],  # engine: further flags go to bench.engine
                    help="ensemble: TTFT overhead of the chat ensemble at concurrency 1; engine: native engine vs HF; "
-                        "serving: HF vs native behind the ensemble under concurrent load")
+                        "serving: HF vs native behind the ensemble under concurrent load; "
+                        "load: Locust step search for the largest rate with P99 TTFT under budget")
     p.add_argument("--requests", type=int, default=48, help="serving: requests per backend")
     p.add_argument("--concurrency", type=int, default=8, help="serving: requests in flight")
     p.add_argument("--max-tokens", type=int, default=32, help="serving: tokens per answer")
     p.add_argument("--iterations", type=int, default=30)
     p.add_argument("--out", default=str(project.ROOT / "build" / "bench"))
+    from chatstack.loadtest import cli as load_cli
+
+    load_cli.add_arguments(p)
     p.set_defaults(func=cmd_bench)
     from chatstack.datasets import cli as datasets_cli
     from chatstack.rag.cli import register as register_rag
+    from chatstack.rag.cli import register_eval_suite as register_rag_eval
     from chatstack.retrain import cli as retrain_cli
     from chatstack.safety import evaluate as safety_eval
 
@@ -251,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluations on held-out sets")
     suites = p.add_subparsers(dest="suite", required=True)
     safety_eval.register(suites)
+    register_rag_eval(suites)  # eval rag (= eval-rag)
     from chatstack.evaluation import cli as model_eval
     from chatstack.registry import cli as registry_cli
 
