@@ -1,4 +1,4 @@
-"""`chatstack datasets history URI`: the versions of a dataset table, newest last."""
+"""`chatstack datasets history URI` (the versions of a table, newest last) and `chatstack datasets bench`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def register(subparsers) -> None:
     q.add_argument("uri", help="table path or s3:// URI (credentials from the AWS_* environment)")
     q.add_argument("--json", action="store_true", help="one JSON object per version")
     q.set_defaults(func=cmd_history)
+    q = sub.add_parser("bench", help="cost of versioning a corpus: JSONL write vs Delta commit vs verified read")
+    q.add_argument("corpus", type=Path, help="JSONL of {id, text}, e.g. the output of `chatstack curate`")
+    q.set_defaults(func=cmd_bench)
 
 
 def cmd_history(args) -> int:
@@ -31,4 +34,11 @@ def cmd_history(args) -> int:
         else:
             print(f"v{v.version}  {v.committed_at}  {v.kind:<13} {v.rows:>8} rows  {v.content_hash[:19]}…  "
                   f"{json.dumps(v.metadata)}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from chatstack.datasets import bench
+
+    bench.main(args.corpus)
     return 0
