@@ -58,7 +58,8 @@ class ChatStream:
                     raise ChatFailure(FailureKind.TIMEOUT, f"no final response within {self.timeout_s:.0f} s") from None
                 if error is not None:
                     self.close(cancel=True)
-                    raise ChatFailure(FailureKind.TRITON, str(error))
+                    unreachable = error.status() == "StatusCode.UNAVAILABLE"
+                    raise ChatFailure(FailureKind.TRANSPORT if unreachable else FailureKind.TRITON, str(error))
                 if result.get_response().id != request_id:
                     continue
                 reply, final = parse_response(result)

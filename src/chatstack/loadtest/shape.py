@@ -1,15 +1,15 @@
-"""A Locust load shape that steps the offered rate up: `--step-qps 1,2,4 --step-s 20 --user-qps 0.5`.
+"""The rate steps of the step-up load shape: `--step-qps 1,2,4 --step-s 20 --user-qps 0.5`.
 
 Each user paces itself at --user-qps (constant_throughput), so a step's total rate is
 reached by running ceil(rate / user_qps) users; after the last step the shape ends the run.
+The Locust class itself is in loadtest/step_shape.py: importing Locust monkey-patches the
+process with gevent, so library modules never import it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-from locust import LoadTestShape
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,3 @@ class RateSteps:
             return None
         return max(1, math.ceil(self.rates_qps[index] / self.user_qps - 1e-9))
 
-
-class StepRateShape(LoadTestShape):
-    def tick(self):
-        options = self.runner.environment.parsed_options
-        steps = RateSteps.parse(options.step_qps, options.step_s, options.user_qps)
-        users = steps.users_at(self.get_run_time())
-        return None if users is None else (users, users)

@@ -12,6 +12,7 @@ import functools
 import random
 from pathlib import Path
 
+import gevent
 import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
@@ -41,6 +42,9 @@ def _refuse_unbounded_or_remote_runs(environment, **_kwargs) -> None:
         PromptMix.load(settings.prompts)
     except ValueError as exc:
         raise SystemExit(f"chatstack load test refused: {exc}") from None
+    # libev caches "now"; importing the locustfile (grpc, tritonclient, numpy) leaves it
+    # seconds behind, and Locust's --run-time timer would then fire that much early
+    gevent.get_hub().loop.update_now()
 
 
 @functools.lru_cache(maxsize=4)
