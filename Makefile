@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo serve model rag repository test test-unit test-integration bench eval clean airflow-venv airflow-check vllm-venv
+.PHONY: install demo serve model rag repository test test-unit test-integration bench loadtest eval clean airflow-venv airflow-check vllm-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ test-integration: $(STAMP)
 
 bench: model
 	$(BIN)/chatstack bench ensemble
+
+# Locust step search against a fresh Triton on free 127.0.0.1 ports (loadtest/README.md);
+# LOADTEST_CONFIG picks the deployment, e.g. deploy/bench-input-moderation-only.toml.
+LOADTEST_CONFIG ?= deploy/demo.toml
+loadtest: model rag
+	$(BIN)/chatstack --config $(LOADTEST_CONFIG) bench load
 
 eval: rag
 	$(BIN)/chatstack eval-rag
