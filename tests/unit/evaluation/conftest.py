@@ -16,12 +16,12 @@ from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
 from chatstack.text.chat_template import render_chat
 
 SPEC = TinyLlamaSpec(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64,
-                     max_position_embeddings=1024)
+                     max_position_embeddings=256)
 
 
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory) -> tuple[Path, Path]:
-    texts = documents(max_chars=60_000) + [render_chat(c, False) for c in reader_conversations(30, 3)]
+    texts = documents(max_chars=20_000) + [render_chat(c, False) for c in reader_conversations(10, 3)]
     tokenizer = train_tokenizer(texts, vocab_size=MIN_VOCAB_SIZE)
     folders = []
     for seed, name in ((0, "base"), (1, "other")):
