@@ -1,15 +1,18 @@
-"""Per-category harm scores for a (normalised) text.
+"""Per-category harm scores for a (normalised) text, in two stages.
 
-Three voters, fused per category:
-- an embedding head: LogisticRegression over MiniLM sentence embeddings (ONNX)
-  (generalises across phrasings);
-- a lexical head: LogisticRegression over character n-gram TF-IDF (robust to
-  typos and residual obfuscation);
-- the regex rules (`safety.rules`: certain hits score 1.0) and, for
-  hate/harassment, the packaged `alt-profanity-check` model.
-Long texts are scored sentence by sentence so a request hidden deep in a long
-input is scored on its own; the score of a category is its maximum over all
-normalised variants and chunks.
+Stage 1 runs on every text (~1 ms of CPU):
+- a fast head: one linear softmax over character n-gram TF-IDF (robust to typos
+  and residual obfuscation) side by side with static MiniLM token embeddings
+  (`safety.static_embedder`: word meaning without running the transformer);
+- the regex rules (`safety.rules`: certain hits score 1.0).
+Stage 2 runs only when stage 1 is unsure (the top harm score falls inside
+`Cascade.escalate_from` .. `escalate_below`): the embedding head over full
+MiniLM sentence embeddings (ONNX, several ms) is fused with the lexical head.
+Confidently benign and confidently harmful texts never pay for the transformer.
+For hate/harassment the packaged `alt-profanity-check` model is consulted when
+the hate score is already suspicious. Long texts are scored sentence by sentence
+so a request hidden deep in a long input is scored on its own; the score of a
+category is its maximum over all normalised variants and pieces.
 """
 
 from __future__ import annotations
@@ -20,17 +23,21 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chatstack.safety.linear import LinearHead
 from chatstack.safety.normalize import NormalizedText
 from chatstack.safety.policy import CATEGORIES
+from chatstack.safety.profanity import ProfanityScorer
 from chatstack.safety.rules import matched_categories
 
 if TYPE_CHECKING:
     from chatstack.rag.embedder import OnnxEmbedder
+    from chatstack.safety.static_embedder import StaticEmbedder
 
 WHOLE_CHARS = 512  # up to here a text is one piece (an output window is 400); longer: by sentence
 CHUNK_CHARS = 240
 CHUNK_OVERLAP = 80  # a sentence longer than CHUNK_CHARS is cut into overlapping windows
-EMBEDDING_WEIGHT = 0.6  # fused = w * embedding head + (1 - w) * lexical head
+STATIC_SCALE = 2.0  # static vectors (unit length) are scaled next to TF-IDF rows (unit length) in stage 1
+EMBEDDING_WEIGHT = 0.6  # stage 2 = w * embedding head + (1 - w) * lexical head
 PROFANITY_WEIGHT = 0.4  # hate score = max(hate, (1 - p) * hate + p * profanity)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\n])\s*")
 PROFANITY_GATE = 0.15  # profanity is only consulted when the hate score is already above this
@@ -40,17 +47,38 @@ PROFANITY_GATE = 0.15  # profanity is only consulted when the hate score is alre
 class SafetyHead:
     """The trained parts, saved together as one joblib artifact."""
 
-    vectorizer: object  # sklearn TfidfVectorizer
-    lexical: object  # sklearn LogisticRegression over TF-IDF
-    semantic: object | None  # sklearn LogisticRegression over embeddings; None: lexical only
+    vectorizer: object  # sklearn TfidfVectorizer (char n-grams)
+    fast: LinearHead  # stage 1: over [TF-IDF | STATIC_SCALE * static token embedding]
+    lexical: LinearHead  # over TF-IDF alone, fused with the semantic head in stage 2
+    semantic: LinearHead | None  # over MiniLM sentence embeddings; None: stage 1 only
     labels: tuple[str, ...]
     data_digest: str = ""
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """When stage 1 hands a text to the MiniLM stage: top harm score in [escalate_from, escalate_below).
+
+    `escalate_from=0, escalate_below=1` (above every score) sends every text to stage 2.
+    """
+
+    escalate_from: float = 0.15
+    escalate_below: float = 0.9
+
+    def __post_init__(self):
+        if not 0.0 <= self.escalate_from <= self.escalate_below <= 1.01:
+            raise ValueError(f"cascade: need 0 <= escalate_from <= escalate_below <= 1.01, "
+                             f"got {self.escalate_from} / {self.escalate_below}")
+
+    def escalates(self, top_harm: float) -> bool:
+        return self.escalate_from <= top_harm < self.escalate_below
 
 
 @dataclass(frozen=True)
 class CategoryScores:
     scores: dict[str, float]
     rule_hits: tuple[str, ...] = field(default=())
+    escalated: bool = False  # stage 2 (full MiniLM) ran
 
     def top(self, categories: tuple[str, ...] = CATEGORIES) -> tuple[str, float]:
         name = max(categories, key=lambda c: self.scores.get(c, 0.0))
@@ -79,36 +107,44 @@ def pieces(text: str) -> list[str]:
     return list(dict.fromkeys(sentences + pairs))
 
 
-def _profanity(texts: list[str]) -> float:
-    from profanity_check import predict_prob
-
-    return float(np.max(predict_prob(texts)))
-
-
 class SafetyClassifier:
-    def __init__(self, head: SafetyHead, embedder: "OnnxEmbedder | None"):
-        if head.semantic is not None and embedder is None:
-            raise ValueError("the safety head has an embedding part; pass an embedder")
+    def __init__(self, head: SafetyHead, static: "StaticEmbedder", embedder: "OnnxEmbedder | None",
+                 cascade: Cascade = Cascade()):
         self.head = head
+        self.static = static
         self.embedder = embedder if head.semantic is not None else None
+        self.cascade = cascade
+        self.profanity = ProfanityScorer()
         self._columns = [head.labels.index(c) if c in head.labels else None for c in CATEGORIES]
+        self._harm_columns = [i for i in self._columns if i is not None]
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """(N, len(labels)) fused class probabilities."""
-        lexical = self.head.lexical.predict_proba(self.head.vectorizer.transform(texts))
+    def fast_probabilities(self, texts: list[str], tfidf=None) -> np.ndarray:
+        """(N, len(labels)) stage-1 probabilities."""
+        tfidf = self.head.vectorizer.transform(texts) if tfidf is None else tfidf
+        return self.head.fast.probabilities(tfidf, STATIC_SCALE * self.static.embed(texts))
+
+    def full_probabilities(self, texts: list[str], tfidf=None) -> np.ndarray:
+        """(N, len(labels)) stage-2 probabilities: MiniLM head fused with the lexical head."""
         if self.embedder is None:
-            return lexical
-        semantic = self.head.semantic.predict_proba(self.embedder.embed(texts))
-        return EMBEDDING_WEIGHT * semantic + (1 - EMBEDDING_WEIGHT) * lexical
+            raise ValueError("stage 2 needs the MiniLM embedder (safety.use_embeddings = true)")
+        tfidf = self.head.vectorizer.transform(texts) if tfidf is None else tfidf
+        semantic = self.head.semantic.probabilities(self.embedder.embed(texts))
+        return EMBEDDING_WEIGHT * semantic + (1 - EMBEDDING_WEIGHT) * self.head.lexical.probabilities(tfidf)
 
     def score(self, text: NormalizedText) -> CategoryScores:
         scored = [piece for variant in text.all_texts for piece in pieces(variant)]
-        probs = self.probabilities(scored).max(axis=0)  # (len(labels),)
-        scores = {c: float(probs[i]) if i is not None else 0.0 for c, i in zip(CATEGORIES, self._columns)}
         hits = tuple(dict.fromkeys(hit for variant in text.all_texts for hit in matched_categories(variant)))
+        tfidf = self.head.vectorizer.transform(scored)  # (N, vocabulary) sparse, shared by both stages
+        probs = self.fast_probabilities(scored, tfidf).max(axis=0)  # (len(labels),)
+        escalated = (self.embedder is not None and not hits
+                     and self.cascade.escalates(float(probs[self._harm_columns].max())))
+        if escalated:
+            probs = self.full_probabilities(scored, tfidf).max(axis=0)
+        scores = {c: float(probs[i]) if i is not None else 0.0 for c, i in zip(CATEGORIES, self._columns)}
         for hit in hits:
             scores[hit] = 1.0
         hate = scores["hate_harassment"]
         if hate > PROFANITY_GATE:
-            scores["hate_harassment"] = max(hate, (1 - PROFANITY_WEIGHT) * hate + PROFANITY_WEIGHT * _profanity(scored))
-        return CategoryScores(scores, hits)
+            profane = self.profanity.max_probability(scored)
+            scores["hate_harassment"] = max(hate, (1 - PROFANITY_WEIGHT) * hate + PROFANITY_WEIGHT * profane)
+        return CategoryScores(scores, hits, escalated)

@@ -21,6 +21,7 @@ from chatstack.safety.policy import BENIGN, CATEGORIES
 DATA_DIR = ROOT / "data" / "safety"
 TRAIN_PATH = DATA_DIR / "train.yaml"
 EVAL_PATH = DATA_DIR / "eval.yaml"
+BLIND_PATH = DATA_DIR / "blind.yaml"  # literal prompts written apart from both template files
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
@@ -81,4 +82,21 @@ def load_pii_examples(path: Path, per_kind: int = 40, seed: int = 0) -> list[Pii
             value = rng.choice(spec["values"])
             template = spec["templates"][index % len(spec["templates"])]
             examples.append(PiiExample(template.replace("{value}", value), value, kind))
+    return examples
+
+
+def load_literal_examples(path: Path) -> list[Example]:
+    """Literal prompts under `examples: {label: [text, …]}` (no templates, no slots)."""
+    data = yaml.safe_load(Path(path).read_text())
+    classes = data.get("examples") if isinstance(data, dict) else None
+    if not isinstance(classes, dict):
+        raise ValueError(f"{path}: expected a mapping `examples: {{label: [text, ...]}}`")
+    unknown = sorted(set(classes) - {BENIGN, *CATEGORIES})
+    if unknown:
+        raise ValueError(f"{path}: unknown class(es) {unknown}; allowed: {[BENIGN, *CATEGORIES]}")
+    examples = []
+    for label, texts in classes.items():
+        if not isinstance(texts, list) or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise ValueError(f"{path}: examples.{label} must be a list of non-empty strings")
+        examples += [Example(text, label) for text in texts]
     return examples

@@ -4,7 +4,8 @@ Reports jailbreak block rate, benign false-refusal rate, per-category precision
 and recall, block rate on obfuscated harmful prompts, PII recall, the median
 moderation latency per request and the streaming-output overhead per token
 (benchmarks, not tests). The evaluation set (data/safety/eval.yaml) shares no
-templates with the training set.
+templates with the training set; the blind set (data/safety/blind.yaml, literal
+prompts written apart from both) is reported separately (`safety.blind_eval`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from chatstack.safety import obfuscate
-from chatstack.safety.dataset import EVAL_PATH, Example, PiiExample, load_examples, load_pii_examples
+from chatstack.safety.blind_eval import compare_cascade, evaluate_blind, format_blind, format_comparison
+from chatstack.safety.dataset import (BLIND_PATH, EVAL_PATH, TRAIN_PATH, Example, PiiExample, load_examples,
+                                      load_literal_examples, load_pii_examples)
 from chatstack.safety.moderator import Moderator
 from chatstack.safety.output_moderation import StreamModerator
 from chatstack.safety.pii import redact
@@ -45,6 +48,7 @@ class SafetyReport:
     latency_median_ms: float  # wall clock: includes waiting for a CPU on a shared machine
     latency_p95_ms: float
     cpu_median_ms: float  # this process's CPU time per request: the cost without contention
+    escalation_rate: float  # share of requests that needed the MiniLM stage
     output_check_median_ms: float  # one sliding-window check of generated text
     output_ms_per_token: float  # streaming moderation time spread over the generated tokens
     false_refusals: list[str]
@@ -109,13 +113,14 @@ def output_overhead(moderator: Moderator, window: int = 400, check_every: int = 
 
 
 def evaluate(moderator: Moderator, examples: list[Example], pii_examples: list[PiiExample]) -> SafetyReport:
-    predicted, latencies, cpu = [], [], []
+    predicted, latencies, cpu, escalated = [], [], [], 0
     for example in examples:
         started, cpu_started = time.perf_counter(), time.process_time()
         result = moderator.check_input(example.text)
         latencies.append((time.perf_counter() - started) * 1000)
         cpu.append((time.process_time() - cpu_started) * 1000)
         predicted.append(result.category if result.blocked else BENIGN)
+        escalated += result.escalated
     labels = [e.label for e in examples]
     blocked = [p != BENIGN for p in predicted]
     disguised = obfuscated_block_rates(moderator, examples)
@@ -138,6 +143,7 @@ def evaluate(moderator: Moderator, examples: list[Example], pii_examples: list[P
         latency_median_ms=statistics.median(latencies),
         latency_p95_ms=sorted(latencies)[int(0.95 * (len(latencies) - 1))],
         cpu_median_ms=statistics.median(cpu),
+        escalation_rate=_rate(escalated, len(examples)),
         output_check_median_ms=check_ms,
         output_ms_per_token=per_token_ms,
         false_refusals=[e.text for e, b in zip(examples, blocked) if b and e.label == BENIGN],
@@ -156,7 +162,7 @@ def format_report(report: SafetyReport) -> str:
         f"obfuscated block rate:     {report.obfuscated_block_rate:6.1%}  ("
         + ", ".join(f"{name} {rate:.0%}" for name, rate in report.obfuscated_by_kind.items()) + ")",
         f"latency per request:       median {report.latency_median_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms "
-        f"(CPU time median {report.cpu_median_ms:.1f} ms)",
+        f"(CPU time median {report.cpu_median_ms:.1f} ms; MiniLM stage on {report.escalation_rate:.0%} of requests)",
         f"output moderation:         {report.output_check_median_ms:.1f} ms per window check, "
         f"{report.output_ms_per_token:.2f} ms per token on average",
         "category          precision  recall  support",
@@ -166,14 +172,18 @@ def format_report(report: SafetyReport) -> str:
     return "\n".join(lines)
 
 
-def main(cfg, out: Path | None, per_class: int) -> int:
+def main(cfg, out: Path | None, per_class: int, compare_latency: bool) -> int:
     moderator = Moderator.from_config(cfg.safety)
-    report = evaluate(moderator, load_examples(EVAL_PATH, per_class=per_class, seed=1),
-                      load_pii_examples(EVAL_PATH, seed=1))
+    examples = load_examples(EVAL_PATH, per_class=per_class, seed=1)
+    report = evaluate(moderator, examples, load_pii_examples(EVAL_PATH, seed=1))
     print(format_report(report))
+    blind = evaluate_blind(moderator, load_literal_examples(BLIND_PATH), load_examples(TRAIN_PATH))
+    print(format_blind(blind))
+    if compare_latency:
+        print(format_comparison(compare_cascade(moderator, [e.text for e in examples])))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(asdict(report), indent=2))
+        out.write_text(json.dumps({"eval": asdict(report), "blind": asdict(blind)}, indent=2))
         print(f"report: {out}")
     return 0 if all(report.meets_targets().values()) else 1
 
@@ -183,10 +193,12 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("safety", help="moderation metrics on the held-out set (docs/safety.md)")
     parser.add_argument("--per-class", type=int, default=100, help="evaluation examples per harm class")
     parser.add_argument("--out", type=Path, help="write the full report (with misses) as JSON")
+    parser.add_argument("--compare-latency", action="store_true",
+                        help="also time the cascade against MiniLM on every request, interleaved in this run")
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
     from chatstack.config import load_config
 
-    return main(load_config(Path(args.config)), args.out, args.per_class)
+    return main(load_config(Path(args.config)), args.out, args.per_class, args.compare_latency)

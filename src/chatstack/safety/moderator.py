@@ -30,6 +30,7 @@ class ModerationResult:
     text: str
     message: str = ""  # the category's refusal message when action is REFUSE
     pii_kinds: tuple[str, ...] = ()
+    escalated: bool = False  # the MiniLM stage ran (stage 1 was unsure)
 
     @property
     def blocked(self) -> bool:
@@ -74,16 +75,19 @@ class Moderator:
 
     @classmethod
     def from_config(cls, safety, counters: SafetyCounters | None = None) -> "Moderator":
-        """Build from a `SafetySection` (loads the embedder and trains the head if needed)."""
+        """Build from a `SafetySection` (loads the embedders; distils the static table and trains the head if needed)."""
         from chatstack.project import ARTIFACTS
         from chatstack.safety.embedder import load_embedder
-        from chatstack.safety.train import embedder_path, ensure_head
+        from chatstack.safety.static_embedder import StaticEmbedder
+        from chatstack.safety.train import embedder_path, ensure_head, static_table_path
 
         head_path = Path(safety.head_path or ARTIFACTS / "safety-head.joblib")
         embedder = load_embedder(embedder_path(head_path)) if safety.use_embeddings else None
-        head = ensure_head(head_path, embedder)
+        static = StaticEmbedder.load_or_distill(static_table_path(head_path),
+                                                lambda: embedder or load_embedder(embedder_path(head_path)))
+        head = ensure_head(head_path, static, embedder)
         audit = AuditLog(Path(safety.audit_path) if safety.audit_path else None)
-        return cls(SafetyClassifier(head, embedder), load_policy(safety.policy_path),
+        return cls(SafetyClassifier(head, static, embedder), load_policy(safety.policy_path),
                    max_input_chars=safety.max_input_chars, audit=audit, counters=counters)
 
     def check_input(self, text: str, request_id: str = "", field: str = "query") -> ModerationResult:
@@ -111,4 +115,4 @@ class Moderator:
             self.counters.increment(direction, category, action.value)
         if kinds and self.policy.pii_action is not Action.ALLOW:
             self.counters.increment(direction, "pii", self.policy.pii_action.value)
-        return ModerationResult(action, category, score, passed, message, kinds)
+        return ModerationResult(action, category, score, passed, message, kinds, scores.escalated)

@@ -1,7 +1,9 @@
 """Train the safety head on data/safety/train.yaml and cache it as a joblib file.
 
-`ensure_head` loads the cached artifact and retrains (well under a minute on
-CPU) when it is missing or was trained on different data. Entry point:
+Three linear heads share the labels: fast (char n-gram TF-IDF side by side
+with distilled MiniLM token vectors: stage 1), lexical (TF-IDF alone) and
+semantic (MiniLM sentence embeddings, optional; the two fuse in stage 2). `ensure_head` loads the cached artifact and retrains (about a minute
+on CPU) when it is missing or was trained on different data or features. Entry point:
 `python -m chatstack.safety.train [--out PATH] [--lexical-only]`.
 """
 
@@ -15,17 +17,20 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+import scipy.sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from chatstack.safety.classifier import SafetyHead
-from chatstack.safety.dataset import TRAIN_PATH, Example, load_examples
 from chatstack.rag.embedder import OnnxEmbedder
+from chatstack.safety.classifier import STATIC_SCALE, SafetyHead
+from chatstack.safety.dataset import TRAIN_PATH, Example, load_examples
 from chatstack.safety.embedder import load_embedder
+from chatstack.safety.linear import LinearHead
 from chatstack.safety.normalize import canonicalize
+from chatstack.safety.static_embedder import StaticEmbedder
 
 log = logging.getLogger(__name__)
-HEAD_FORMAT = 2  # bump when SafetyHead or the features change
+HEAD_FORMAT = 3  # bump when SafetyHead or the features change (3: two-stage cascade, LinearHead arrays)
 
 
 def data_digest(train_path: Path, lexical_only: bool) -> str:
@@ -33,23 +38,34 @@ def data_digest(train_path: Path, lexical_only: bool) -> str:
     return hashlib.sha256(text).hexdigest()[:16]
 
 
-def train_head(examples: list[Example], embedder: OnnxEmbedder | None, digest: str = "") -> SafetyHead:
+def _fit(features, labels: np.ndarray, c: float) -> LinearHead:
+    """Multinomial logistic regression, classes balanced, as plain arrays."""
+    return LinearHead.from_sklearn(LogisticRegression(C=c, max_iter=3000, class_weight="balanced").fit(features, labels))
+
+
+def train_head(examples: list[Example], static: StaticEmbedder, embedder: OnnxEmbedder | None,
+               digest: str = "") -> SafetyHead:
     texts = [canonicalize(e.text) for e in examples]
     labels = np.array([e.label for e in examples])
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
                                  max_features=60000)
-    lexical = LogisticRegression(C=8.0, max_iter=2000, class_weight="balanced")
-    lexical.fit(vectorizer.fit_transform(texts), labels)
-    semantic = None
-    if embedder is not None:
-        semantic = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced")
-        semantic.fit(embedder.embed(texts, batch_size=64), labels)
-    return SafetyHead(vectorizer, lexical, semantic, tuple(lexical.classes_), digest)
+    tfidf = vectorizer.fit_transform(texts)  # (N, vocabulary) sparse
+    fast = _fit(scipy.sparse.hstack([tfidf, STATIC_SCALE * static.embed(texts)]).tocsr(), labels, 32.0)
+    lexical = _fit(tfidf, labels, 8.0)
+    semantic = _fit(embedder.embed(texts, batch_size=64), labels, 4.0) if embedder is not None else None
+    if not fast.labels == lexical.labels == (semantic.labels if semantic else lexical.labels):
+        raise ValueError("safety heads disagree on the label order")
+    return SafetyHead(vectorizer, fast, lexical, semantic, lexical.labels, digest)
 
 
 def embedder_path(head_path: Path) -> Path:
     """The ONNX MiniLM lives next to the head it was trained with."""
     return Path(head_path).with_name("safety-embedder.onnx")
+
+
+def static_table_path(head_path: Path) -> Path:
+    """The static token table distilled from that MiniLM, next to it."""
+    return Path(head_path).with_name("safety-static.npy")
 
 
 def save_head(head: SafetyHead, path: Path) -> None:
@@ -59,7 +75,8 @@ def save_head(head: SafetyHead, path: Path) -> None:
     tmp.replace(path)
 
 
-def ensure_head(path: Path, embedder: OnnxEmbedder | None, train_path: Path = TRAIN_PATH) -> SafetyHead:
+def ensure_head(path: Path, static: StaticEmbedder, embedder: OnnxEmbedder | None,
+                train_path: Path = TRAIN_PATH) -> SafetyHead:
     """The cached head at `path`, trained first when missing or stale."""
     digest = data_digest(train_path, embedder is None)
     if path.exists():
@@ -67,7 +84,7 @@ def ensure_head(path: Path, embedder: OnnxEmbedder | None, train_path: Path = TR
         if isinstance(head, SafetyHead) and head.data_digest == digest:
             return head
     started = time.perf_counter()
-    head = train_head(load_examples(train_path), embedder, digest)
+    head = train_head(load_examples(train_path), static, embedder, digest)
     save_head(head, path)
     log.info("trained safety head in %.1f s → %s", time.perf_counter() - started, path)
     return head
@@ -77,7 +94,9 @@ def main(out: Path, lexical_only: bool) -> int:
     path = Path(out)
     if path.exists():
         path.unlink()
-    ensure_head(path, None if lexical_only else load_embedder(embedder_path(path), threads=0))
+    embedder = load_embedder(embedder_path(path), threads=0)
+    static = StaticEmbedder.load_or_distill(static_table_path(path), lambda: embedder)
+    ensure_head(path, static, None if lexical_only else embedder)
     print(f"safety head ready: {path}")
     return 0
 
@@ -87,6 +106,6 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ARTIFACTS / "safety-head.joblib"))
-    parser.add_argument("--lexical-only", action="store_true", help="skip the embedding head")
+    parser.add_argument("--lexical-only", action="store_true", help="skip the MiniLM sentence-embedding head (stage 2)")
     arguments = parser.parse_args()
     raise SystemExit(main(Path(arguments.out), arguments.lexical_only))
