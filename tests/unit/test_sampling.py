@@ -28,8 +28,9 @@ def seq(params: SamplingParams, prompt=(0,), output=(), seq_id: str = "s") -> Se
 
 
 def draws(params: SamplingParams, n: int, logits: torch.Tensor = LOGITS) -> list[int]:
+    """n successive draws of one sequence (its generator advances row by row)."""
     s = seq(params)
-    return [sample(logits[None], [s]).tokens[0] for _ in range(n)]
+    return sample(logits.repeat(n, 1), [s] * n).tokens
 
 
 def kept(params: SamplingParams, logits: torch.Tensor = LOGITS) -> list[int]:
