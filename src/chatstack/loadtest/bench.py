@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import socket
 import subprocess
@@ -48,8 +49,11 @@ class LoadBenchConfig:
     protocol: str = "grpc"
     prompts: Path = DEFAULT_PROMPTS
     request_timeout_s: float = 30.0
+    omp_threads: int | None = None  # OMP_NUM_THREADS for the served stack; None: inherit
 
     def __post_init__(self) -> None:
+        if self.omp_threads is not None and not 1 <= self.omp_threads <= 256:
+            raise ValueError(f"--omp-threads must be in [1, 256], got {self.omp_threads}")
         if not self.rates_qps or any(r <= 0 for r in self.rates_qps) or list(self.rates_qps) != sorted(self.rates_qps):
             raise ValueError(f"--rates must be increasing positive numbers, got {self.rates_qps}")
         if not 5 <= self.step_s <= 600:
@@ -176,11 +180,15 @@ def main(deployment: DeploymentConfig, cfg: LoadBenchConfig, out: Path, ports: S
     deployment = dataclasses.replace(deployment, sessions=dataclasses.replace(
         deployment.sessions, db_path=str(out / "sessions.sqlite")))
     repository = assemble_repository(SourceLayout.from_root(project.ROOT), deployment, out / "repository")
+    if cfg.omp_threads is not None:
+        # Triton and its python-backend stubs inherit this process's environment
+        os.environ["OMP_NUM_THREADS"] = str(cfg.omp_threads)
     with TritonServer(repository, ports, out) as server:
         alone = baseline(server, cfg.prompts)
         print(f"concurrency-1 baseline (same prompt mix, same run): TTFT p50 {alone.p50_ms:.0f} ms, "
               f"p99 {alone.p99_ms:.0f} ms over {alone.count} requests", flush=True)
-        print(f"Triton ready on {server.grpc_url}; {cfg.protocol} users, {cfg.step_s:g} s per rate, "
+        print(f"Triton ready on {server.grpc_url} (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
+              f"{cfg.protocol} users, {cfg.step_s:g} s per rate, "
               f"P99 TTFT budget {cfg.ttft_p99_budget_ms:g} ms", flush=True)
         print(TABLE_HEADER, flush=True)
         started = time.perf_counter()

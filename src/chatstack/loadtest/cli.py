@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--ttft-p99-ms", type=float, default=200.0, help="load: P99 TTFT budget")
     group.add_argument("--bisections", type=int, default=1, help="load: extra steps between last pass and first miss")
     group.add_argument("--protocol", choices=["grpc", "sse"], default="grpc", help="load: Locust user class")
+    group.add_argument("--omp-threads", type=int, help="load: OMP_NUM_THREADS for the served stack (default: inherit)")
 
 
 def run(args, deployment) -> int:
@@ -33,7 +34,8 @@ def run(args, deployment) -> int:
 
     try:
         cfg = LoadBenchConfig(rates_qps=args.rates, step_s=args.step_s, pacing_s=args.pacing_s,
-                              ttft_p99_budget_ms=args.ttft_p99_ms, bisections=args.bisections, protocol=args.protocol)
+                              ttft_p99_budget_ms=args.ttft_p99_ms, bisections=args.bisections, protocol=args.protocol,
+                              omp_threads=args.omp_threads)
     except ValueError as exc:
         raise SystemExit(f"bench load: {exc}") from None
     main(deployment, cfg, Path(args.out) / "load", free_loopback_ports())

@@ -112,6 +112,7 @@ def test_run_stats_percentiles_follow_locust_buckets(tmp_path):
 @pytest.mark.parametrize("kwargs, field", [
     ({"rates_qps": (2.0, 1.0)}, "--rates"), ({"rates_qps": ()}, "--rates"), ({"step_s": 1}, "--step-s"),
     ({"protocol": "ws"}, "--protocol"), ({"bisections": 9}, "--bisections"), ({"pacing_s": 0}, "--pacing-s"),
+    ({"omp_threads": 0}, "--omp-threads"),
 ])
 def test_bench_config_rejects_bad_values(kwargs, field):
     with pytest.raises(ValueError, match=field):
