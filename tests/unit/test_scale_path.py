@@ -54,6 +54,7 @@ def test_llama3_8b_recipes_load_with_the_demo_loaders():
         kwargs = recipe.compute.trainer_kwargs()
         assert kwargs["bf16"] and not kwargs["use_cpu"] and kwargs["gradient_checkpointing"]
     assert sft.max_length == 8192 and sft.lora_rank == 0 and sft.dataset.uri.startswith("s3://")
+    assert not sft.dataset.generate and not dpo.dataset.generate  # train on committed sets, never the demo generator
     assert SFTRecipe.from_dict(load_recipe(RECIPES / "llama3_8b_sft.yaml", ["lora_rank=16"])).lora_rank == 16
     assert dpo.feedback_dataset.uri.endswith("feedback_pairs") and dpo.compute.gradient_accumulation_steps == 8
 

@@ -1,8 +1,9 @@
 """Which dataset versions a training run used, recorded next to what it produced.
 
-`resolve_dataset` is the one call a stage makes: with a pinned reference it reads that
-version; otherwise it builds the records, commits them (a no-op when unchanged) and
-returns them with the version, which the stage then lists in `lineage.json`.
+`resolve_dataset` is the one call a stage makes: with a pinned reference (or one with
+`generate: false`) it reads that version (or the latest); otherwise it builds the records,
+commits them (a no-op when unchanged) and returns them with the version, which the stage
+then lists in `lineage.json`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ LINEAGE_FILE = "lineage.json"
 def resolve_dataset(ref: DatasetRef, kind: DatasetKind, build: Callable[[], Iterable[Mapping]],
                     metadata: Mapping[str, object] | None = None) -> tuple[list[dict], DatasetVersion]:
     table = VersionedTable.from_ref(ref, kind)
-    if ref.version is None:
+    if ref.version is None and ref.generate:
         table.write(build(), metadata)
     entry = table.version(ref.version)
     return table.read(entry.version), entry

@@ -14,11 +14,14 @@ class DatasetRef:
     """A table to read or write, optionally pinned to one version (`None`: the latest).
 
     In a recipe: `dataset: {uri: artifacts/datasets/sft, version: 3}` (version optional);
+    `generate: false` makes the stage train on what the table holds (a set committed with
+    `chatstack datasets commit`) instead of generating its set and committing it;
     `storage_options` go to delta-rs unchanged (e.g. AWS_REGION for `s3://` URIs).
     """
 
     uri: str
     version: int | None = None
+    generate: bool = True
     storage_options: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -27,6 +30,8 @@ class DatasetRef:
         if self.version is not None and (isinstance(self.version, bool) or not isinstance(self.version, int)
                                          or self.version < 0):
             raise ValueError(f"dataset version must be an integer >= 0 or null, got {self.version!r}")
+        if not isinstance(self.generate, bool):
+            raise ValueError(f"dataset generate must be true or false, got {self.generate!r}")
         if not isinstance(self.storage_options, Mapping) or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in self.storage_options.items()):
             raise ValueError("dataset storage_options must map strings to strings")
@@ -39,9 +44,10 @@ class DatasetRef:
         if isinstance(value, str):
             return cls(value)
         if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {"uri", "version", "storage_options"})
+            allowed = ["generate", "storage_options", "uri", "version"]
+            unknown = sorted(set(value) - set(allowed))
             if unknown:
-                raise ValueError(f"unknown dataset key(s) {unknown}; allowed: ['storage_options', 'uri', 'version']")
+                raise ValueError(f"unknown dataset key(s) {unknown}; allowed: {allowed}")
             return cls(**value)
         raise ValueError(f"dataset must be a URI or {{uri, version}}, got {type(value).__name__}")
 

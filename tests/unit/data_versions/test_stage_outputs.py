@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from chatstack import cli, project
 from chatstack.datasets import DatasetKind, VersionedTable
 from chatstack.feedback.store import FeedbackStore
@@ -49,3 +51,23 @@ def test_feedback_export_commits_the_pairs_as_a_version(tmp_path):
     assert cli.main(export) == 0
     history = VersionedTable(table, DatasetKind.PREFERENCES).history()
     assert [v.rows for v in history] == [1, 2] and history[-1].metadata["rated_answers"] == "2"
+
+
+def test_datasets_commit_turns_a_jsonl_file_into_a_version(tmp_path, capsys):
+    source = tmp_path / "sft.jsonl"
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}
+    source.write_text(json.dumps(chat) + "\n\n" + json.dumps({**chat, "split": "eval"}) + "\n")
+    table = tmp_path / "sft"
+    args = ["datasets", "commit", str(table), "--kind", "conversations", "--jsonl", str(source), "--split", "train",
+            "--meta", "origin=hand-written"]
+    assert cli.main(args) == 0
+    (version,) = VersionedTable(table, DatasetKind.CONVERSATIONS).history()
+    assert [r["split"] for r in VersionedTable(table, DatasetKind.CONVERSATIONS).read()] == ["train", "eval"]
+    assert version.metadata["origin"] == "hand-written"
+    assert cli.main(["datasets", "history", str(table)]) == 0 and "v0" in capsys.readouterr().out
+    source.write_text(json.dumps({"split": "train", "messages": [{"role": "user"}]}) + "\n")
+    with pytest.raises(SystemExit, match="conversations row 0: field 'messages'"):
+        cli.main(args)
+    source.write_text("{not json\n")
+    with pytest.raises(SystemExit, match=r"sft.jsonl:1: not JSON"):
+        cli.main(args)

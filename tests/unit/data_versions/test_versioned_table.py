@@ -122,3 +122,14 @@ def test_resolve_pins_a_version_and_lineage_records_it(tmp_path):
     write_lineage(tmp_path, "sft", {"train": entry})
     assert read_lineage(tmp_path) == {"train": first}
     assert json.loads((tmp_path / "lineage.json").read_text())["stage"] == "sft"
+
+
+def test_a_table_only_reference_reads_without_generating(tmp_path):
+    ref = DatasetRef.coerce({"uri": str(tmp_path / "sft"), "generate": False})
+    with pytest.raises(ValueError, match="no versions yet"):
+        resolve_dataset(ref, DatasetKind.CORPUS, lambda: pytest.fail("generate: false never builds"))
+    VersionedTable(ref.uri, DatasetKind.CORPUS).write(docs(2))
+    records, version = resolve_dataset(ref, DatasetKind.CORPUS, lambda: pytest.fail("generate: false never builds"))
+    assert records == docs(2) and version.version == 0
+    with pytest.raises(ValueError, match="generate must be true or false"):
+        DatasetRef.coerce({"uri": "x", "generate": "no"})
