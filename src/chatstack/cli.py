@@ -250,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
     from chatstack.datasets import cli as datasets_cli
     from chatstack.rag.cli import register as register_rag
+    from chatstack.rag.cli import register_eval_suite as register_rag_eval
     from chatstack.retrain import cli as retrain_cli
     from chatstack.safety import evaluate as safety_eval
 
@@ -259,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluations on held-out sets")
     suites = p.add_subparsers(dest="suite", required=True)
     safety_eval.register(suites)
+    register_rag_eval(suites)  # eval rag (= eval-rag)
     from chatstack.evaluation import cli as model_eval
     from chatstack.registry import cli as registry_cli
 

@@ -1,4 +1,4 @@
-"""`chatstack ingest`, `chatstack eval-rag` and `chatstack bench-rag` (wired by `register`)."""
+"""`chatstack ingest`, `chatstack eval-rag` (= `chatstack eval rag`) and `chatstack bench-rag`."""
 
 from __future__ import annotations
 
@@ -20,18 +20,27 @@ def register(subparsers) -> None:
     p.add_argument("--overlap-tokens", type=int, default=40)
     _store_args(p)
     p.set_defaults(func=cmd_ingest)
-    p = subparsers.add_parser("eval-rag", help="recall@k and MRR of retrieval on a QA set")
-    p.add_argument("--qa", type=Path, help="QA set (JSONL); default: data/rag_eval/demo_qa.jsonl")
-    p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10])
-    p.add_argument("--mode", choices=["dense", "hybrid", "both"], help="default: retrieval.mode")
-    _store_args(p)
-    p.set_defaults(func=cmd_eval)
+    register_eval_suite(subparsers, "eval-rag")
     p = subparsers.add_parser("bench-rag", help="retrieval latency (embed + search) at N synthetic chunks")
     p.add_argument("--chunks", type=int, default=10_000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--out", type=Path, help="Milvus Lite file for the synthetic collection")
     p.add_argument("--reuse", action="store_true", help="reuse the collection a previous run built at --out")
     p.set_defaults(func=cmd_bench)
+
+
+def register_eval_suite(subparsers, name: str = "rag") -> None:
+    """`chatstack eval-rag`, and `chatstack eval rag` when given the `eval` sub-commands."""
+    p = subparsers.add_parser(name, help="retrieval recall@k, MRR, context precision; answer faithfulness")
+    p.add_argument("--qa", type=Path, help="QA set (JSONL); default: data/rag_eval/demo_qa.jsonl")
+    p.add_argument("--k", type=int, nargs="+", default=[1, 3, 5, 10])
+    p.add_argument("--mode", choices=["dense", "hybrid", "both"], help="default: retrieval.mode")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="also answer each question with the reader model and score the answers' claims")
+    p.add_argument("--model-dir", type=Path, help="reader model for --faithfulness (default: model.dir)")
+    p.add_argument("--max-new-tokens", type=int, default=96)
+    _store_args(p)
+    p.set_defaults(func=cmd_eval)
 
 
 def _store_args(p: argparse.ArgumentParser) -> None:
@@ -110,13 +119,30 @@ def cmd_eval(args) -> int:
     store = VectorStore.open(cfg.milvus_uri, cfg.collection, must_exist=True)
     embedder = open_embedder(cfg)
     modes = ["dense", "hybrid"] if args.mode == "both" else [args.mode or cfg.mode]
+    reader = _reader(args) if args.faithfulness else None
     for mode in modes:
         retriever = MilvusRetriever(store, embedder, cfg.tenant, score_threshold=-1.0, mode=mode,
                                     memory_max_chunks=cfg.memory_index_max_chunks)
         print(f"retrieval: {mode}")
         print(evaluate(retriever, items, ks=tuple(args.k)).table())
+        if reader is not None:
+            from chatstack.rag.faithfulness import evaluate_faithfulness
+
+            retriever.score_threshold = cfg.score_threshold  # answer from what serving would pass on
+            print(f"faithfulness, top {cfg.top_k} passages above {cfg.score_threshold}:")
+            print(evaluate_faithfulness(retriever, items, reader, embedder, cfg.top_k).table())
     store.close()
     return 0
+
+
+def _reader(args):
+    from chatstack.rag.faithfulness import local_reader
+
+    deployment = load_config(Path(args.config))
+    if args.max_new_tokens < 1:
+        raise SystemExit(f"eval-rag: --max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    return local_reader(args.model_dir or Path(deployment.model.dir), deployment.sessions.system_prompt,
+                        args.max_new_tokens)
 
 
 def cmd_bench(args) -> int:

@@ -36,12 +36,14 @@ class EvalReport:
     questions: int
     recall_at: dict[int, float]  # share of questions with a relevant passage in the top k
     precision_at: dict[int, float]  # mean share of the top k that is relevant
+    ragas_precision_at: dict[int, float]  # RAGAS context precision@k: mean precision at each relevant rank ≤ k
     mrr: float  # mean reciprocal rank of the first relevant passage (0 when none in the top max k)
     misses: tuple[str, ...]  # question ids with no relevant passage in the top max k
 
     def table(self) -> str:
-        lines = [f"questions: {self.questions}", "k   recall@k  context_precision@k"]
-        lines += [f"{k:<3} {self.recall_at[k]:.3f}     {self.precision_at[k]:.3f}" for k in sorted(self.recall_at)]
+        lines = [f"questions: {self.questions}", "k   recall@k  context_precision@k  ragas_context_precision@k"]
+        lines += [f"{k:<3} {self.recall_at[k]:.3f}     {self.precision_at[k]:.3f}                "
+                  f"{self.ragas_precision_at[k]:.3f}" for k in sorted(self.recall_at)]
         lines.append(f"MRR@{max(self.recall_at)}: {self.mrr:.3f}")
         if self.misses:
             lines.append(f"missed: {', '.join(self.misses)}")
@@ -77,6 +79,16 @@ def first_relevant_rank(passages: list[Passage], item: QAItem) -> int | None:
     return next((rank for rank, p in enumerate(passages, start=1) if is_relevant(p, item)), None)
 
 
+def ragas_context_precision(flags: list[bool]) -> float:
+    """Σ_k precision@k · relevant_k / relevant passages (0 when none): relevant passages ranked early score high."""
+    hits, total = 0, 0.0
+    for rank, relevant in enumerate(flags, start=1):
+        if relevant:
+            hits += 1
+            total += hits / rank
+    return total / hits if hits else 0.0
+
+
 def evaluate(retriever: Retriever, items: list[QAItem], ks: tuple[int, ...] = (1, 3, 5, 10)) -> EvalReport:
     if not items:
         raise ValueError("the QA set is empty")
@@ -91,6 +103,7 @@ def evaluate(retriever: Retriever, items: list[QAItem], ks: tuple[int, ...] = (1
         questions=n,
         recall_at={k: sum(r is not None and r <= k for r in ranks) / n for k in ks},
         precision_at={k: sum(sum(flags[:k]) / k for flags in relevant_flags) / n for k in ks},
+        ragas_precision_at={k: sum(ragas_context_precision(flags[:k]) for flags in relevant_flags) / n for k in ks},
         mrr=sum(1 / r for r in ranks if r is not None) / n,
         misses=tuple(item.qid for item, r in zip(items, ranks) if r is None),
     )
