@@ -17,6 +17,10 @@ from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
 
+# TRL loss types that fit a paired, offline preference set; "sft" adds the chosen reply's NLL (RPO).
+LOSS_TYPES = ("sigmoid", "sigmoid_norm", "ipo", "hinge", "robust", "sft")
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+
 
 @dataclass(frozen=True)
 class DPORecipe:
@@ -33,6 +37,11 @@ class DPORecipe:
     seed: int = 0
     weights: ObjectiveWeights = ObjectiveWeights()
     feedback_pairs: Path | None = None  # JSONL from `chatstack feedback export`, added to training
+    loss_type: tuple[str, ...] = ("sigmoid",)
+    loss_weights: tuple[float, ...] | None = None  # one per loss_type; None: all 1.0
+    lr_scheduler: str = "linear"
+    warmup_ratio: float = 0.0
+    precompute_ref_log_probs: bool = False  # one reference pass before training instead of one per step
     dataset: DatasetRef | None = None  # versioned preference set, optionally pinned (versioned_sets.py)
     feedback_dataset: DatasetRef | None = None  # versioned feedback export, latest or pinned
     compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
@@ -46,12 +55,30 @@ class DPORecipe:
         object.__setattr__(self, "feedback_dataset", DatasetRef.coerce(self.feedback_dataset))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
+        self._check_loss()
+
+    def _check_loss(self) -> None:
+        object.__setattr__(self, "loss_type", tuple([self.loss_type] if isinstance(self.loss_type, str)
+                                                    else self.loss_type))
+        unknown = [t for t in self.loss_type if t not in LOSS_TYPES]
+        if not self.loss_type or unknown:
+            raise ValueError(f"loss_type must be a non-empty list of {LOSS_TYPES}, got {list(self.loss_type)}")
+        if self.loss_weights is not None:
+            object.__setattr__(self, "loss_weights", tuple(float(w) for w in self.loss_weights))
+            if len(self.loss_weights) != len(self.loss_type) or min(self.loss_weights) < 0:
+                raise ValueError(f"loss_weights must be {len(self.loss_type)} value(s) >= 0 (one per loss_type), "
+                                 f"got {list(self.loss_weights)}")
+        if self.lr_scheduler not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "DPORecipe":
         if isinstance(raw.get("weights"), dict):
             raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
-        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings}, ("beta", "lr", "epochs", "time_budget_s"))
+        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings},
+                                ("beta", "lr", "epochs", "time_budget_s", "warmup_ratio"))
 
 
 def _without_objective(records: list[dict]) -> list[dict]:
@@ -61,9 +88,10 @@ def _without_objective(records: list[dict]) -> list[dict]:
 def main(recipe: DPORecipe) -> dict:
     """Align `base_model` on the mixed preference set; save to `output_dir`; return the summary."""
     from datasets import Dataset
-    from transformers import AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from chatstack.alignment.preference_eval import dpo_preference_score
     from chatstack.alignment.time_budget import TimeBudget
     from chatstack.alignment.versioned_sets import dpo_pairs
     from chatstack.datasets import write_lineage
@@ -76,23 +104,29 @@ def main(recipe: DPORecipe) -> dict:
         per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
         num_train_epochs=recipe.epochs, max_length=recipe.max_length, logging_steps=10, save_strategy="no",
         report_to=[], seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
+        loss_type=list(recipe.loss_type), loss_weights=list(recipe.loss_weights) if recipe.loss_weights else None,
+        lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,  # a float < 1 is a ratio
+        precompute_ref_log_probs=recipe.precompute_ref_log_probs,
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = DPOTrainer(
         model=str(recipe.base_model), args=args, train_dataset=Dataset.from_list(_without_objective(train)),
-        eval_dataset=Dataset.from_list(_without_objective(held_out)), processing_class=tokenizer, callbacks=[budget],
+        processing_class=tokenizer, callbacks=[budget],
     )
-    before = trainer.evaluate()
     started = time.monotonic()
     result = trainer.train()
-    after = trainer.evaluate()
+    train_wall_s = round(time.monotonic() - started, 1)
+    # Before training policy == reference, every implicit reward is 0 and accuracy is 0 by construction,
+    # so only the trained policy is scored.
+    reference = AutoModelForCausalLM.from_pretrained(str(recipe.base_model))
+    held = dpo_preference_score(trainer.model, reference, tokenizer, held_out, recipe.beta, recipe.max_length)
     summary = {
         "base_model": str(recipe.base_model), "steps": result.global_step, "train_loss": result.training_loss,
-        "held_out_preference_accuracy_before": before.get("eval_rewards/accuracies"),
-        "held_out_preference_accuracy": after.get("eval_rewards/accuracies"),
-        "held_out_reward_margin": after.get("eval_rewards/margins"),
+        "held_out_preference_accuracy": held.accuracy, "held_out_reward_margin": held.mean_margin,
+        "held_out_accuracy_by_objective": held.by_objective, "held_out_pairs": held.pairs,
+        "loss_type": list(recipe.loss_type), "beta": recipe.beta, "lr": recipe.lr, "epochs": recipe.epochs,
         "objectives": {o: sum(r["objective"] == o for r in train) for o in ("helpfulness", "safety", "feedback")},
-        "wall_s": round(time.monotonic() - started, 1), "stopped_by_time_budget": budget.stopped_early,
+        "wall_s": train_wall_s, "stopped_by_time_budget": budget.stopped_early,
     }
     shutil.rmtree(work / "trainer", ignore_errors=True)
     trainer.model.save_pretrained(str(work))
