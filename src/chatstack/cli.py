@@ -159,7 +159,13 @@ def cmd_curate(args) -> int:
     else:
         documents = (SourceDocument(d.title, d.text) for d in titled_documents())
     report = CurationReport()
-    written = write_jsonl(curate(documents, CurationConfig(), report), Path(args.out))
+    if args.recipe:
+        from chatstack.recipes import load_recipe
+
+        config = CurationConfig.from_dict(load_recipe(Path(args.recipe), args.overrides))
+    else:
+        config = CurationConfig()
+    written = write_jsonl(curate(documents, config, report), Path(args.out))
     Path(args.out).with_suffix(".report.json").write_text(report.to_json())
     version = VersionedTable(args.table, DatasetKind.CORPUS).write(
         ({"id": d.doc_id, "text": d.text} for d in read_jsonl(Path(args.out))),
@@ -223,6 +229,10 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenizer_report)
     p = sub.add_parser("curate", help="dedup (MinHash-LSH), heuristics and PII scrubbing of a corpus")
     p.add_argument("--input", help="JSONL with {id, text}; default: the bundled demo corpus")
+    p.add_argument("--recipe", help="curation recipe (YAML), e.g. training/recipes/demo_curate.yaml: "
+                   "heuristics, dedup, PII and the small-LM quality filter; default: built-in settings")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field, e.g. quality.drop_top_fraction=0.05")
     p.add_argument("--out", default=str(project.ARTIFACTS / "curated" / "corpus.jsonl"))
     p.add_argument("--table", default=str(project.ARTIFACTS / "datasets" / "curated_corpus"),
                    help="versioned Delta table (path or s3:// URI) the kept documents are committed to")
