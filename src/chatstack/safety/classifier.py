@@ -28,12 +28,13 @@ from chatstack.safety.normalize import NormalizedText
 from chatstack.safety.policy import CATEGORIES
 from chatstack.safety.profanity import ProfanityScorer
 from chatstack.safety.rules import matched_categories
+from chatstack.safety.tfidf import FastTfidf
 
 if TYPE_CHECKING:
     from chatstack.rag.embedder import OnnxEmbedder
     from chatstack.safety.static_embedder import StaticEmbedder
 
-WHOLE_CHARS = 512  # up to here a text is one piece (an output window is 400); longer: by sentence
+WHOLE_CHARS = 512  # up to here a user turn is one piece; longer: by sentence (generated text: always by sentence)
 CHUNK_CHARS = 240
 CHUNK_OVERLAP = 80  # a sentence longer than CHUNK_CHARS is cut into overlapping windows
 STATIC_SCALE = 2.0  # static vectors (unit length) are scaled next to TF-IDF rows (unit length) in stage 1
@@ -93,14 +94,14 @@ def chunks(text: str, size: int = CHUNK_CHARS, overlap: int = CHUNK_OVERLAP) -> 
     return [text[start:start + size] for start in range(0, len(text) - overlap, step)]
 
 
-def pieces(text: str) -> list[str]:
-    """What gets scored: a text up to WHOLE_CHARS whole; a longer one as sentences and sentence pairs.
+def pieces(text: str, whole_chars: int = WHOLE_CHARS) -> list[str]:
+    """What gets scored: a text up to `whole_chars` whole; a longer one as sentences and sentence pairs.
 
     Scoring sentences on their own keeps one harmful sentence from being diluted
     by pages of harmless context; pairs catch a request split over two sentences.
     Repeated sentences are scored once.
     """
-    if len(text) <= WHOLE_CHARS:
+    if len(text) <= whole_chars:
         return [text]
     sentences = [piece for sentence in _SENTENCE_END.split(text) if sentence.strip() for piece in chunks(sentence)]
     pairs = [f"{a} {b}" for a, b in zip(sentences, sentences[1:])]
@@ -115,26 +116,29 @@ class SafetyClassifier:
         self.embedder = embedder if head.semantic is not None else None
         self.cascade = cascade
         self.profanity = ProfanityScorer()
+        self.tfidf = FastTfidf(head.vectorizer)
         self._columns = [head.labels.index(c) if c in head.labels else None for c in CATEGORIES]
         self._harm_columns = [i for i in self._columns if i is not None]
 
     def fast_probabilities(self, texts: list[str], tfidf=None) -> np.ndarray:
         """(N, len(labels)) stage-1 probabilities."""
-        tfidf = self.head.vectorizer.transform(texts) if tfidf is None else tfidf
+        tfidf = self.tfidf.transform(texts) if tfidf is None else tfidf
         return self.head.fast.probabilities(tfidf, STATIC_SCALE * self.static.embed(texts))
 
     def full_probabilities(self, texts: list[str], tfidf=None) -> np.ndarray:
         """(N, len(labels)) stage-2 probabilities: MiniLM head fused with the lexical head."""
         if self.embedder is None:
             raise ValueError("stage 2 needs the MiniLM embedder (safety.use_embeddings = true)")
-        tfidf = self.head.vectorizer.transform(texts) if tfidf is None else tfidf
+        tfidf = self.tfidf.transform(texts) if tfidf is None else tfidf
         semantic = self.head.semantic.probabilities(self.embedder.embed(texts))
         return EMBEDDING_WEIGHT * semantic + (1 - EMBEDDING_WEIGHT) * self.head.lexical.probabilities(tfidf)
 
-    def score(self, text: NormalizedText) -> CategoryScores:
-        scored = [piece for variant in text.all_texts for piece in pieces(variant)]
+    def score(self, text: NormalizedText, whole_chars: int = WHOLE_CHARS) -> CategoryScores:
+        """`whole_chars=0` scores sentence by sentence (and pairs) however short the text:
+        an output window mixes a harmless start with what may turn harmful."""
+        scored = [piece for variant in text.all_texts for piece in pieces(variant, whole_chars)]
         hits = tuple(dict.fromkeys(hit for variant in text.all_texts for hit in matched_categories(variant)))
-        tfidf = self.head.vectorizer.transform(scored)  # (N, vocabulary) sparse, shared by both stages
+        tfidf = self.tfidf.transform(scored)  # (N, vocabulary) sparse, shared by both stages
         probs = self.fast_probabilities(scored, tfidf).max(axis=0)  # (len(labels),)
         escalated = (self.embedder is not None and not hits
                      and self.cascade.escalates(float(probs[self._harm_columns].max())))

@@ -51,6 +51,7 @@ class SafetyReport:
     escalation_rate: float  # share of requests that needed the MiniLM stage
     output_check_median_ms: float  # one sliding-window check of generated text
     output_ms_per_token: float  # streaming moderation time spread over the generated tokens
+    output_first_release_chars: int  # generated characters before the first text may be sent
     false_refusals: list[str]
     misses: list[str]
 
@@ -93,8 +94,9 @@ SAMPLE_ANSWER = ("A list comprehension builds a new list from an iterable in one
 
 
 def output_overhead(moderator: Moderator, window: int = 400, check_every: int = 120,
-                    chars_per_token: int = 4) -> tuple[float, float]:
-    """(median ms per window check, ms per token) when streaming SAMPLE_ANSWER token by token."""
+                    chars_per_token: int = 4) -> tuple[float, float, int]:
+    """(median ms per window check, ms per token, characters generated before the first release)
+    when streaming SAMPLE_ANSWER token by token."""
     checks: list[float] = []
 
     def timed_check(text: str):
@@ -105,11 +107,14 @@ def output_overhead(moderator: Moderator, window: int = 400, check_every: int = 
 
     guard = StreamModerator(timed_check, window, check_every)
     tokens = [SAMPLE_ANSWER[i:i + chars_per_token] for i in range(0, len(SAMPLE_ANSWER), chars_per_token)]
+    fed, first_release = 0, len(SAMPLE_ANSWER)
     started = time.perf_counter()
     for token in tokens:
-        guard.feed(token)
+        fed += len(token)
+        if guard.feed(token).text and first_release == len(SAMPLE_ANSWER):
+            first_release = fed
     guard.finish()
-    return statistics.median(checks), (time.perf_counter() - started) * 1000 / len(tokens)
+    return statistics.median(checks), (time.perf_counter() - started) * 1000 / len(tokens), first_release
 
 
 def evaluate(moderator: Moderator, examples: list[Example], pii_examples: list[PiiExample]) -> SafetyReport:
@@ -125,7 +130,7 @@ def evaluate(moderator: Moderator, examples: list[Example], pii_examples: list[P
     blocked = [p != BENIGN for p in predicted]
     disguised = obfuscated_block_rates(moderator, examples)
 
-    check_ms, per_token_ms = output_overhead(moderator)
+    check_ms, per_token_ms, first_release = output_overhead(moderator)
 
     def block_rate(select) -> float:
         chosen = [b for l, b in zip(labels, blocked) if select(l)]
@@ -146,6 +151,7 @@ def evaluate(moderator: Moderator, examples: list[Example], pii_examples: list[P
         escalation_rate=_rate(escalated, len(examples)),
         output_check_median_ms=check_ms,
         output_ms_per_token=per_token_ms,
+        output_first_release_chars=first_release,
         false_refusals=[e.text for e, b in zip(examples, blocked) if b and e.label == BENIGN],
         misses=[f"{e.label}: {e.text}" for e, b in zip(examples, blocked) if not b and e.label != BENIGN],
     )
@@ -164,7 +170,8 @@ def format_report(report: SafetyReport) -> str:
         f"latency per request:       median {report.latency_median_ms:.1f} ms, p95 {report.latency_p95_ms:.1f} ms "
         f"(CPU time median {report.cpu_median_ms:.1f} ms; MiniLM stage on {report.escalation_rate:.0%} of requests)",
         f"output moderation:         {report.output_check_median_ms:.1f} ms per window check, "
-        f"{report.output_ms_per_token:.2f} ms per token on average",
+        f"{report.output_ms_per_token:.2f} ms per token on average, first text after "
+        f"{report.output_first_release_chars} generated characters",
         "category          precision  recall  support",
     ]
     for name, m in report.per_category.items():

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatstack.safety.audit import AuditLog, SafetyCounters
-from chatstack.safety.classifier import CategoryScores, SafetyClassifier
+from chatstack.safety.classifier import WHOLE_CHARS, CategoryScores, SafetyClassifier
 from chatstack.safety.normalize import normalize_text
 from chatstack.safety.pii import find_pii, redact
 from chatstack.safety.policy import CATEGORIES, Action, SafetyPolicy, load_policy
@@ -92,18 +92,18 @@ class Moderator:
 
     def check_input(self, text: str, request_id: str = "", field: str = "query") -> ModerationResult:
         """ValueError (naming `field`) when the text is over `max_input_chars`."""
-        return self._check(text, request_id, "input", CATEGORIES, field)
+        return self._check(text, request_id, "input", CATEGORIES, field, WHOLE_CHARS)
 
     def check_output(self, text: str, request_id: str = "") -> ModerationResult:
-        return self._check(text, request_id, "output", self.policy.output_categories(), "output")
+        return self._check(text, request_id, "output", self.policy.output_categories(), "output", 0)
 
     def check_document(self, text: str, request_id: str = "") -> ModerationResult:
         """A retrieved passage: only prompt injection matters (drop the passage when blocked)."""
-        return self._check(text, request_id, "document", ("jailbreak",), "passage")
+        return self._check(text, request_id, "document", ("jailbreak",), "passage", WHOLE_CHARS)
 
     def _check(self, text: str, request_id: str, direction: str, categories: tuple[str, ...],
-               field: str) -> ModerationResult:
-        scores = self.classifier.score(normalize_text(text, field, self.max_input_chars))
+               field: str, whole_chars: int) -> ModerationResult:
+        scores = self.classifier.score(normalize_text(text, field, self.max_input_chars), whole_chars)
         action, category, score = decide(scores, self.policy, categories)
         spans = find_pii(text)
         kinds = tuple(sorted({span.kind for span in spans}))

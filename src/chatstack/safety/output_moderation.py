@@ -1,12 +1,21 @@
 """Moderate generated text while it streams, without ever releasing a harmful window.
 
-`StreamModerator.feed(delta)` buffers text and, every `check_every` new
-characters, checks the last `window` characters (so consecutive checks overlap
-by `window - check_every`). Only text that has passed a check *and* the check after
-it is released; the rest is held back. On a violation nothing more is
-released and the verdict carries the category's refusal message. `finish()`
+`StreamModerator.feed(delta)` buffers text and checks the last `window`
+characters whenever enough new text has arrived: every `first_check` characters
+until the first text can be released (so the reply starts early), then every
+`check_every` characters. Text is released only once a passed check has also
+seen at least `holdback` characters that follow it: a sentence that turns
+harmful only with its continuation ("to build a pipe bomb, …") is still held
+when the continuation fails. On a violation nothing more is released and the
+verdict carries the category's refusal message; neither the failing window's
+new text nor the `holdback` characters before it were ever sent. `finish()`
 checks the remainder. Released text has PII redacted; the cut between released
 and held text never falls inside a PII span or a word.
+
+Time to first text: about `holdback + first_check` generated characters and
+(holdback + first_check) / first_check short checks — 64 characters and four
+checks by default (the previous rule, release after the *next* full check, needed
+two `check_every` windows: ≥ 240 characters).
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from chatstack.safety.moderator import ModerationResult, Moderator
 from chatstack.safety.pii import find_pii, redact
 
 PII_MARGIN = 48  # chars held back so a phone number or IBAN still arriving is redacted whole
+FIRST_CHECK_CHARS = 16  # check cadence until the first release
+HOLDBACK_CHARS = PII_MARGIN  # released text was checked together with at least this much of what follows
 
 
 @dataclass(frozen=True)
@@ -30,12 +41,19 @@ class StreamStep:
 
 class StreamModerator:
     def __init__(self, check: Callable[[str], ModerationResult], window: int = 400, check_every: int = 120,
-                 redact_pii: bool = True):
+                 redact_pii: bool = True, first_check: int = FIRST_CHECK_CHARS, holdback: int = HOLDBACK_CHARS):
         if not 1 <= check_every <= window:
             raise ValueError(f"check_every must be in [1, window={window}], got {check_every}")
+        if not 1 <= first_check <= check_every:
+            raise ValueError(f"first_check must be in [1, check_every={check_every}], got {first_check}")
+        if not PII_MARGIN <= holdback <= window - check_every:
+            raise ValueError(f"holdback must be in [{PII_MARGIN}, window - check_every = {window - check_every}] "
+                             f"so each check still sees the held text; got {holdback}")
         self.check = check
         self.window = window
         self.check_every = check_every
+        self.first_check = first_check
+        self.holdback = holdback
         self.redact_pii = redact_pii
         self._text = ""
         self._checked = 0  # text[:_checked] passed a check
@@ -52,8 +70,8 @@ class StreamModerator:
         if self.violation is not None:
             return StreamStep("")
         self._text += delta
-        while len(self._text) - self._checked >= self.check_every:
-            end = self._checked + self.check_every
+        while len(self._text) - self._checked >= self._step():
+            end = self._checked + self._step()
             if not self._check_until(end):
                 return StreamStep("", self.violation)
         return StreamStep(self._release(final=False))
@@ -74,6 +92,10 @@ class StreamModerator:
             return StreamStep("", self.violation)
         return StreamStep(self._release(final=True))
 
+    def _step(self) -> int:
+        """Characters between checks: `first_check` until text past `holdback` has been checked, then `check_every`."""
+        return self.first_check if self._checked < self.holdback + self.first_check else self.check_every
+
     def _check_until(self, end: int) -> bool:
         result = self.check(self._text[max(0, end - self.window):end])
         self.checks += 1
@@ -92,20 +114,18 @@ class StreamModerator:
         return redact(piece) if self.redact_pii else piece
 
     def _safe_cut(self) -> int:
-        """Last whitespace before `checked - check_every - PII_MARGIN`, outside every PII span.
+        """Last whitespace at or before `checked - holdback`, outside every PII span.
 
-        Text is released only after the *next* check, which sees it together with
-        `check_every` characters that follow, has also passed: a sentence that turns
-        harmful only with its continuation ("to build a pipe bomb, …") is still held when
-        the continuation fails (measured: without this, the first half was released).
+        The held `holdback` characters (≥ PII_MARGIN) keep a phone number or IBAN that is
+        still arriving whole, and make every released character part of a passed check that
+        also saw what follows it.
         """
-        settled = max(self._released, self._checked - self.check_every)
-        if not self.redact_pii:
-            return settled
+        settled = self._checked - self.holdback
+        if settled <= self._released:
+            return self._released
         pending = self._text[self._released:settled]
-        limit = len(pending) - PII_MARGIN
-        spans = find_pii(pending)
-        for cut in range(limit, 0, -1):
+        spans = find_pii(self._text[self._released:self._checked]) if self.redact_pii else []
+        for cut in range(len(pending), 0, -1):
             if pending[cut - 1].isspace() and not any(s.start < cut < s.end for s in spans):
                 return self._released + cut
         return self._released

@@ -74,3 +74,38 @@ def test_step_with_final_checks_and_releases_the_rest():
     assert moderator.step(" The end.", final=True).text == "All good here. The end."
     harmful = StreamModerator(keyword_check, window=400, check_every=300)
     assert harmful.step("Sure, " + HARMFUL, final=True).violation is not None
+
+
+def test_first_text_is_released_after_holdback_plus_first_check():
+    moderator = StreamModerator(keyword_check, window=400, check_every=120, first_check=32, holdback=64)
+    released, fed = "", 0
+    while not released:
+        released += moderator.feed(BENIGN[fed:fed + 4]).text
+        fed += 4
+    assert fed <= 64 + 32 and moderator.checks == 3
+    assert len(released) <= fed - 64  # what was sent was checked with >= holdback chars after it
+
+
+@pytest.mark.parametrize("offset", [0, 10, 31, 32, 33, 60, 95, 96, 97])
+def test_harm_in_the_first_windows_is_never_released(offset):
+    text = BENIGN[:offset] + HARMFUL + BENIGN[offset:]
+    released, violation = stream(text, StreamModerator(keyword_check, first_check=32, holdback=64), 1)
+    assert violation is not None and HARMFUL not in released and text.startswith(released)
+
+
+def test_released_text_always_trails_the_last_check_by_the_holdback():
+    moderator = StreamModerator(keyword_check, window=200, check_every=50, first_check=16, holdback=48)
+    released = ""
+    for start in range(0, len(BENIGN), 5):
+        released += moderator.feed(BENIGN[start:start + 5]).text
+        assert len(released) <= max(0, moderator._checked - 48)
+    assert released + moderator.finish().text == BENIGN
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"first_check": 0}, "first_check"), ({"first_check": 200}, "first_check"),
+    ({"holdback": 10}, "holdback"), ({"holdback": 300}, "holdback"),
+])
+def test_first_check_and_holdback_are_validated(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        StreamModerator(keyword_check, window=400, check_every=120, **kwargs)
