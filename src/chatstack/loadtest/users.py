@@ -53,7 +53,10 @@ def _mix(path: Path) -> PromptMix:
 
 
 class ChatUser(User):
-    """Draws turns from the prompt mix, paced by --user-qps/--target-qps or a think time."""
+    """Draws turns from the prompt mix, paced by --user-qps/--target-qps or a think time.
+
+    Subclasses say how to connect (`connect`, an object with `close()`) and how to send one turn (`ask`).
+    """
 
     abstract = True
     request_type = ""
@@ -66,6 +69,10 @@ class ChatUser(User):
             self._pace = constant_throughput(self.settings.user_qps)
         else:
             self._pace = between(self.settings.think_min_s, self.settings.think_max_s)
+        self.connection = self.connect()
+
+    def on_stop(self) -> None:
+        self.connection.close()
 
     def wait_time(self) -> float:
         return self._pace(self)
@@ -74,6 +81,9 @@ class ChatUser(User):
     def chat(self) -> None:
         turn = self.cursor.next_turn()
         report(self.environment.events, self.request_type, self.ask(turn), turn.kind)
+
+    def connect(self):
+        raise NotImplementedError
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
         raise NotImplementedError
@@ -84,17 +94,13 @@ class GrpcChatUser(ChatUser):
 
     request_type = "grpc"
 
-    def on_start(self) -> None:
-        super().on_start()
-        self.stream = ChatStream(self.settings.grpc_url, timeout_s=self.settings.request_timeout_s)
-
-    def on_stop(self) -> None:
-        self.stream.close()
+    def connect(self) -> ChatStream:
+        return ChatStream(self.settings.grpc_url, timeout_s=self.settings.request_timeout_s)
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
         options = ChatOptions(session_id=turn.session_id, max_tokens=self.mix.max_tokens,
                               temperature=self.mix.temperature)
-        return self.stream.ask(turn.text, options)
+        return self.connection.ask(turn.text, options)
 
 
 class SseChatUser(ChatUser):
@@ -102,15 +108,11 @@ class SseChatUser(ChatUser):
 
     request_type = "sse"
 
-    def on_start(self) -> None:
-        super().on_start()
-        self.chat_http = SseChat(self.settings.http_url, timeout_s=self.settings.request_timeout_s)
-
-    def on_stop(self) -> None:
-        self.chat_http.close()
+    def connect(self) -> SseChat:
+        return SseChat(self.settings.http_url, timeout_s=self.settings.request_timeout_s)
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
         fields = {"max_tokens": self.mix.max_tokens, "temperature": self.mix.temperature}
         if turn.session_id is not None:
             fields["session_id"] = turn.session_id
-        return self.chat_http.ask(turn.text, fields)
+        return self.connection.ask(turn.text, fields)
