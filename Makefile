@@ -50,9 +50,11 @@ bench: model
 
 # Locust step search against a fresh Triton on free 127.0.0.1 ports (loadtest/README.md);
 # LOADTEST_CONFIG picks the deployment, e.g. deploy/bench-input-moderation-only.toml.
+# One torch thread per Triton stub: on 2 cores the default 2 threads each oversubscribe them.
 LOADTEST_CONFIG ?= deploy/demo.toml
+LOADTEST_ARGS ?= --omp-threads 1
 loadtest: model rag
-	$(BIN)/chatstack --config $(LOADTEST_CONFIG) bench load
+	$(BIN)/chatstack --config $(LOADTEST_CONFIG) bench load $(LOADTEST_ARGS)
 
 eval: rag
 	$(BIN)/chatstack eval-rag
