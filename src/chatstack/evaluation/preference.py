@@ -1,9 +1,8 @@
 """DPO preference metrics of a policy against its reference on held-out preference pairs.
 
-The implicit DPO reward of a completion y for prompt x is β·(log π(y|x) − log π_ref(y|x)),
-summed over the completion's tokens, as TRL's DPOTrainer computes it. A pair is ranked
-correctly when the chosen completion's reward exceeds the rejected one's; the margin is
-the chosen reward minus the rejected reward. The pairs are the ones DPO held out
+The scoring is `alignment.preference_eval.dpo_preference_score` (implicit reward
+β·(log π − log π_ref) of the reply, chosen minus rejected); this module picks the pairs
+and the reference for `chatstack eval model`. The pairs are the ones DPO held out
 (`preference_records(..., held_out=True)` with the recipe's `seed + 1`), so the figures
 are comparable with `dpo_summary.json`.
 """
@@ -12,12 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from chatstack.alignment.dpo import DPORecipe
 from chatstack.alignment.preference_data import ObjectiveWeights, preference_records
+from chatstack.alignment.preference_eval import dpo_preference_score
 from chatstack.evaluation.models import LoadedModel
-from chatstack.text.chat_template import Message, render_chat
 
 
 @dataclass(frozen=True)
@@ -40,53 +37,17 @@ class PreferenceSet:
 
 
 @dataclass(frozen=True)
-class PreferenceScore:
-    reference: str
+class PreferenceResult:
+    reference: str  # the model folder the implicit reward is measured against
     pairs: int
     accuracy: float  # share of pairs whose chosen reward > rejected reward
     mean_margin: float  # mean of (chosen reward − rejected reward)
-    mean_chosen_reward: float
-    mean_rejected_reward: float
     accuracy_by_objective: dict[str, float]
 
 
-def completion_logprob(loaded: LoadedModel, prompt: list[Message], reply: str) -> float:
-    """Sum of log π(reply tokens | prompt) with the chat template the model was trained on."""
-    tokenizer = loaded.tokenizer
-    prompt_text = render_chat(prompt)
-    completion_text = render_chat([*prompt, Message("assistant", reply)], add_generation_prompt=False)[len(prompt_text):]
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False, verbose=False)["input_ids"]
-    completion_ids = tokenizer(completion_text, add_special_tokens=False, verbose=False)["input_ids"]
-    keep = max(1, loaded.max_positions - len(completion_ids))
-    ids = torch.tensor([prompt_ids[-keep:] + completion_ids])  # (1, T); long prompts lose their start
-    with torch.inference_mode():
-        logprobs = torch.log_softmax(loaded.model(input_ids=ids).logits[0, :-1].float(), dim=-1)  # (T-1, V)
-    targets = ids[0, 1:]
-    token_logprobs = logprobs.gather(1, targets[:, None])[:, 0]
-    return float(token_logprobs[-len(completion_ids):].sum())
-
-
-def _messages(records: list[dict]) -> list[Message]:
-    return [Message(r["role"], r["content"]) for r in records]
-
-
-def preference_score(policy: LoadedModel, reference: LoadedModel, pairs: PreferenceSet) -> PreferenceScore:
-    chosen_rewards, rejected_rewards, by_objective = [], [], {}
-    for record in pairs.records():
-        prompt = _messages(record["prompt"])
-        rewards = []
-        for key in ("chosen", "rejected"):
-            reply = record[key][0]["content"]
-            rewards.append(pairs.beta * (completion_logprob(policy, prompt, reply)
-                                         - completion_logprob(reference, prompt, reply)))
-        chosen_rewards.append(rewards[0])
-        rejected_rewards.append(rewards[1])
-        by_objective.setdefault(record["objective"], []).append(rewards[0] > rewards[1])
-    count = len(chosen_rewards)
-    margins = [c - r for c, r in zip(chosen_rewards, rejected_rewards)]
-    return PreferenceScore(
-        reference=str(reference.path), pairs=count,
-        accuracy=sum(m > 0 for m in margins) / count, mean_margin=sum(margins) / count,
-        mean_chosen_reward=sum(chosen_rewards) / count, mean_rejected_reward=sum(rejected_rewards) / count,
-        accuracy_by_objective={k: sum(v) / len(v) for k, v in sorted(by_objective.items())},
-    )
+def preference_score(policy: LoadedModel, reference: LoadedModel, pairs: PreferenceSet) -> PreferenceResult:
+    """Held-out DPO preference accuracy and mean reward margin of `policy` against `reference`."""
+    score = dpo_preference_score(policy.model, reference.model, policy.tokenizer, pairs.records(), pairs.beta,
+                                 max_length=min(policy.max_positions, reference.max_positions))
+    return PreferenceResult(str(reference.path), score.pairs, score.accuracy, score.mean_margin,
+                            dict(score.by_objective))

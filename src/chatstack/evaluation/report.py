@@ -10,7 +10,7 @@ from pathlib import Path
 from chatstack.alignment.reader_eval import ReaderScore
 from chatstack.evaluation.judge import Grade, Outcome
 from chatstack.evaluation.perplexity import Perplexity
-from chatstack.evaluation.preference import PreferenceScore
+from chatstack.evaluation.preference import PreferenceResult
 
 PERPLEXITY_TOLERANCE = 1.10  # a better candidate may not raise held-out perplexity by more than 10 %
 RULE = ("candidate is better when (1) a judge ran and it wins more decided pairs than it loses, or, without a judge "
@@ -34,7 +34,7 @@ class JudgeSummary:
 class ModelEvaluation:
     model: str
     perplexity: Perplexity | None = None
-    preference: PreferenceScore | None = None
+    preference: PreferenceResult | None = None
     reader: ReaderScore | None = None
     judge: JudgeSummary | None = None
     answers: dict[str, list[str]] = field(default_factory=dict)  # question id -> reply per turn

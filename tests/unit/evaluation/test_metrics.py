@@ -9,8 +9,7 @@ import torch
 
 from chatstack.evaluation.models import load_model, parent_model
 from chatstack.evaluation.perplexity import perplexity, read_texts, windows
-from chatstack.evaluation.preference import PreferenceSet, completion_logprob, preference_score
-from chatstack.text.chat_template import Message
+from chatstack.evaluation.preference import PreferenceSet, preference_score
 
 TEXTS = {"a": "The with statement wraps a block in a context manager. " * 20, "b": "Tuples are immutable sequences."}
 
@@ -47,20 +46,13 @@ def test_bad_perplexity_inputs_are_rejected(tiny_pair, tmp_path):
         read_texts([tmp_path / "missing.md"])
 
 
-def test_completion_logprob_is_the_sum_of_the_reply_token_logprobs(tiny_pair):
-    loaded = load_model(tiny_pair[0])
-    prompt = [Message("user", "What is a tuple?")]
-    short, longer = completion_logprob(loaded, prompt, "A"), completion_logprob(loaded, prompt, "A sequence of values")
-    assert short < 0 and longer < short  # more tokens, each with probability < 1
-
-
 def test_preference_metrics_flip_sign_when_policy_and_reference_swap(tiny_pair):
     base, other = (load_model(p) for p in tiny_pair)
     pairs = PreferenceSet(pairs=3)
     forward, backward = preference_score(other, base, pairs), preference_score(base, other, pairs)
     assert forward.pairs == 3 and forward.reference == str(tiny_pair[0])
     assert forward.mean_margin == pytest.approx(-backward.mean_margin, abs=1e-4)
-    assert forward.accuracy == pytest.approx(1 - backward.accuracy)
+    assert forward.accuracy + backward.accuracy <= 1  # a pair is right one way or the other, or a tie
     same = preference_score(base, base, pairs)
     assert same.mean_margin == 0 and same.accuracy == 0  # no preference at all: no pair ranked right
 
