@@ -5,9 +5,10 @@ Stage 1 runs on every text (~1 ms of CPU):
   and residual obfuscation) side by side with static MiniLM token embeddings
   (`safety.static_embedder`: word meaning without running the transformer);
 - the regex rules (`safety.rules`: certain hits score 1.0).
-Stage 2 runs only when stage 1 is unsure (the top harm score falls inside
-`Cascade.escalate_from` .. `escalate_below`): the embedding head over full
-MiniLM sentence embeddings (ONNX, several ms) is fused with the lexical head.
+Stage 2 runs only on the pieces stage 1 is unsure about (top harm score inside
+`Cascade.escalate_from` .. `escalate_below`, and no rule fired): the embedding
+head over full MiniLM sentence embeddings (ONNX, several ms) is fused with the
+lexical head.
 Confidently benign and confidently harmful texts never pay for the transformer.
 For hate/harassment the packaged `alt-profanity-check` model is consulted when
 the hate score is already suspicious. Long texts are scored sentence by sentence
@@ -118,7 +119,6 @@ class SafetyClassifier:
         self.profanity = ProfanityScorer()
         self.tfidf = FastTfidf(head.vectorizer)
         self._columns = [head.labels.index(c) if c in head.labels else None for c in CATEGORIES]
-        self._harm_columns = [i for i in self._columns if i is not None]
 
     def fast_probabilities(self, texts: list[str], tfidf=None) -> np.ndarray:
         """(N, len(labels)) stage-1 probabilities."""
@@ -133,17 +133,22 @@ class SafetyClassifier:
         semantic = self.head.semantic.probabilities(self.embedder.embed(texts))
         return EMBEDDING_WEIGHT * semantic + (1 - EMBEDDING_WEIGHT) * self.head.lexical.probabilities(tfidf)
 
-    def score(self, text: NormalizedText, whole_chars: int = WHOLE_CHARS) -> CategoryScores:
-        """`whole_chars=0` scores sentence by sentence (and pairs) however short the text:
-        an output window mixes a harmless start with what may turn harmful."""
+    def score(self, text: NormalizedText, whole_chars: int = WHOLE_CHARS,
+              categories: tuple[str, ...] = CATEGORIES) -> CategoryScores:
+        """Scores for every category; only `categories` (those the caller will act on) can send a
+        piece to stage 2. `whole_chars=0` scores sentence by sentence (and pairs) however short
+        the text: an output window mixes a harmless start with what may turn harmful."""
         scored = [piece for variant in text.all_texts for piece in pieces(variant, whole_chars)]
         hits = tuple(dict.fromkeys(hit for variant in text.all_texts for hit in matched_categories(variant)))
         tfidf = self.tfidf.transform(scored)  # (N, vocabulary) sparse, shared by both stages
-        probs = self.fast_probabilities(scored, tfidf).max(axis=0)  # (len(labels),)
-        escalated = (self.embedder is not None and not hits
-                     and self.cascade.escalates(float(probs[self._harm_columns].max())))
-        if escalated:
-            probs = self.full_probabilities(scored, tfidf).max(axis=0)
+        probs = self.fast_probabilities(scored, tfidf)  # (N, len(labels))
+        deciding = [self.head.labels.index(c) for c in categories if c in self.head.labels]
+        unsure = [] if self.embedder is None or hits or not deciding else [
+            row for row, top in enumerate(probs[:, deciding].max(axis=1)) if self.cascade.escalates(top)]
+        if unsure:  # only the pieces stage 1 is unsure about pay for MiniLM
+            probs[unsure] = self.full_probabilities([scored[row] for row in unsure], tfidf[unsure])
+        escalated = bool(unsure)
+        probs = probs.max(axis=0)  # (len(labels),)
         scores = {c: float(probs[i]) if i is not None else 0.0 for c, i in zip(CATEGORIES, self._columns)}
         for hit in hits:
             scores[hit] = 1.0

@@ -103,7 +103,7 @@ class Moderator:
 
     def _check(self, text: str, request_id: str, direction: str, categories: tuple[str, ...],
                field: str, whole_chars: int) -> ModerationResult:
-        scores = self.classifier.score(normalize_text(text, field, self.max_input_chars), whole_chars)
+        scores = self.classifier.score(normalize_text(text, field, self.max_input_chars), whole_chars, categories)
         action, category, score = decide(scores, self.policy, categories)
         spans = find_pii(text)
         kinds = tuple(sorted({span.kind for span in spans}))
