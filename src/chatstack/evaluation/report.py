@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatstack.alignment.reader_eval import ReaderScore
-from chatstack.evaluation.judge import Grade, Outcome
+from chatstack.evaluation.judge import Grade
 from chatstack.evaluation.perplexity import Perplexity
 from chatstack.evaluation.preference import PreferenceResult
 
