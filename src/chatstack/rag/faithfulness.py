@@ -87,6 +87,8 @@ def local_reader(model_dir, system_prompt: str, max_new_tokens: int = 96) -> Ans
     from chatstack.rag.retriever import with_passages
     from chatstack.text.chat_template import Message
 
-    reader = LocalAnswerer(load_model(Path(model_dir), "model.dir"), max_new_tokens)
+    loaded = load_model(Path(model_dir), "model.dir")
+    loaded.model.generation_config.use_cache = True  # the demo config turns the KV cache off (training)
+    reader = LocalAnswerer(loaded, max_new_tokens)
     return lambda question, passages: reader.reply(
         [Message("system", with_passages(system_prompt, passages)), Message("user", question)])
