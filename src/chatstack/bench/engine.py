@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -29,38 +28,14 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.backends.native import NativeBackend
+from chatstack.bench.quant_report import quant_report
 from chatstack.bench.stats import TABLE_HEADER, Summary
+from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
+from chatstack.bench.vllm_peer import run_peer, vllm_python
+from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
-from chatstack.bench.quant_report import quant_report
-from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
-from chatstack.bench.vllm_peer import VLLMServer, vllm_python
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
-
-
-@dataclass(frozen=True)
-class Workload:
-    prompts: tuple[tuple[int, ...], ...]
-    max_tokens: tuple[int, ...]
-
-    @classmethod
-    def mixed(cls, n: int, prompt_range, output_range, vocab: int, seed: int) -> "Workload":
-        rng = random.Random(seed)
-        prompts = tuple(tuple(rng.randrange(3, vocab) for _ in range(rng.randint(*prompt_range))) for _ in range(n))
-        return cls(prompts, tuple(rng.randint(*output_range) for _ in range(n)))
-
-    def requests(self, tag: str) -> list[GenerationRequest]:
-        return [GenerationRequest(f"{tag}{i}", p, SamplingParams(max_tokens=m, temperature=0.0, ignore_eos=True))
-                for i, (p, m) in enumerate(zip(self.prompts, self.max_tokens))]
-
-
-def random_llama(path: Path, hidden: int, layers: int, vocab: int, seed: int) -> Path:
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=hidden * 11 // 4 // 32 * 32,
-                         num_hidden_layers=layers, num_attention_heads=hidden // 64, num_key_value_heads=max(1, hidden // 256),
-                         max_position_embeddings=2048, tie_word_embeddings=True, eos_token_id=None, bos_token_id=None)
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
 
 
 def read_bandwidth_gbps(megabytes: int = 512) -> float:
@@ -205,34 +180,12 @@ def throughput_only(args, model_dir: Path, workload: Workload, native: dict, vll
         lines.append(f"| HF generate (batch {args.hf_batch}) | {hf['tok_s']:.1f} | {hf['seconds']:.1f} | "
                      f"{native['tok_s'] / hf['tok_s']:.2f}× |")
     if vllm is not None:
-        peer = vllm_run(vllm, model_dir, workload, argparse.Namespace(**vars(args) | {"vllm_latency": False}), vocab)
+        peer = run_peer(vllm, model_dir, workload, argparse.Namespace(**vars(args) | {"vllm_latency": False}), vocab)
         same = sum(a == b for a, b in zip(native["tokens"], peer["tokens"]))
         lines += [f"| vLLM | {peer['tok_s']:.1f} | {peer['seconds']:.1f} | {native['tok_s'] / peer['tok_s']:.2f}× |",
                   "", f"vLLM server start-up {peer['start_s']:.0f} s (not counted); greedy tokens identical to native "
                   f"in {same} of {len(workload.prompts)} requests; native {native['preemptions']} preemptions"]
     return lines
-
-
-def latency_workload(args, vocab: int, concurrency: int) -> Workload:
-    return Workload.mixed(max(4, 2 * concurrency), (args.min_prompt, args.max_prompt),
-                          (args.latency_output, args.latency_output), vocab, args.seed + concurrency)
-
-
-def vllm_run(python: Path, model_dir: Path, workload: Workload, args, vocab: int) -> dict:
-    """vLLM on the same weights: the throughput workload, then the same latency workloads as native."""
-    progress("vLLM: starting the server")
-    with VLLMServer(python, model_dir, args.threads) as server:
-        progress(f"vLLM throughput (server up after {server.started_s:.0f} s)")
-        result = server.throughput(workload.prompts, workload.max_tokens) | {"start_s": server.started_s, "latency": {}}
-        for concurrency in args.concurrency if args.vllm_latency else ():
-            progress(f"vLLM latency at concurrency {concurrency}")
-            load = latency_workload(args, vocab, concurrency)
-            result["latency"][concurrency] = server.latency(load.prompts, args.latency_output, concurrency)
-    return result
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def row(metric: str, native: str, baseline: str, ratio: str, target: str) -> str:
@@ -280,7 +233,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
         return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab))
     progress("HF generate throughput")
     hf = hf_throughput(model_dir, workload, args.hf_batch)
-    peer = vllm_run(vllm, model_dir, workload, args, vocab) if vllm is not None else None
+    peer = run_peer(vllm, model_dir, workload, args, vocab) if vllm is not None else None
     progress("multi-turn TTFT")
     with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab)
     static_ctx = args.kv_budget_tokens // hf_config.max_position_embeddings

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from chatstack import project
 from chatstack.bench.stats import Summary
+from chatstack.bench.workload import Workload, latency_workload, progress
 
 DEFAULT_VENV = project.ROOT / ".venv-vllm"
 START_TIMEOUT_S = 600
@@ -150,3 +151,16 @@ class VLLMServer:
         for thread in threads:
             thread.join()
         return Summary.of(ttfts), Summary.of(gaps)
+
+
+def run_peer(python: Path, model_dir: Path, workload: Workload, args, vocab: int) -> dict:
+    """vLLM on the same weights: the throughput workload, then the same latency workloads as native."""
+    progress("vLLM: starting the server")
+    with VLLMServer(python, model_dir, args.threads) as server:
+        progress(f"vLLM throughput (server up after {server.started_s:.0f} s)")
+        result = server.throughput(workload.prompts, workload.max_tokens) | {"start_s": server.started_s, "latency": {}}
+        for concurrency in args.concurrency if args.vllm_latency else ():
+            progress(f"vLLM latency at concurrency {concurrency}")
+            load = latency_workload(args, vocab, concurrency)
+            result["latency"][concurrency] = server.latency(load.prompts, args.latency_output, concurrency)
+    return result
