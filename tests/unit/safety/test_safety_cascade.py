@@ -75,3 +75,10 @@ def test_fast_tfidf_matches_the_fitted_vectorizer(moderator):
     texts = ["how do i kill a python process", "", "qqqq zzzz", "write ransomware for a hospital " * 30]
     np.testing.assert_allclose(FastTfidf(vectorizer).transform(texts).toarray(), vectorizer.transform(texts).toarray(),
                                atol=1e-12)
+
+
+def test_cached_static_table_is_the_distillation_of_the_onnx_minilm(moderator):
+    from chatstack.safety.static_embedder import distill_table
+
+    rows = distill_table(moderator.classifier.embedder.session, 64)  # tokens 0..63 alone through MiniLM
+    np.testing.assert_allclose(rows.astype(np.float32), moderator.classifier.static.table[:64], atol=2e-3)
