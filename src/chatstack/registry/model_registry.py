@@ -25,6 +25,7 @@ from chatstack.evaluation.models import check_model_dir, training_records
 
 REGISTRATION_FILE = "registration.json"
 SERVED_FILE = "served.json"
+LINEAGE_FILE = "lineage.json"  # written by chatstack.datasets.lineage.write_lineage
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -37,6 +38,7 @@ class Registration:
     source: str  # the folder it was copied from
     created: str  # UTC, ISO 8601
     training: dict = field(default_factory=dict)  # the training stages' summaries (recipe figures, base model, data)
+    datasets: dict = field(default_factory=dict)  # lineage.json: the dataset versions the last stage read
     evaluation: dict = field(default_factory=dict)  # figures from `chatstack eval model` or the reader eval
     note: str = ""
 
@@ -112,8 +114,11 @@ class ModelRegistry:
         version, staging = self._reserve_version(check_name(name))
         try:
             shutil.copytree(model_dir, staging, dirs_exist_ok=True, ignore=shutil.ignore_patterns(REGISTRATION_FILE))
+            lineage = model_dir / LINEAGE_FILE
             record = Registration(name, version, str(model_dir), datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                  training_records(model_dir), evaluation or {}, note)
+                                  training_records(model_dir),
+                                  json.loads(lineage.read_text(encoding="utf-8")) if lineage.is_file() else {},
+                                  evaluation or {}, note)
             (staging / REGISTRATION_FILE).write_text(record.to_json(), encoding="utf-8")
             staging.rename(self.root / name / str(version))
         except BaseException:

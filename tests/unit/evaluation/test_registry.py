@@ -8,6 +8,8 @@ import shutil
 import pytest
 
 from chatstack.alignment.demo import adopt_unregistered
+from chatstack.datasets.lineage import write_lineage
+from chatstack.datasets.version import DatasetVersion
 from chatstack.registry.cli import decide_registration
 from chatstack.registry.model_registry import ModelRegistry, Registration
 
@@ -15,12 +17,16 @@ from chatstack.registry.model_registry import ModelRegistry, Registration
 def test_versions_count_up_and_record_where_they_came_from(tiny_pair, tmp_path):
     registry = ModelRegistry(tmp_path / "registry", export_root=tmp_path / "served")
     first = registry.register(tiny_pair[0], "chat", {"reader": 0.5}, note="first")
-    second = registry.register(tiny_pair[1], "chat")
+    source = tmp_path / "trained"
+    shutil.copytree(tiny_pair[1], source)
+    write_lineage(source, "dpo", {"train": DatasetVersion("file:///t", 3, "preferences", "abc", 10, "2026-01-01T00:00:00+00:00")})
+    second = registry.register(source, "chat")
 
     assert (first.version, second.version) == (1, 2) and registry.versions("chat") == [1, 2]
     assert registry.served_version("chat") == 2
     record = Registration.read(registry.version_dir("chat", 2))
-    assert record.source == str(tiny_pair[1].resolve()) and record.created.endswith("+00:00")
+    assert record.source == str(source.resolve()) and record.created.endswith("+00:00")
+    assert record.datasets["stage"] == "dpo" and record.datasets["datasets"]["train"]["version"] == 3
     assert record.training["dpo_summary.json"]["steps"] == 1  # the training summary travels with the version
     assert registry.registration("chat", 1).evaluation == {"reader": 0.5}
     served = tmp_path / "served" / "chat"
