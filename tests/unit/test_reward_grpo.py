@@ -123,3 +123,14 @@ def test_bad_grpo_recipe_values_are_rejected(raw, field):
 def test_bad_dpo_loss_settings_are_rejected(raw, field):
     with pytest.raises(ValueError, match=field):
         DPORecipe.from_dict({"base_model": "a", "output_dir": "b", **raw})
+
+
+def test_train_and_held_out_pairs_share_no_text():
+    """Held-out accuracy must measure unseen topics: no reply or request of a held-out pair is trained on."""
+    def texts(records: list[dict]) -> set[str]:
+        return {r[side][-1]["content"] for r in records for side in ("prompt", "chosen", "rejected")} - {
+            preference_records(1, 0, ObjectiveWeights(helpfulness=0, safety=1))[0]["chosen"][0]["content"]}
+
+    train = preference_records(300, 0, WEIGHTS)
+    held_out = preference_records(60, 1, WEIGHTS, held_out=True)
+    assert not texts(train) & texts(held_out)

@@ -17,6 +17,7 @@ from typing import Any
 
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.alignment.rule_rewards import CITATION
+from chatstack.alignment.compute import ComputeSettings
 from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class GRPORecipe:
     time_budget_s: float = 300.0
     eval_conversations: int = 40
     seed: int = 0
+    compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "base_model", Path(self.base_model))
@@ -74,7 +76,7 @@ class GRPORecipe:
     def from_dict(cls, raw: dict[str, Any]) -> "GRPORecipe":
         if isinstance(raw.get("rewards"), dict):
             raw = {**raw, "rewards": {k: float(v) for k, v in raw["rewards"].items()}}
-        return recipe_from_dict(cls, raw, {"rewards": RewardMix},
+        return recipe_from_dict(cls, raw, {"rewards": RewardMix, "compute": ComputeSettings},
                                 ("unanswerable", "temperature", "lr", "beta", "time_budget_s"))
 
 
@@ -126,8 +128,8 @@ def main(recipe: GRPORecipe) -> dict:
         per_device_train_batch_size=recipe.prompts_per_step * recipe.num_generations,
         num_generations=recipe.num_generations, max_completion_length=recipe.max_completion_length,
         temperature=recipe.temperature, reward_weights=weights, max_steps=recipe.max_steps, logging_steps=1,
-        save_strategy="no", report_to=[], use_cpu=True, seed=recipe.seed, dataloader_num_workers=0,
-        gradient_checkpointing=False, bf16=False,
+        save_strategy="no", report_to=[], seed=recipe.seed, dataloader_num_workers=0,
+        **recipe.compute.trainer_kwargs(),
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = GRPOTrainer(

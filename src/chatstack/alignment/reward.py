@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from chatstack.alignment.preference_data import ObjectiveWeights, preference_records
+from chatstack.alignment.compute import ComputeSettings
 from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class RewardRecipe:
     time_budget_s: float = 240.0
     center_rewards_coefficient: float | None = 0.01  # keeps scores near 0 so they compose with rule rewards
     seed: int = 0
+    compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
     weights: ObjectiveWeights = ObjectiveWeights()
 
     def __post_init__(self) -> None:
@@ -48,7 +50,8 @@ class RewardRecipe:
     def from_dict(cls, raw: dict[str, Any]) -> "RewardRecipe":
         if isinstance(raw.get("weights"), dict):
             raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
-        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights}, ("lr", "epochs", "time_budget_s"))
+        return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings},
+                                ("lr", "epochs", "time_budget_s"))
 
 
 def conversation_reward(model, tokenizer, messages: list[dict], max_length: int = 1024) -> float:
@@ -85,8 +88,8 @@ def main(recipe: RewardRecipe) -> dict:
         output_dir=str(partial_dir(recipe.output_dir) / "trainer"), learning_rate=recipe.lr,
         per_device_train_batch_size=recipe.batch_size, num_train_epochs=recipe.epochs, max_length=recipe.max_length,
         center_rewards_coefficient=recipe.center_rewards_coefficient, lr_scheduler_type="cosine", warmup_steps=0.1,
-        logging_steps=10, save_strategy="no", report_to=[], use_cpu=True, seed=recipe.seed,
-        dataloader_num_workers=0, gradient_checkpointing=False, bf16=False,
+        logging_steps=10, save_strategy="no", report_to=[], seed=recipe.seed,
+        dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = RewardTrainer(
