@@ -85,7 +85,8 @@ class Moderator:
         embedder = load_embedder(embedder_path(head_path)) if safety.use_embeddings else None
         # distilling (once, when the table is missing) runs ~30k tiny batches: use every core for it
         static = StaticEmbedder.load_or_distill(static_table_path(head_path),
-                                                lambda: load_embedder(embedder_path(head_path), threads=0))
+                                                lambda: load_embedder(embedder_path(head_path), threads=0),
+                                                embedder_path(head_path))
         head = ensure_head(head_path, static, embedder)
         audit = AuditLog(Path(safety.audit_path) if safety.audit_path else None)
         return cls(SafetyClassifier(head, static, embedder), load_policy(safety.policy_path),

@@ -65,7 +65,7 @@ def embedder_path(head_path: Path) -> Path:
 
 def static_table_path(head_path: Path) -> Path:
     """The static token table distilled from that MiniLM, next to it."""
-    return Path(head_path).with_name("safety-static.npy")
+    return Path(head_path).with_name("safety-static.npz")
 
 
 def save_head(head: SafetyHead, path: Path) -> None:
@@ -95,7 +95,7 @@ def main(out: Path, lexical_only: bool) -> int:
     if path.exists():
         path.unlink()
     embedder = load_embedder(embedder_path(path), threads=0)
-    static = StaticEmbedder.load_or_distill(static_table_path(path), lambda: embedder)
+    static = StaticEmbedder.load_or_distill(static_table_path(path), lambda: embedder, embedder_path(path))
     ensure_head(path, static, None if lexical_only else embedder)
     print(f"safety head ready: {path}")
     return 0

@@ -82,3 +82,16 @@ def test_cached_static_table_is_the_distillation_of_the_onnx_minilm(moderator):
 
     rows = distill_table(moderator.classifier.embedder.session, 64)  # tokens 0..63 alone through MiniLM
     np.testing.assert_allclose(rows.astype(np.float32), moderator.classifier.static.table[:64], atol=2e-3)
+
+
+def test_static_table_cache_is_invalidated_when_its_onnx_source_changes(tmp_path):
+    from chatstack.safety.static_embedder import cached_table, save_table
+
+    source, table_path = tmp_path / "embedder.onnx", tmp_path / "static.npz"
+    source.write_bytes(b"first export")
+    assert cached_table(table_path, source) is None  # nothing cached yet
+    table = np.arange(12, dtype=np.float16).reshape(4, 3)
+    save_table(table_path, table, source)
+    np.testing.assert_array_equal(cached_table(table_path, source), table)
+    source.write_bytes(b"a different export")
+    assert cached_table(table_path, source) is None
