@@ -49,7 +49,7 @@ class LoadBenchConfig:
     protocol: str = "grpc"
     prompts: Path = DEFAULT_PROMPTS
     request_timeout_s: float = 30.0
-    omp_threads: int | None = None  # OMP_NUM_THREADS for the served stack; None: inherit
+    omp_threads: int | None = None  # OMP_NUM_THREADS for the served stack; None: the environment's, else 1
 
     def __post_init__(self) -> None:
         if self.omp_threads is not None and not 1 <= self.omp_threads <= 256:

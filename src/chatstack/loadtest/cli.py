@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group.add_argument("--ttft-p99-ms", type=float, default=200.0, help="load: P99 TTFT budget")
     group.add_argument("--bisections", type=int, default=1, help="load: extra steps between last pass and first miss")
     group.add_argument("--protocol", choices=["grpc", "sse"], default="grpc", help="load: Locust user class")
-    group.add_argument("--omp-threads", type=int, help="load: OMP_NUM_THREADS for the served stack (default: inherit)")
+    group.add_argument("--omp-threads", type=int, help="load: OMP_NUM_THREADS for the served stack (default: the environment's, else 1)")
 
 
 def run(args, deployment) -> int:
