@@ -75,8 +75,6 @@ class DPORecipe:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "DPORecipe":
-        if isinstance(raw.get("weights"), dict):
-            raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
         return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings},
                                 ("beta", "lr", "epochs", "time_budget_s", "warmup_ratio"))
 

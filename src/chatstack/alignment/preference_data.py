@@ -42,6 +42,8 @@ class ObjectiveWeights:
     safety: float = 0.2
 
     def __post_init__(self) -> None:
+        for name in ("helpfulness", "safety"):  # YAML may give ints or strings such as "1e-1"
+            object.__setattr__(self, name, float(getattr(self, name)))
         if self.helpfulness < 0 or self.safety < 0 or self.helpfulness + self.safety <= 0:
             raise ValueError("objective weights must be >= 0 and not all zero")
 

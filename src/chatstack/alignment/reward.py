@@ -48,8 +48,6 @@ class RewardRecipe:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RewardRecipe":
-        if isinstance(raw.get("weights"), dict):
-            raw = {**raw, "weights": {k: float(v) for k, v in raw["weights"].items()}}
         return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings},
                                 ("lr", "epochs", "time_budget_s"))
 
