@@ -1,10 +1,12 @@
-"""Paged attention over block tables, in vectorized torch (the same code runs on CPU and CUDA).
+"""Paged attention over block tables.
 
 One step computes a chunk of new tokens for each scheduled sequence. Their K/V are
-written into the paged cache first; then each sequence's keys (cached prefix + new
-chunk) are gathered through its block table and attended with masked SDPA. All
-single-token chunks (decodes) share one batched SDPA call; each longer chunk (a
-prefill or a prefill piece) gets its own, so no sequence pays for another's padding.
+written into the paged cache first. Each longer chunk (a prefill or a prefill piece) then
+gathers its sequence's keys (cached prefix + new chunk) through its block table and is
+attended with masked SDPA on its own, so no sequence pays for another's padding.
+Single-token chunks (decodes) go to the CPU kernel (`cpu_kernels.py`), which reads the
+blocks in place; where it is not used (CUDA, or no compiler) they share one batched
+masked SDPA call over gathered, padded keys (vectorized torch, CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from chatstack.engine.cpu_kernels import paged_attention_kernel
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,37 @@ class AttentionGroup:
 
 
 @dataclass(frozen=True)
+class KernelDecodes:
+    """Single-token queries attended by the CPU kernel, keys read in place."""
+
+    query_token: torch.Tensor  # (N,) int64 row of each query in the flat batch
+    query_pos: torch.Tensor  # (N,) int64 its position: it attends to keys [0, pos]
+    block_tables: torch.Tensor  # (N, max_blocks) int32, padded with block 0 (never read)
+
+    @classmethod
+    def build(cls, decodes: list[tuple[int, int, int, list[int]]]) -> "KernelDecodes":
+        blocks_max = max(len(table) for _, _, _, table in decodes)
+        return cls(
+            query_token=torch.tensor([offset for offset, _, _, _ in decodes], dtype=torch.long),
+            query_pos=torch.tensor([start for _, start, _, _ in decodes], dtype=torch.long),
+            block_tables=torch.tensor([table + [0] * (blocks_max - len(table)) for _, _, _, table in decodes],
+                                      dtype=torch.int32),
+        )
+
+
+@dataclass(frozen=True)
 class AttentionMetadata:
     """Per-step layout of the flattened batch; built once, shared by every layer."""
 
     slot_mapping: torch.Tensor  # (T,) flat cache slot of each new token
     groups: tuple[AttentionGroup, ...]
+    kernel_decodes: KernelDecodes | None = None
 
     @classmethod
-    def build(cls, chunks: list[tuple[int, int, list[int]]], block_size: int, device) -> "AttentionMetadata":
-        """`chunks`: (start position, num_tokens, block_table) per sequence, in flat-batch order."""
+    def build(cls, chunks: list[tuple[int, int, list[int]]], block_size: int, device,
+              decode_kernel: bool = False) -> "AttentionMetadata":
+        """`chunks`: (start position, num_tokens, block_table) per sequence, in flat-batch order;
+        `decode_kernel`: attend single-token chunks with the CPU kernel (CPU tensors only)."""
         slots, decodes, groups, offset = [], [], [], 0
         for start, n, table in chunks:
             slots.extend(table[p // block_size] * block_size + p % block_size for p in range(start, start + n))
@@ -67,9 +93,12 @@ class AttentionMetadata:
             else:
                 groups.append(AttentionGroup.build([(offset, start, n, table)], block_size, device))
             offset += n
-        if decodes:
+        kernel_decodes = None
+        if decodes and decode_kernel:
+            kernel_decodes = KernelDecodes.build(decodes)
+        elif decodes:
             groups.append(AttentionGroup.build(decodes, block_size, device))
-        return cls(torch.tensor(slots, dtype=torch.long, device=device), tuple(groups))
+        return cls(torch.tensor(slots, dtype=torch.long, device=device), tuple(groups), kernel_decodes)
 
 
 def write_kv(cache: torch.Tensor, slot_mapping: torch.Tensor, new: torch.Tensor) -> None:
@@ -99,4 +128,8 @@ def paged_attention(
         attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
         attended = attended.transpose(1, 2)[group.query_valid]  # (G, n_heads, head_dim)
         out.index_copy_(0, group.flat_index, attended.flatten(1))
+    if meta.kernel_decodes is not None:
+        d = meta.kernel_decodes
+        paged_attention_kernel()(q, k_cache, v_cache, d.block_tables, d.query_token, d.query_pos, out,
+                                 q.shape[-1] ** -0.5)
     return out

@@ -8,6 +8,9 @@ from chatstack.backends.base import MAX_LOGPROBS
 
 
 QUANTIZATIONS = (None, "int8", "int4")
+# How decodes are attended: "kernel" = the C kernel reading KV blocks in place (CPU, float32);
+# "torch" = gathered keys + masked SDPA (any device); "auto" = the kernel where it applies.
+ATTENTION_BACKENDS = ("auto", "kernel", "torch")
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     quantization: str | None = None  # see QUANTIZATIONS (weight-only; engine/quant.py)
     compile: bool = False
+    attention: str = "auto"  # see ATTENTION_BACKENDS
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
 
     def __post_init__(self) -> None:
@@ -32,6 +36,8 @@ class EngineConfig:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
         if self.quantization not in QUANTIZATIONS:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
         if not 0 <= self.max_logprobs <= MAX_LOGPROBS:
             raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {self.max_logprobs}")
 

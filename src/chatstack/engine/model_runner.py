@@ -9,6 +9,7 @@ import torch
 from chatstack.backends.base import TokenLogprob
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
+from chatstack.engine.cpu_kernels import paged_attention_kernel
 from chatstack.engine.llama import load_llama
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import SchedulerOutput
@@ -25,6 +26,19 @@ class ModelRunner:
         self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
                                     spec.num_kv_heads, spec.head_dim, dtype=dtype, device=self.device)
         self.forward = torch.compile(self.model, dynamic=True) if config.compile else self.model
+        self.decode_kernel = self._use_decode_kernel(config.attention, dtype)
+
+    def _use_decode_kernel(self, attention: str, dtype: torch.dtype) -> bool:
+        if attention == "torch":
+            return False
+        applies = self.device.type == "cpu" and dtype == torch.float32 and not self.config.compile
+        if attention == "kernel" and not applies:
+            raise ValueError(f"attention 'kernel' needs float32 on the CPU without compile; got {dtype} on "
+                             f"{self.device.type}, compile={self.config.compile}")
+        available = applies and paged_attention_kernel() is not None
+        if attention == "kernel" and not available:
+            raise ValueError("attention 'kernel' is unavailable: the C kernel could not be built (see the log)")
+        return available
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -43,7 +57,7 @@ class ModelRunner:
             if chunk.samples:
                 logits_index.append(len(input_ids) - 1)
         as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
-        meta = AttentionMetadata.build(layout, self.config.block_size, self.device)
+        meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel)
         logits = self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
         sampling = [c.seq for c in output.chunks if c.samples]
         if not sampling:

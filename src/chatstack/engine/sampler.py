@@ -14,6 +14,7 @@ import torch
 
 from chatstack.backends.base import SamplingParams, TokenLogprob
 from chatstack.backends.sampling import token_logprobs
+from chatstack.engine.cpu_kernels import argmax_kernel
 from chatstack.engine.penalties import apply_penalties
 from chatstack.engine.sequence import Sequence
 
@@ -44,11 +45,17 @@ def filter_logits(logits: torch.Tensor, params: list[SamplingParams]) -> torch.T
     return torch.empty_like(scaled).scatter_(1, order, ordered)
 
 
+def greedy_tokens(logits: torch.Tensor) -> list[int]:
+    """Row-wise argmax: the C kernel on the CPU (torch's CPU argmax does not vectorise), torch elsewhere."""
+    kernel = argmax_kernel() if logits.device.type == "cpu" and logits.dtype == torch.float32 else None
+    return kernel(logits) if kernel is not None else torch.argmax(logits, dim=-1).tolist()
+
+
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> Sampled:
     """logits: (S, vocab), row i belonging to seqs[i]."""
     raw = logits
     logits = apply_penalties(logits.float(), seqs)
-    tokens = torch.argmax(logits, dim=-1).tolist()
+    tokens = greedy_tokens(logits)
     rows = [i for i, seq in enumerate(seqs) if not seq.sampling.greedy]
     if rows:
         probs = torch.softmax(filter_logits(logits[rows], [seqs[i].sampling for i in rows]), dim=-1)

@@ -24,15 +24,20 @@ def make_engine(model_dir, **overrides) -> LLMEngine:
     return LLMEngine(model_dir, EngineConfig(**settings))
 
 
+ATTENTION = pytest.mark.parametrize("attention", ["kernel", "torch"])  # the C decode kernel and the SDPA path
+
+
+@ATTENTION
 @pytest.mark.parametrize("prompt", PROMPTS)
-def test_single_request_matches_hf(tiny_llama, references, prompt):
-    engine = make_engine(tiny_llama)
+def test_single_request_matches_hf(tiny_llama, references, prompt, attention):
+    engine = make_engine(tiny_llama, attention=attention)
     assert engine.generate([request("only", prompt)])["only"] == references[prompt]
     assert_engine_idle(engine)
 
 
-def test_batch_with_requests_arriving_mid_flight_matches_hf(tiny_llama, references):
-    engine = make_engine(tiny_llama, max_num_batched_tokens=16)  # the 45-token prompt is chunked
+@ATTENTION
+def test_batch_with_requests_arriving_mid_flight_matches_hf(tiny_llama, references, attention):
+    engine = make_engine(tiny_llama, max_num_batched_tokens=16, attention=attention)  # the 45-token prompt is chunked
     arrivals = {0: [0, 1], 3: [2], 7: [3, 0]}  # step -> indices into PROMPTS
     tokens: dict[str, list[int]] = {}
     prompts: dict[str, tuple[int, ...]] = {}
@@ -79,9 +84,10 @@ def test_next_turn_reuses_the_previous_turn_and_matches_hf(tiny_llama):
     assert_engine_idle(engine)
 
 
-def test_preempted_and_resumed_sequences_match_hf(tiny_llama, references):
+@ATTENTION
+def test_preempted_and_resumed_sequences_match_hf(tiny_llama, references, attention):
     # the 4 requests need 34 blocks to run together; a pool of 18 forces recompute preemption
-    engine = make_engine(tiny_llama, num_kv_blocks=18, enable_prefix_caching=False)
+    engine = make_engine(tiny_llama, num_kv_blocks=18, enable_prefix_caching=False, attention=attention)
     prompts = PROMPTS[:2] + PROMPTS[3:] + PROMPTS[:1]
     outputs = engine.generate([request(f"r{i}", p) for i, p in enumerate(prompts)])
     assert engine.scheduler.num_preemptions > 0

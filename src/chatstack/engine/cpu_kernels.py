@@ -1,0 +1,139 @@
+"""chatstack's C kernels for the CPU: built once per source and machine, loaded with ctypes.
+
+The paged-attention kernel (`kernels/paged_attention.c`) reads keys and values in place
+from the block-paged cache; the argmax kernel (`kernels/argmax.c`) picks greedy tokens.
+Each is compiled on first use with the system C compiler
+(`CC`, else `cc`) for this CPU (`-march=native`) into a cache folder
+(`CHATSTACK_KERNEL_CACHE`, else `~/.cache/chatstack/kernels`), keyed by a hash of the
+source, the compiler and the CPU, so a source change or another machine builds afresh.
+Where no compiler works, `paged_attention_kernel()` / `argmax_kernel()` return None and
+the engine keeps its torch path. ctypes releases the GIL for the call, so other threads keep running.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+LOG = logging.getLogger(__name__)
+KERNELS = Path(__file__).with_name("kernels")
+CFLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c11")
+
+
+def _cpu_identity() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    wanted = ("model name", "flags")
+    return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
+def _compiler() -> str:
+    return os.environ.get("CC", "cc")
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("CHATSTACK_KERNEL_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "chatstack" / "kernels"
+
+
+def build(source: Path) -> Path:
+    """Compile `source` (if not cached) and return the shared library's path; raises on failure."""
+    compiler = _compiler()
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, " ".join(CFLAGS),
+                                    platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"{source.stem}-{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        result = subprocess.run([compiler, *CFLAGS, "-o", str(built), str(source), "-lm"],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {source.name}: {result.stderr.strip()}")
+        os.replace(built, target)  # atomic: concurrent builders each publish a whole file
+    return target
+
+
+class PagedAttentionKernel:
+    """Typed wrapper around `chatstack_paged_attention` (see the C source for layouts)."""
+
+    def __init__(self, library: ctypes.CDLL):
+        fn = library.chatstack_paged_attention
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, p, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
+        fn.restype = ctypes.c_int
+        self._fn = fn
+
+    def __call__(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
+                 block_tables: torch.Tensor, query_token: torch.Tensor, query_pos: torch.Tensor,
+                 out: torch.Tensor, scale: float) -> None:
+        """q: (T, n_heads, head_dim); caches: (blocks, block_size, n_kv_heads, head_dim), any strides but a
+        contiguous head_dim, both laid out alike;
+        block_tables: (N, max_blocks) int32; query_token, query_pos: (N,) int64; out: (T, n_heads * head_dim)."""
+        if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or k_cache.dtype != torch.float32:
+            raise ValueError(f"k_cache and v_cache must be float32 with equal strides and a contiguous last "
+                             f"dimension, got {k_cache.stride()} and {v_cache.stride()}")
+        for name, t, dtype in (("q", q, torch.float32), ("out", out, torch.float32),
+                               ("block_tables", block_tables, torch.int32),
+                               ("query_token", query_token, torch.int64), ("query_pos", query_pos, torch.int64)):
+            if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
+                raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor, got {t.dtype} on {t.device}")
+        _, n_heads, head_dim = q.shape
+        _, block_size, n_kv_heads, _ = k_cache.shape
+        status = self._fn(q.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
+                          block_tables.shape[1], query_token.data_ptr(), query_pos.data_ptr(),
+                          query_token.shape[0], out.data_ptr(), n_heads, n_kv_heads, head_dim,
+                          block_size, k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), scale)
+        if status != 0:
+            raise MemoryError("paged attention kernel could not allocate its score buffer")
+
+
+class ArgmaxKernel:
+    """Row-wise argmax of a float32 CPU matrix, equal to `torch.argmax(x, dim=-1)` (NaN included)."""
+
+    def __init__(self, library: ctypes.CDLL):
+        fn = library.chatstack_argmax_rows
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        fn.restype = None
+        self._fn = fn
+
+    def __call__(self, x: torch.Tensor) -> list[int]:
+        if x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu" or x.stride(1) != 1 or x.shape[1] == 0:
+            raise ValueError(f"x must be a non-empty (rows, cols) float32 CPU matrix with contiguous rows, "
+                             f"got {tuple(x.shape)} {x.dtype} on {x.device}")
+        out = torch.empty(x.shape[0], dtype=torch.int64)
+        self._fn(x.data_ptr(), x.shape[0], x.shape[1], x.stride(0), out.data_ptr())
+        return out.tolist()
+
+
+def _load(source: str, wrapper):
+    try:
+        return wrapper(ctypes.CDLL(str(build(KERNELS / source))))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+        LOG.warning("CPU kernel %s unavailable, using the torch path: %s", source, exc)
+        return None
+
+
+@functools.cache
+def paged_attention_kernel() -> PagedAttentionKernel | None:
+    """The compiled kernel, or None (logged once) where it cannot be built or loaded here."""
+    return _load("paged_attention.c", PagedAttentionKernel)
+
+
+@functools.cache
+def argmax_kernel() -> ArgmaxKernel | None:
+    """The compiled kernel, or None (logged once) where it cannot be built or loaded here."""
+    return _load("argmax.c", ArgmaxKernel)

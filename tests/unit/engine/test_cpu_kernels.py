@@ -1,0 +1,125 @@
+"""The C kernels equal their torch references, are built once per source, and fall back cleanly."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from chatstack.engine import cpu_kernels
+from chatstack.engine.attention import AttentionMetadata, paged_attention
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.model_runner import ModelRunner
+
+pytestmark = pytest.mark.skipif(cpu_kernels.paged_attention_kernel() is None, reason="no C compiler here")
+
+
+def random_layout(num_seqs: int, block_size: int, num_blocks: int, max_len: int, seed: int):
+    """Decode chunks (start position, 1, block_table) over shuffled, disjoint blocks of one pool."""
+    rng = random.Random(seed)
+    free = list(range(1, num_blocks))
+    rng.shuffle(free)
+    lengths = [1, block_size - 1, block_size, block_size + 1] + [rng.randint(1, max_len) for _ in range(num_seqs - 4)]
+    chunks = []
+    for position in lengths:
+        needed = math.ceil((position + 1) / block_size)
+        chunks.append((position, 1, [free.pop() for _ in range(needed)]))
+    return chunks
+
+
+@pytest.mark.parametrize("n_heads, n_kv_heads, head_dim, block_size", [
+    (4, 2, 32, 16),   # GQA 2:1, a fixed-size head
+    (8, 1, 64, 16),   # MQA
+    (4, 4, 128, 8),   # MHA
+    (6, 3, 24, 5),    # a head size without a specialised loop, odd block size
+])
+def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block_size):
+    torch.manual_seed(0)
+    chunks = random_layout(12, block_size, 400, 300, seed=head_dim)
+    cache = torch.randn(2, 400, block_size, n_kv_heads, head_dim)
+    q = torch.randn(len(chunks), n_heads, head_dim)
+    k, v = torch.randn(len(chunks), n_kv_heads, head_dim), torch.randn(len(chunks), n_kv_heads, head_dim)
+    outputs = []
+    for decode_kernel in (False, True):
+        k_cache, v_cache = cache.clone()
+        meta = AttentionMetadata.build(chunks, block_size, "cpu", decode_kernel)
+        assert (meta.kernel_decodes is not None) == decode_kernel
+        outputs.append(paged_attention(q, k, v, k_cache, v_cache, meta))
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_reads_a_strided_view_of_the_engine_cache():
+    torch.manual_seed(1)
+    chunks = random_layout(6, 4, 64, 100, seed=3)
+    kv = torch.randn(3, 2, 64, 4, 2, 16)  # (layers, k/v, blocks, block_size, kv heads, head_dim)
+    head_major = kv.transpose(3, 4).contiguous().transpose(3, 4)  # same values, other strides
+    q = torch.randn(len(chunks), 4, 16)
+    meta = AttentionMetadata.build(chunks, 4, "cpu", True).kernel_decodes
+    results = []
+    for cache in (kv, head_major):
+        out = torch.zeros(len(chunks), 64)
+        cpu_kernels.paged_attention_kernel()(q, cache[1, 0], cache[1, 1], meta.block_tables, meta.query_token,
+                                             meta.query_pos, out, 0.25)
+        results.append(out)
+    torch.testing.assert_close(results[0], results[1])
+
+
+def test_kernel_rejects_tensors_it_cannot_read():
+    kernel = cpu_kernels.paged_attention_kernel()
+    cache = torch.zeros(4, 4, 1, 8)
+    tables, index = torch.zeros(1, 1, dtype=torch.int32), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match="block_tables"):
+        kernel(torch.zeros(1, 1, 8), cache, cache, tables.long(), index, index, torch.zeros(1, 8), 1.0)
+    with pytest.raises(ValueError, match="^q "):
+        kernel(torch.zeros(1, 8, 2).transpose(1, 2), cache, cache, tables, index, index, torch.zeros(1, 16), 1.0)
+    with pytest.raises(ValueError, match="k_cache and v_cache"):
+        kernel(torch.zeros(1, 1, 8), cache.double(), cache.double(), tables, index, index, torch.zeros(1, 8), 1.0)
+
+
+def test_argmax_kernel_equals_torch_argmax_with_ties_infinities_and_nans():
+    kernel = cpu_kernels.argmax_kernel()
+    torch.manual_seed(2)
+    x = torch.randn(9, 300)
+    x[1, 5] = x[1, 200] = x[1].max() + 1   # tie: the first index wins
+    x[2] = float("-inf")
+    x[3, 150] = float("inf")
+    x[4, 250] = float("nan")                # a NaN wins, wherever the maximum is
+    x[5, 3], x[5, 299] = float("nan"), float("nan")
+    x[6, 299] = 100.0                       # the last element, in a partial 64-wide chunk
+    for view in (x, x[:, 7:200], x[:, :1], x[::2]):
+        assert kernel(view) == torch.argmax(view, dim=-1).tolist()
+    with pytest.raises(ValueError, match="matrix"):
+        kernel(x.t())
+
+
+def test_build_is_cached_per_source_and_rebuilt_when_the_source_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATSTACK_KERNEL_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "k.c"
+    source.write_text("int chatstack_answer(void) { return 42; }\n")
+    first = cpu_kernels.build(source)
+    assert cpu_kernels.build(source) == first and first.stat().st_size > 0
+    source.write_text("int chatstack_answer(void) { return 43; }\n")
+    assert cpu_kernels.build(source) != first
+
+
+def test_without_a_compiler_auto_falls_back_and_kernel_is_refused(tmp_path, monkeypatch, tiny_llama):
+    monkeypatch.setenv("CHATSTACK_KERNEL_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("CC", "false")
+    cpu_kernels.paged_attention_kernel.cache_clear()
+    try:
+        assert cpu_kernels.paged_attention_kernel() is None
+        assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8)).decode_kernel is False
+        with pytest.raises(ValueError, match="attention 'kernel' is unavailable"):
+            ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, attention="kernel"))
+    finally:
+        cpu_kernels.paged_attention_kernel.cache_clear()
+
+
+def test_kernel_is_refused_off_float32_cpu(tiny_llama):
+    with pytest.raises(ValueError, match="attention 'kernel' needs float32"):
+        ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, attention="kernel"), dtype=torch.bfloat16)
+    assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8), dtype=torch.bfloat16).decode_kernel is False
+    with pytest.raises(ValueError, match="attention must be one of"):
+        EngineConfig(attention="flash")
