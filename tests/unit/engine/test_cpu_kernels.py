@@ -39,8 +39,9 @@ def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block
     torch.manual_seed(0)
     chunks = random_layout(12, block_size, 400, 300, seed=head_dim)
     cache = torch.randn(2, 400, block_size, n_kv_heads, head_dim)
-    q = torch.randn(len(chunks), n_heads, head_dim)
-    k, v = torch.randn(len(chunks), n_kv_heads, head_dim), torch.randn(len(chunks), n_kv_heads, head_dim)
+    # q and k as the model makes them: views into one (T, n_heads + n_kv_heads, head_dim) tensor
+    q, k = torch.randn(len(chunks), n_heads + n_kv_heads, head_dim).split([n_heads, n_kv_heads], dim=1)
+    v = torch.randn(len(chunks), n_kv_heads, head_dim)
     outputs = []
     for decode_kernel in (False, True):
         k_cache, v_cache = cache.clone()
@@ -74,6 +75,8 @@ def test_kernel_rejects_tensors_it_cannot_read():
         kernel(torch.zeros(1, 1, 8), cache, cache, tables.long(), index, index, torch.zeros(1, 8), 1.0)
     with pytest.raises(ValueError, match="^q "):
         kernel(torch.zeros(1, 8, 2).transpose(1, 2), cache, cache, tables, index, index, torch.zeros(1, 16), 1.0)
+    with pytest.raises(ValueError, match="^q "):
+        kernel(torch.zeros(1, 1, 8, dtype=torch.float64), cache, cache, tables, index, index, torch.zeros(1, 8), 1.0)
     with pytest.raises(ValueError, match="k_cache and v_cache"):
         kernel(torch.zeros(1, 1, 8), cache.double(), cache.double(), tables, index, index, torch.zeros(1, 8), 1.0)
 

@@ -2,7 +2,7 @@
  * read in place from the block-paged KV cache (no gathered, padded copies).
  *
  * Layouts (float32, contiguous):
- *   q            (T, n_heads, head_dim)             rows of the flat batch
+ *   q            (T, n_heads, head_dim)             rows of the flat batch, q_stride floats apart
  *   k/v cache    blocks of block_size slots x n_kv_heads heads x head_dim, any strides
  *                (in floats) between blocks, slots and heads; head_dim contiguous
  *   block_tables (num_queries, max_blocks) int32    block ids of each query's sequence
@@ -184,7 +184,7 @@ static void attend_any(const float *q, const float *k, const float *v, const int
 }
 
 /* Returns 0, or -1 when the scratch buffer could not be allocated. */
-int chatstack_paged_attention(const float *q, const float *k_cache, const float *v_cache,
+int chatstack_paged_attention(const float *q, int64_t q_stride, const float *k_cache, const float *v_cache,
                               const int32_t *block_tables, int64_t max_blocks,
                               const int64_t *query_token, const int64_t *query_pos, int64_t num_queries,
                               float *out, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
@@ -199,7 +199,7 @@ int chatstack_paged_attention(const float *q, const float *k_cache, const float 
     for (int64_t i = 0; i < num_queries; ++i) {
         const int64_t t = query_token[i];
         for (int64_t g = 0; g < n_kv_heads; ++g) {
-            attend_any(q + (t * n_heads + g * group) * head_dim, k_cache, v_cache,
+            attend_any(q + t * q_stride + g * group * head_dim, k_cache, v_cache,
                        block_tables + i * max_blocks, query_pos[i] + 1,
                        out + (t * n_heads + g * group) * head_dim, group, strides, g, head_dim,
                        block_size, scale, scores);
