@@ -18,6 +18,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
+
 from chatstack import project
 from chatstack.bench.stats import Summary
 from chatstack.bench.workload import Workload, latency_workload, progress
@@ -108,14 +110,28 @@ class VLLMServer:
             raise RuntimeError(f"vLLM produced {len(tokens)} tokens, asked for {max_tokens}")
         return tokens
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server and all its processes (API server, engine core, worker)."""
+        root = psutil.Process(self.process.pid)
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def throughput(self, prompts, max_tokens) -> dict:
-        """Every request submitted at once, as for the native engine; `tokens` in request order."""
+        """Every request submitted at once, as for the native engine; `tokens` in request order.
+        `cpu_s`: the server's CPU seconds for the run (the HTTP clients in this process not counted)."""
         self.complete(prompts[0][:8], 4)  # warm-up
-        start = time.perf_counter()
+        cpu_before, start = self.cpu_seconds(), time.perf_counter()
         with ThreadPoolExecutor(max_workers=len(prompts)) as pool:
             tokens = list(pool.map(self.complete, prompts, max_tokens))
         elapsed = time.perf_counter() - start
-        return {"seconds": elapsed, "tok_s": sum(map(len, tokens)) / elapsed, "tokens": tokens}
+        return {"seconds": elapsed, "tok_s": sum(map(len, tokens)) / elapsed, "tokens": tokens,
+                "cpu_s": self.cpu_seconds() - cpu_before}
 
     def stream_timings(self, prompt, max_tokens: int) -> list[float]:
         """Seconds from submit to each streamed chunk that carries output."""

@@ -8,7 +8,7 @@ from chatstack.backends.base import MAX_LOGPROBS
 
 
 QUANTIZATIONS = (None, "int8", "int4")
-# How decodes are attended: "kernel" = the C kernel reading KV blocks in place (CPU, float32);
+# How decodes are attended: "kernel" = the C kernel reading KV blocks in place (CPU, float32 / bfloat16);
 # "torch" = gathered keys + masked SDPA (any device); "auto" = the kernel where it applies.
 ATTENTION_BACKENDS = ("auto", "kernel", "torch")
 

@@ -51,7 +51,8 @@ def build(source: Path) -> Path:
     """Compile `source` (if not cached) and return the shared library's path; raises on failure."""
     compiler = _compiler()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    key = hashlib.sha256("\0".join([source.read_text(), compiler, version, " ".join(CFLAGS),
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what the source may include
+    key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, version, " ".join(CFLAGS),
                                     platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"{source.stem}-{key}.so"
     if target.exists():
@@ -68,38 +69,44 @@ def build(source: Path) -> Path:
 
 
 class PagedAttentionKernel:
-    """Typed wrapper around `chatstack_paged_attention` (see the C source for layouts)."""
+    """Typed wrapper around `chatstack_paged_attention_{f32,bf16}` (see the C source for layouts)."""
+
+    DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
     def __init__(self, library: ctypes.CDLL):
-        fn = library.chatstack_paged_attention
         p, i64 = ctypes.c_void_p, ctypes.c_int64
-        fn.argtypes = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
-        fn.restype = ctypes.c_int
-        self._fn = fn
+        self._fns = {}
+        for dtype, suffix in self.DTYPES.items():
+            fn = getattr(library, f"chatstack_paged_attention_{suffix}")
+            fn.argtypes = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
+            fn.restype = ctypes.c_int
+            self._fns[dtype] = fn
 
     def __call__(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                  block_tables: torch.Tensor, query_token: torch.Tensor, query_pos: torch.Tensor,
                  out: torch.Tensor, scale: float) -> None:
-        """q: (T, n_heads, head_dim), rows any stride apart; caches: (blocks, block_size, n_kv_heads, head_dim), any strides but a
-        contiguous head_dim, both laid out alike;
-        block_tables: (N, max_blocks) int32; query_token, query_pos: (N,) int64; out: (T, n_heads * head_dim)."""
-        if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or k_cache.dtype != torch.float32:
-            raise ValueError(f"k_cache and v_cache must be float32 with equal strides and a contiguous last "
-                             f"dimension, got {k_cache.stride()} and {v_cache.stride()}")
-        if q.dtype != torch.float32 or q.device.type != "cpu" or q.stride()[1:] != (q.shape[2], 1):
-            raise ValueError(f"q must be a float32 CPU tensor with contiguous heads, got {q.dtype} on {q.device}, "
-                             f"strides {q.stride()}")
-        for name, t, dtype in (("out", out, torch.float32),
-                               ("block_tables", block_tables, torch.int32),
-                               ("query_token", query_token, torch.int64), ("query_pos", query_pos, torch.int64)):
-            if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
-                raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor, got {t.dtype} on {t.device}")
+        """q: (T, n_heads, head_dim), rows any stride apart; caches: (blocks, block_size, n_kv_heads, head_dim),
+        any strides but a contiguous head_dim, both laid out alike; block_tables: (N, max_blocks) int32;
+        query_token, query_pos: (N,) int64; out: (T, n_heads * head_dim). q, caches and out share one dtype,
+        float32 or bfloat16."""
+        dtype = q.dtype
+        if dtype not in self._fns or q.device.type != "cpu" or q.stride()[1:] != (q.shape[2], 1):
+            raise ValueError(f"q must be a float32 or bfloat16 CPU tensor with contiguous heads, got {q.dtype} on "
+                             f"{q.device}, strides {q.stride()}")
+        if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or not k_cache.dtype == v_cache.dtype == dtype:
+            raise ValueError(f"k_cache and v_cache must be {dtype} like q, with equal strides and a contiguous last "
+                             f"dimension, got {k_cache.dtype} {k_cache.stride()} and {v_cache.dtype} {v_cache.stride()}")
+        for name, t, wanted in (("out", out, dtype), ("block_tables", block_tables, torch.int32),
+                                ("query_token", query_token, torch.int64), ("query_pos", query_pos, torch.int64)):
+            if t.dtype != wanted or not t.is_contiguous() or t.device.type != "cpu":
+                raise ValueError(f"{name} must be a contiguous CPU {wanted} tensor, got {t.dtype} on {t.device}")
         _, n_heads, head_dim = q.shape
         _, block_size, n_kv_heads, _ = k_cache.shape
-        status = self._fn(q.data_ptr(), q.stride(0), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
-                          block_tables.shape[1], query_token.data_ptr(), query_pos.data_ptr(),
-                          query_token.shape[0], out.data_ptr(), n_heads, n_kv_heads, head_dim,
-                          block_size, k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), scale)
+        status = self._fns[dtype](
+            q.data_ptr(), q.stride(0), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
+            block_tables.shape[1], query_token.data_ptr(), query_pos.data_ptr(), query_token.shape[0],
+            out.data_ptr(), n_heads, n_kv_heads, head_dim, block_size, k_cache.stride(0), k_cache.stride(1),
+            k_cache.stride(2), scale)
         if status != 0:
             raise MemoryError("paged attention kernel could not allocate its score buffer")
 

@@ -103,13 +103,23 @@ class DecoderLayer(nn.Module):
 
     def forward(self, x, cos, sin, kv: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
         """x: (T, hidden); kv: (2, num_blocks, block_size, n_kv_heads, head_dim)."""
+        q, k, v = self.project_qkv(x, cos, sin)
+        return self.attention_out_and_mlp(x, paged_attention(q, k, v, kv[0], kv[1], meta))
+
+    # The two tensor-only halves around attention: what `EngineConfig(compile=True)` compiles
+    # (attention, with its per-step layout, stays eager).
+    def project_qkv(self, x, cos, sin) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> q (T, n_heads, head_dim), k and v (T, n_kv_heads, head_dim), RoPE applied to q and k."""
         s = self.spec
         q_size, kv_size = s.num_heads * s.head_dim, s.num_kv_heads * s.head_dim
         qk, v = self.qkv(self.input_norm(x)).split([q_size + kv_size, kv_size], dim=-1)
         qk = rotate(qk.view(-1, s.num_heads + s.num_kv_heads, s.head_dim), cos, sin)  # q and k heads in one go
-        q, k = qk.split([s.num_heads, s.num_kv_heads], dim=1)  # (T, n_heads | n_kv_heads, head_dim)
-        v = v.view(-1, s.num_kv_heads, s.head_dim)
-        x = x + self.o_proj(paged_attention(q, k, v, kv[0], kv[1], meta))
+        q, k = qk.split([s.num_heads, s.num_kv_heads], dim=1)
+        return q, k, v.view(-1, s.num_kv_heads, s.head_dim)
+
+    def attention_out_and_mlp(self, x, attended) -> torch.Tensor:
+        """x: (T, hidden) residual; attended: (T, n_heads * head_dim) -> (T, hidden)."""
+        x = x + self.o_proj(attended)
         gate, up = self.gate_up(self.post_attention_norm(x)).chunk(2, dim=-1)
         return x + self.down(nn.functional.silu(gate) * up)
 

@@ -25,16 +25,19 @@ class ModelRunner:
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
         self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
                                     spec.num_kv_heads, spec.head_dim, dtype=dtype, device=self.device)
-        self.forward = torch.compile(self.model, dynamic=True) if config.compile else self.model
+        if config.compile:
+            for layer in self.model.layers:
+                layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)
+                layer.attention_out_and_mlp = torch.compile(layer.attention_out_and_mlp, dynamic=True)
+        self.forward = self.model
         self.decode_kernel = self._use_decode_kernel(config.attention, dtype)
 
     def _use_decode_kernel(self, attention: str, dtype: torch.dtype) -> bool:
         if attention == "torch":
             return False
-        applies = self.device.type == "cpu" and dtype == torch.float32 and not self.config.compile
+        applies = self.device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
         if attention == "kernel" and not applies:
-            raise ValueError(f"attention 'kernel' needs float32 on the CPU without compile; got {dtype} on "
-                             f"{self.device.type}, compile={self.config.compile}")
+            raise ValueError(f"attention 'kernel' needs float32 or bfloat16 on the CPU; got {dtype} on {self.device.type}")
         available = applies and paged_attention_kernel() is not None
         if attention == "kernel" and not available:
             raise ValueError("attention 'kernel' is unavailable: the C kernel could not be built (see the log)")

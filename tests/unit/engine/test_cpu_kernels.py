@@ -51,6 +51,23 @@ def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("head_dim", [64, 24])
+def test_bfloat16_kernel_equals_float32_attention_of_the_same_values(head_dim):
+    """bf16 q / K / V in, bf16 out: equal to float32 attention over the bf16 values, then rounded."""
+    torch.manual_seed(4)
+    chunks = random_layout(10, 16, 300, 400, seed=5)
+    cache = torch.randn(2, 300, 16, 2, head_dim).bfloat16()
+    q = torch.randn(len(chunks), 8, head_dim).bfloat16()
+    k, v = torch.randn(len(chunks), 2, head_dim).bfloat16(), torch.randn(len(chunks), 2, head_dim).bfloat16()
+    k_f32, v_f32 = cache.float().clone()
+    meta_f32 = AttentionMetadata.build(chunks, 16, "cpu", False)
+    expected = paged_attention(q.float(), k.float(), v.float(), k_f32, v_f32, meta_f32).bfloat16()
+    k_cache, v_cache = cache.clone()
+    got = paged_attention(q, k, v, k_cache, v_cache, AttentionMetadata.build(chunks, 16, "cpu", True))
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), expected.float(), rtol=8e-3, atol=8e-3)  # one bf16 rounding step
+
+
 def test_kernel_reads_a_strided_view_of_the_engine_cache():
     torch.manual_seed(1)
     chunks = random_layout(6, 4, 64, 100, seed=3)
@@ -77,6 +94,8 @@ def test_kernel_rejects_tensors_it_cannot_read():
         kernel(torch.zeros(1, 8, 2).transpose(1, 2), cache, cache, tables, index, index, torch.zeros(1, 16), 1.0)
     with pytest.raises(ValueError, match="^q "):
         kernel(torch.zeros(1, 1, 8, dtype=torch.float64), cache, cache, tables, index, index, torch.zeros(1, 8), 1.0)
+    with pytest.raises(ValueError, match="k_cache and v_cache must be torch.bfloat16 like q"):
+        kernel(torch.zeros(1, 1, 8).bfloat16(), cache, cache, tables, index, index, torch.zeros(1, 8).bfloat16(), 1.0)
     with pytest.raises(ValueError, match="k_cache and v_cache"):
         kernel(torch.zeros(1, 1, 8), cache.double(), cache.double(), tables, index, index, torch.zeros(1, 8), 1.0)
 
@@ -120,9 +139,10 @@ def test_without_a_compiler_auto_falls_back_and_kernel_is_refused(tmp_path, monk
         cpu_kernels.paged_attention_kernel.cache_clear()
 
 
-def test_kernel_is_refused_off_float32_cpu(tiny_llama):
-    with pytest.raises(ValueError, match="attention 'kernel' needs float32"):
-        ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, attention="kernel"), dtype=torch.bfloat16)
-    assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8), dtype=torch.bfloat16).decode_kernel is False
+def test_kernel_is_refused_for_dtypes_it_does_not_read(tiny_llama):
+    with pytest.raises(ValueError, match="attention 'kernel' needs float32 or bfloat16"):
+        ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, attention="kernel"), dtype=torch.float16)
+    assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8), dtype=torch.float16).decode_kernel is False
+    assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8), dtype=torch.bfloat16).decode_kernel is True
     with pytest.raises(ValueError, match="attention must be one of"):
         EngineConfig(attention="flash")

@@ -1,0 +1,156 @@
+/* The typed half of paged_attention.c, included once per KV storage type. Expects KV_T (the
+ * element type of q, the caches and out), SFX (the name suffix), KV_LOAD8 (eight elements as
+ * an __m256 of floats), KV_TO_F32 and KV_FROM_F32 (one element to / from float). */
+#define NAME(base) NAME_(base, SFX)
+#define NAME_(base, sfx) NAME__(base, sfx)
+#define NAME__(base, sfx) base##_##sfx
+
+/* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
+INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
+                       int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
+                       int64_t block_size, float scale, float *scores) {
+    const int64_t row = strides[1];
+    for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
+        const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
+        int64_t s = 0;
+#ifdef __AVX2__
+        /* Eight keys at once: one accumulator per key, then a transposing horizontal add. */
+        if (head_dim % 8 == 0) {
+            for (; s + 8 <= in_block; s += 8) {
+                for (int64_t h = 0; h < group; ++h) {
+                    const float *qh = q + h * head_dim;
+                    __m256 acc[8];
+                    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+                    for (int64_t d = 0; d < head_dim; d += 8) {
+                        const __m256 qv = _mm256_loadu_ps(qh + d);
+                        for (int r = 0; r < 8; ++r)
+                            acc[r] = _mm256_fmadd_ps(qv, KV_LOAD8(keys + (s + r) * row + d), acc[r]);
+                    }
+                    const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+                    const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+                    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20),
+                                                      _mm256_permute2f128_ps(a, c, 0x31));
+                    _mm256_storeu_ps(scores + h * length + j0 + s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+                }
+            }
+        }
+#endif
+        for (; s < in_block; ++s) {
+            const KV_T *key = keys + s * row;
+            for (int64_t h = 0; h < group; ++h) {
+                const float *qh = q + h * head_dim;
+                float dot = 0.0f;
+                #pragma omp simd reduction(+:dot)
+                for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * KV_TO_F32(key[d]);
+                scores[h * length + j0 + s] = dot * scale;
+            }
+        }
+    }
+}
+
+/* out_h = sum_j weights[h][j] * value_j for the group's heads. */
+INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
+                         float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
+                         int64_t head_dim, int64_t block_size) {
+    const int64_t row = strides[1];
+#ifdef __AVX2__
+    /* Per head and 64-wide slice of head_dim: the output slice stays in eight registers. */
+    if (head_dim % 8 == 0) {
+        for (int64_t h = 0; h < group; ++h) {
+            const float *wh = weights + h * length;
+            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 8 : 8;
+                __m256 acc[8];
+                for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+                for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+                    const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
+                    const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2] + d0;
+                    for (int64_t s = 0; s < in_block; ++s) {
+                        const __m256 w = _mm256_set1_ps(wh[j0 + s]);
+                        for (int r = 0; r < width; ++r)
+                            acc[r] = _mm256_fmadd_ps(w, KV_LOAD8(values + s * row + 8 * r), acc[r]);
+                    }
+                }
+                for (int r = 0; r < width; ++r) _mm256_storeu_ps(out + h * head_dim + d0 + 8 * r, acc[r]);
+            }
+        }
+        return;
+    }
+#endif
+    memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
+    for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
+        const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
+        for (int64_t s = 0; s < in_block; ++s) {
+            const KV_T *value = values + s * row;
+            for (int64_t h = 0; h < group; ++h) {
+                const float w = weights[h * length + j0 + s];
+                float *oh = out + h * head_dim;
+                #pragma omp simd
+                for (int64_t d = 0; d < head_dim; ++d) oh[d] += w * KV_TO_F32(value[d]);
+            }
+        }
+    }
+}
+
+INLINE void NAME(attend_one)(const float *q, const KV_T *k_cache, const KV_T *v_cache, const int32_t *table,
+                             int64_t length, float *out, int64_t group, const int64_t strides[3],
+                             int64_t kv_head, int64_t head_dim, int64_t block_size, float scale, float *scores) {
+    NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores);
+    softmax_rows(scores, group, length);
+    NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size);
+}
+
+/* head_dim fixed at compile time for the common sizes, so loops unroll into whole registers. */
+#define ATTEND_FIXED(DIM) \
+    static void NAME(attend_##DIM)(const float *q, const KV_T *k, const KV_T *v, const int32_t *table, \
+                                   int64_t length, float *out, int64_t group, const int64_t strides[3], \
+                                   int64_t kv_head, int64_t block_size, float scale, float *scores) { \
+        NAME(attend_one)(q, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores); \
+    }
+ATTEND_FIXED(32)
+ATTEND_FIXED(64)
+ATTEND_FIXED(128)
+#undef ATTEND_FIXED
+
+/* Returns 0, or -1 when the scratch buffer could not be allocated. */
+int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T *k_cache, const KV_T *v_cache,
+                                    const int32_t *block_tables, int64_t max_blocks,
+                                    const int64_t *query_token, const int64_t *query_pos, int64_t num_queries,
+                                    KV_T *out, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                    int64_t block_size, int64_t block_stride, int64_t slot_stride,
+                                    int64_t head_stride, float scale) {
+    const int64_t strides[3] = {block_stride, slot_stride, head_stride};
+    const int64_t group = n_heads / n_kv_heads, width = group * head_dim;
+    int64_t longest = 1;
+    for (int64_t i = 0; i < num_queries; ++i) longest = query_pos[i] + 1 > longest ? query_pos[i] + 1 : longest;
+    /* scores (group, longest), then the group's queries and outputs as floats */
+    float *scores = malloc(sizeof(float) * (size_t)(group * longest + 2 * width));
+    if (scores == NULL) return -1;
+    float *q_f32 = scores + group * longest, *out_f32 = q_f32 + width;
+    for (int64_t i = 0; i < num_queries; ++i) {
+        const int64_t t = query_token[i];
+        for (int64_t g = 0; g < n_kv_heads; ++g) {
+            const KV_T *qg = q + t * q_stride + g * width;
+            for (int64_t d = 0; d < width; ++d) q_f32[d] = KV_TO_F32(qg[d]);
+            const int32_t *table = block_tables + i * max_blocks;
+            const int64_t length = query_pos[i] + 1;
+            switch (head_dim) {
+                case 32: NAME(attend_32)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
+                case 64: NAME(attend_64)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
+                case 128: NAME(attend_128)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
+                default: NAME(attend_one)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, head_dim,
+                                          block_size, scale, scores);
+            }
+            KV_T *og = out + (t * n_heads + g * group) * head_dim;
+            for (int64_t d = 0; d < width; ++d) og[d] = KV_FROM_F32(out_f32[d]);
+        }
+    }
+    free(scores);
+    return 0;
+}
+
+#undef NAME
+#undef NAME_
+#undef NAME__
