@@ -16,6 +16,7 @@
  * the scores); exp is a vectorisable polynomial, relative error ~1e-7. Built with AVX2 (the
  * build uses -march=native), keys are scored eight at a time and each output slice is
  * accumulated in registers; elsewhere, or for a head_dim not a multiple of 8, plain loops.
+ * A bfloat16 block is widened to floats once, then read by every head of the group.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,28 +79,21 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
-#ifdef __AVX2__
-static inline __m256 load8_bf16(const uint16_t *p) {
-    const __m128i raw = _mm_loadu_si128((const __m128i *)p);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16));
-}
-#endif
-
 #define KV_T float
 #define SFX f32
-#define KV_LOAD8(p) _mm256_loadu_ps(p)
+#define KV_IS_FLOAT 1
 #define KV_TO_F32(x) (x)
 #define KV_FROM_F32(x) (x)
 #include "paged_attention_impl.h"
 #undef KV_T
 #undef SFX
-#undef KV_LOAD8
+#undef KV_IS_FLOAT
 #undef KV_TO_F32
 #undef KV_FROM_F32
 
 #define KV_T uint16_t
 #define SFX bf16
-#define KV_LOAD8(p) load8_bf16(p)
+#define KV_IS_FLOAT 0
 #define KV_TO_F32(x) bf16_to_f32(x)
 #define KV_FROM_F32(x) f32_to_bf16(x)
 #include "paged_attention_impl.h"

@@ -1,18 +1,45 @@
 /* The typed half of paged_attention.c, included once per KV storage type. Expects KV_T (the
- * element type of q, the caches and out), SFX (the name suffix), KV_LOAD8 (eight elements as
- * an __m256 of floats), KV_TO_F32 and KV_FROM_F32 (one element to / from float). */
+ * element type of q, the caches and out), SFX (the name suffix), KV_IS_FLOAT (1 when KV_T is
+ * float), KV_TO_F32 and KV_FROM_F32 (one element to / from float). */
 #define NAME(base) NAME_(base, SFX)
 #define NAME_(base, sfx) NAME__(base, sfx)
 #define NAME__(base, sfx) base##_##sfx
 
+/* The block's first `count` rows of this KV head as floats, `*stride` apart: the cache itself
+ * for float caches, else converted once into `tile` (count x head_dim) so that every head of
+ * the group reads floats. */
+INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim,
+                                     float *tile, int64_t *stride) {
+#if KV_IS_FLOAT
+    (void)count, (void)head_dim, (void)tile;
+    *stride = row;
+    return rows;
+#else
+    for (int64_t s = 0; s < count; ++s) {
+        int64_t d = 0;
+#ifdef __AVX2__
+        for (; d + 8 <= head_dim; d += 8) {  /* bfloat16 -> float is a 16-bit shift */
+            const __m128i raw = _mm_loadu_si128((const __m128i *)(rows + s * row + d));
+            _mm256_storeu_ps(tile + s * head_dim + d,
+                             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)));
+        }
+#endif
+        for (; d < head_dim; ++d) tile[s * head_dim + d] = KV_TO_F32(rows[s * row + d]);
+    }
+    *stride = head_dim;
+    return tile;
+#endif
+}
+
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
-                       int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
-                       int64_t block_size, float scale, float *scores) {
-    const int64_t row = strides[1];
+                             int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
+                             int64_t block_size, float scale, float *scores, float *tile) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
-        const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
+        int64_t row;
+        const float *keys = NAME(block_rows)(k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
+                                             in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
 #ifdef __AVX2__
         /* Eight keys at once: one accumulator per key, then a transposing horizontal add. */
@@ -25,7 +52,7 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                     for (int64_t d = 0; d < head_dim; d += 8) {
                         const __m256 qv = _mm256_loadu_ps(qh + d);
                         for (int r = 0; r < 8; ++r)
-                            acc[r] = _mm256_fmadd_ps(qv, KV_LOAD8(keys + (s + r) * row + d), acc[r]);
+                            acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (s + r) * row + d), acc[r]);
                     }
                     const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
                     const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
@@ -37,58 +64,51 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
         }
 #endif
         for (; s < in_block; ++s) {
-            const KV_T *key = keys + s * row;
+            const float *key = keys + s * row;
             for (int64_t h = 0; h < group; ++h) {
                 const float *qh = q + h * head_dim;
                 float dot = 0.0f;
                 #pragma omp simd reduction(+:dot)
-                for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * KV_TO_F32(key[d]);
+                for (int64_t d = 0; d < head_dim; ++d) dot += qh[d] * key[d];
                 scores[h * length + j0 + s] = dot * scale;
             }
         }
     }
 }
 
-/* out_h = sum_j weights[h][j] * value_j for the group's heads. */
+/* out_h = sum_j weights[h][j] * value_j for the group's heads; out (group, head_dim) floats. */
 INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
-                         float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
-                         int64_t head_dim, int64_t block_size) {
-    const int64_t row = strides[1];
-#ifdef __AVX2__
-    /* Per head and 64-wide slice of head_dim: the output slice stays in eight registers. */
-    if (head_dim % 8 == 0) {
-        for (int64_t h = 0; h < group; ++h) {
-            const float *wh = weights + h * length;
-            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 8 : 8;
-                __m256 acc[8];
-                for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
-                for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
-                    const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
-                    const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2] + d0;
-                    for (int64_t s = 0; s < in_block; ++s) {
-                        const __m256 w = _mm256_set1_ps(wh[j0 + s]);
-                        for (int r = 0; r < width; ++r)
-                            acc[r] = _mm256_fmadd_ps(w, KV_LOAD8(values + s * row + 8 * r), acc[r]);
-                    }
-                }
-                for (int r = 0; r < width; ++r) _mm256_storeu_ps(out + h * head_dim + d0 + 8 * r, acc[r]);
-            }
-        }
-        return;
-    }
-#endif
+                               float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
+                               int64_t head_dim, int64_t block_size, float *tile) {
     memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
-        const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
-        for (int64_t s = 0; s < in_block; ++s) {
-            const KV_T *value = values + s * row;
-            for (int64_t h = 0; h < group; ++h) {
-                const float w = weights[h * length + j0 + s];
-                float *oh = out + h * head_dim;
+        int64_t row;
+        const float *values = NAME(block_rows)(v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
+                                               in_block, strides[1], head_dim, tile, &row);
+        for (int64_t h = 0; h < group; ++h) {
+            const float *wh = weights + h * length + j0;
+            float *oh = out + h * head_dim;
+            int64_t d0 = 0;
+#ifdef __AVX2__
+            /* A 64-wide slice of the output stays in eight registers across the block's rows. */
+            for (; head_dim % 8 == 0 && d0 < head_dim; d0 += 64) {
+                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 8 : 8;
+                __m256 acc[8];
+                for (int r = 0; r < width; ++r) acc[r] = _mm256_loadu_ps(oh + d0 + 8 * r);
+                for (int64_t s = 0; s < in_block; ++s) {
+                    const __m256 w = _mm256_set1_ps(wh[s]);
+                    for (int r = 0; r < width; ++r)
+                        acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values + s * row + d0 + 8 * r), acc[r]);
+                }
+                for (int r = 0; r < width; ++r) _mm256_storeu_ps(oh + d0 + 8 * r, acc[r]);
+            }
+#endif
+            for (int64_t s = 0; d0 < head_dim && s < in_block; ++s) {
+                const float w = wh[s];
+                const float *value = values + s * row;
                 #pragma omp simd
-                for (int64_t d = 0; d < head_dim; ++d) oh[d] += w * KV_TO_F32(value[d]);
+                for (int64_t d = d0; d < head_dim; ++d) oh[d] += w * value[d];
             }
         }
     }
@@ -96,18 +116,19 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
 
 INLINE void NAME(attend_one)(const float *q, const KV_T *k_cache, const KV_T *v_cache, const int32_t *table,
                              int64_t length, float *out, int64_t group, const int64_t strides[3],
-                             int64_t kv_head, int64_t head_dim, int64_t block_size, float scale, float *scores) {
-    NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores);
+                             int64_t kv_head, int64_t head_dim, int64_t block_size, float scale, float *scores,
+                             float *tile) {
+    NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores, tile);
     softmax_rows(scores, group, length);
-    NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size);
+    NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size, tile);
 }
 
 /* head_dim fixed at compile time for the common sizes, so loops unroll into whole registers. */
 #define ATTEND_FIXED(DIM) \
     static void NAME(attend_##DIM)(const float *q, const KV_T *k, const KV_T *v, const int32_t *table, \
                                    int64_t length, float *out, int64_t group, const int64_t strides[3], \
-                                   int64_t kv_head, int64_t block_size, float scale, float *scores) { \
-        NAME(attend_one)(q, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores); \
+                                   int64_t kv_head, int64_t block_size, float scale, float *scores, float *tile) { \
+        NAME(attend_one)(q, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores, tile); \
     }
 ATTEND_FIXED(32)
 ATTEND_FIXED(64)
@@ -125,10 +146,10 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
     const int64_t group = n_heads / n_kv_heads, width = group * head_dim;
     int64_t longest = 1;
     for (int64_t i = 0; i < num_queries; ++i) longest = query_pos[i] + 1 > longest ? query_pos[i] + 1 : longest;
-    /* scores (group, longest), then the group's queries and outputs as floats */
-    float *scores = malloc(sizeof(float) * (size_t)(group * longest + 2 * width));
+    /* scores (group, longest), the group's queries and outputs as floats, one block's rows as floats */
+    float *scores = malloc(sizeof(float) * (size_t)(group * longest + 2 * width + block_size * head_dim));
     if (scores == NULL) return -1;
-    float *q_f32 = scores + group * longest, *out_f32 = q_f32 + width;
+    float *q_f32 = scores + group * longest, *out_f32 = q_f32 + width, *tile = out_f32 + width;
     for (int64_t i = 0; i < num_queries; ++i) {
         const int64_t t = query_token[i];
         for (int64_t g = 0; g < n_kv_heads; ++g) {
@@ -137,11 +158,11 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
             const int32_t *table = block_tables + i * max_blocks;
             const int64_t length = query_pos[i] + 1;
             switch (head_dim) {
-                case 32: NAME(attend_32)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
-                case 64: NAME(attend_64)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
-                case 128: NAME(attend_128)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores); break;
+                case 32: NAME(attend_32)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
+                case 64: NAME(attend_64)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
+                case 128: NAME(attend_128)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
                 default: NAME(attend_one)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, head_dim,
-                                          block_size, scale, scores);
+                                          block_size, scale, scores, tile);
             }
             KV_T *og = out + (t * n_heads + g * group) * head_dim;
             for (int64_t d = 0; d < width; ++d) og[d] = KV_FROM_F32(out_f32[d]);
