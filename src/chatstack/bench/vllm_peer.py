@@ -44,8 +44,8 @@ class VLLMServer:
     """`with VLLMServer(python, model_dir, threads) as server:` — started, healthy, stopped on exit."""
 
     def __init__(self, python: Path, model_dir: Path, threads: int | None, kv_space_gib: int = 2,
-                 log_path: Path | None = None):
-        self.python, self.model_dir, self.threads = python, Path(model_dir), threads
+                 log_path: Path | None = None, dtype: str = "float32"):
+        self.python, self.model_dir, self.threads, self.dtype = python, Path(model_dir), threads, dtype
         self.kv_space_gib = kv_space_gib
         self.port = _free_port()
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"chatstack-vllm-{self.port}.log"
@@ -61,7 +61,7 @@ class VLLMServer:
         if self.threads is not None:  # the same thread count as the native engine, unpinned
             env |= {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(self.threads)}
         command = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
-                   "--dtype", "float32", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--dtype", self.dtype, "--host", "127.0.0.1", "--port", str(self.port),
                    "--skip-tokenizer-init", "--served-model-name", "bench"]
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
@@ -172,7 +172,7 @@ class VLLMServer:
 def run_peer(python: Path, model_dir: Path, workload: Workload, args, vocab: int) -> dict:
     """vLLM on the same weights: the throughput workload, then the same latency workloads as native."""
     progress("vLLM: starting the server")
-    with VLLMServer(python, model_dir, args.threads) as server:
+    with VLLMServer(python, model_dir, args.threads, dtype=args.dtype) as server:
         progress(f"vLLM throughput (server up after {server.started_s:.0f} s)")
         result = server.throughput(workload.prompts, workload.max_tokens) | {"start_s": server.started_s, "latency": {}}
         for concurrency in args.concurrency if args.vllm_latency else ():

@@ -1,0 +1,29 @@
+"""`chatstack bench engine` end to end on a tiny random Llama (no vLLM): the report's rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatstack.bench import engine as bench
+from tests.unit.engine.helpers import one_torch_thread
+
+TINY = ["--hidden", "64", "--layers", "1", "--vocab", "256", "--num-requests", "4", "--min-prompt", "8",
+        "--max-prompt", "24", "--min-output", "4", "--max-output", "8", "--no-vllm", "--threads", "1"]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_throughput_report_compares_native_with_hf_in_the_same_dtype(dtype, capsys):
+    with one_torch_thread():
+        report = bench.main(TINY + ["--throughput-only", "--dtype", dtype])
+    assert f"{dtype} weights and KV cache for every engine" in report
+    native = next(line for line in report.splitlines() if line.startswith("| native |"))
+    hf = next(line for line in report.splitlines() if line.startswith("| HF generate"))
+    assert float(native.split("|")[2]) > 0 and float(hf.split("|")[4]) >= 0  # tok/s, CPU seconds
+    assert hf.split("|")[5].strip().endswith("×")
+
+
+def test_bad_ranges_are_refused_naming_the_flag():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--min-prompt", "30", "--max-prompt", "10"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--dtype", "float16"])
