@@ -53,6 +53,27 @@ class AttentionGroup:
         )
 
 
+MIN_KEYS_PER_THREAD = 4096  # below this a thread hand-off costs more than it saves
+
+
+def split_work(lengths: list[int], threads: int) -> tuple[tuple[int, int], ...]:
+    """Contiguous (first, end) ranges of `lengths` with about equal sums, at most `threads` of them."""
+    total = sum(lengths)
+    parts = max(1, min(threads, len(lengths), total // MIN_KEYS_PER_THREAD))
+    bounds, running, first = [], 0, 0
+    for index, length in enumerate(lengths):
+        target = total * (len(bounds) + 1) / parts
+        if len(bounds) < parts - 1 and index > first and running + length > target and \
+                target - running < running + length - target:  # closer to the target without this one
+            bounds.append((first, index))
+            first = index
+        running += length
+        if len(bounds) < parts - 1 and running >= target:
+            bounds.append((first, index + 1))
+            first = index + 1
+    return tuple(bounds) + ((first, len(lengths)),)
+
+
 @dataclass(frozen=True)
 class KernelDecodes:
     """Single-token queries attended by the CPU kernel, keys read in place."""
@@ -60,11 +81,13 @@ class KernelDecodes:
     query_token: torch.Tensor  # (N,) int64 row of each query in the flat batch
     query_pos: torch.Tensor  # (N,) int64 its position: it attends to keys [0, pos]
     block_tables: torch.Tensor  # (N, max_blocks) int32, padded with block 0 (never read)
+    parts: tuple[tuple[int, int], ...]  # query ranges of about equal work, one per thread
 
     @classmethod
-    def build(cls, decodes: list[tuple[int, int, int, list[int]]]) -> "KernelDecodes":
+    def build(cls, decodes: list[tuple[int, int, int, list[int]]], threads: int = 1) -> "KernelDecodes":
         blocks_max = max(len(table) for _, _, _, table in decodes)
         return cls(
+            parts=split_work([start + 1 for _, start, _, _ in decodes], threads),
             query_token=torch.tensor([offset for offset, _, _, _ in decodes], dtype=torch.long),
             query_pos=torch.tensor([start for _, start, _, _ in decodes], dtype=torch.long),
             block_tables=torch.tensor([table + [0] * (blocks_max - len(table)) for _, _, _, table in decodes],
@@ -82,9 +105,10 @@ class AttentionMetadata:
 
     @classmethod
     def build(cls, chunks: list[tuple[int, int, list[int]]], block_size: int, device,
-              decode_kernel: bool = False) -> "AttentionMetadata":
+              decode_kernel: bool = False, kernel_threads: int = 1) -> "AttentionMetadata":
         """`chunks`: (start position, num_tokens, block_table) per sequence, in flat-batch order;
-        `decode_kernel`: attend single-token chunks with the CPU kernel (CPU tensors only)."""
+        `decode_kernel`: attend single-token chunks with the CPU kernel (CPU tensors only), split over
+        up to `kernel_threads` threads."""
         slots, decodes, groups, offset = [], [], [], 0
         for start, n, table in chunks:
             slots.extend(table[p // block_size] * block_size + p % block_size for p in range(start, start + n))
@@ -95,7 +119,7 @@ class AttentionMetadata:
             offset += n
         kernel_decodes = None
         if decodes and decode_kernel:
-            kernel_decodes = KernelDecodes.build(decodes)
+            kernel_decodes = KernelDecodes.build(decodes, kernel_threads)
         elif decodes:
             groups.append(AttentionGroup.build(decodes, block_size, device))
         return cls(torch.tensor(slots, dtype=torch.long, device=device), tuple(groups), kernel_decodes)
@@ -131,5 +155,5 @@ def paged_attention(
     if meta.kernel_decodes is not None:
         d = meta.kernel_decodes
         paged_attention_kernel()(q, k_cache, v_cache, d.block_tables, d.query_token, d.query_pos, out,
-                                 q.shape[-1] ** -0.5)
+                                 q.shape[-1] ** -0.5, d.parts)
     return out

@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -75,6 +76,7 @@ class PagedAttentionKernel:
 
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
+        self._pool: ThreadPoolExecutor | None = None  # for calls split into parts
         self._fns = {}
         for dtype, suffix in self.DTYPES.items():
             fn = getattr(library, f"chatstack_paged_attention_{suffix}")
@@ -84,8 +86,9 @@ class PagedAttentionKernel:
 
     def __call__(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
                  block_tables: torch.Tensor, query_token: torch.Tensor, query_pos: torch.Tensor,
-                 out: torch.Tensor, scale: float) -> None:
-        """q: (T, n_heads, head_dim), rows any stride apart; caches: (blocks, block_size, n_kv_heads, head_dim),
+                 out: torch.Tensor, scale: float, parts: tuple[tuple[int, int], ...] = ()) -> None:
+        """`parts`: disjoint (first, end) query ranges run on as many threads at once (the GIL is released).
+        q: (T, n_heads, head_dim), rows any stride apart; caches: (blocks, block_size, n_kv_heads, head_dim),
         any strides but a contiguous head_dim, both laid out alike; block_tables: (N, max_blocks) int32;
         query_token, query_pos: (N,) int64; out: (T, n_heads * head_dim). q, caches and out share one dtype,
         float32 or bfloat16."""
@@ -102,12 +105,23 @@ class PagedAttentionKernel:
                 raise ValueError(f"{name} must be a contiguous CPU {wanted} tensor, got {t.dtype} on {t.device}")
         _, n_heads, head_dim = q.shape
         _, block_size, n_kv_heads, _ = k_cache.shape
-        status = self._fns[dtype](
-            q.data_ptr(), q.stride(0), k_cache.data_ptr(), v_cache.data_ptr(), block_tables.data_ptr(),
-            block_tables.shape[1], query_token.data_ptr(), query_pos.data_ptr(), query_token.shape[0],
-            out.data_ptr(), n_heads, n_kv_heads, head_dim, block_size, k_cache.stride(0), k_cache.stride(1),
-            k_cache.stride(2), scale)
-        if status != 0:
+        max_blocks = block_tables.shape[1]
+
+        def run(first: int, end: int) -> int:
+            return self._fns[dtype](
+                q.data_ptr(), q.stride(0), k_cache.data_ptr(), v_cache.data_ptr(),
+                block_tables.data_ptr() + first * max_blocks * 4, max_blocks, query_token.data_ptr() + first * 8,
+                query_pos.data_ptr() + first * 8, end - first, out.data_ptr(), n_heads, n_kv_heads, head_dim,
+                block_size, k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), scale)
+
+        parts = parts or ((0, query_token.shape[0]),)
+        if any(not 0 <= first <= end <= query_token.shape[0] for first, end in parts):
+            raise ValueError(f"parts must be ranges within [0, {query_token.shape[0]}], got {parts}")
+        if len(parts) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="paged-attention")
+        others = [self._pool.submit(run, *part) for part in parts[1:]] if len(parts) > 1 else []
+        statuses = [run(*parts[0])] + [future.result() for future in others]
+        if any(statuses):
             raise MemoryError("paged attention kernel could not allocate its score buffer")
 
 

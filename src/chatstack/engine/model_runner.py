@@ -60,7 +60,8 @@ class ModelRunner:
             if chunk.samples:
                 logits_index.append(len(input_ids) - 1)
         as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
-        meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel)
+        meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel,
+                                       torch.get_num_threads())
         logits = self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
         sampling = [c.seq for c in output.chunks if c.samples]
         if not sampling:

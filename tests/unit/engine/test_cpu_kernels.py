@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chatstack.engine import cpu_kernels
-from chatstack.engine.attention import AttentionMetadata, paged_attention
+from chatstack.engine.attention import AttentionMetadata, paged_attention, split_work
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.model_runner import ModelRunner
 
@@ -146,3 +146,33 @@ def test_kernel_is_refused_for_dtypes_it_does_not_read(tiny_llama):
     assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8), dtype=torch.bfloat16).decode_kernel is True
     with pytest.raises(ValueError, match="attention must be one of"):
         EngineConfig(attention="flash")
+
+
+def test_split_work_gives_contiguous_ranges_of_about_equal_work():
+    lengths = [5000, 100, 100, 4800, 2000, 3000]
+    parts = split_work(lengths, 2)
+    assert parts[0][0] == 0 and parts[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+    sums = [sum(lengths[first:end]) for first, end in parts]
+    assert parts == ((0, 3), (3, 6)) and sums == [5200, 9800]  # the most even cut of these lengths
+    assert split_work([100, 200], 4) == ((0, 2),)  # too little work to hand off
+    assert split_work([9000], 4) == ((0, 1),)
+
+
+def test_kernel_split_over_threads_equals_one_call():
+    torch.manual_seed(6)
+    chunks = random_layout(40, 16, 2400, 800, seed=7)
+    kv = torch.randn(2, 2400, 16, 2, 32)
+    q = torch.randn(len(chunks), 4, 32)
+    outputs = []
+    for threads in (1, 3):
+        meta = AttentionMetadata.build(chunks, 16, "cpu", True, kernel_threads=threads).kernel_decodes
+        assert len(meta.parts) == threads
+        out = torch.zeros(len(chunks), 128)
+        cpu_kernels.paged_attention_kernel()(q, kv[0], kv[1], meta.block_tables, meta.query_token, meta.query_pos,
+                                             out, 32 ** -0.5, meta.parts)
+        outputs.append(out)
+    assert torch.equal(outputs[0], outputs[1])
+    with pytest.raises(ValueError, match="parts must be ranges"):
+        cpu_kernels.paged_attention_kernel()(q, kv[0], kv[1], meta.block_tables, meta.query_token, meta.query_pos,
+                                             out, 1.0, ((0, 99),))
