@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chatstack.engine.config import EngineConfig
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -26,6 +28,28 @@ class ModelSection:
             raise ValueError(f"model.backend must be one of ['hf', 'native'], got {self.backend!r}")
         if self.dtype not in {"float32", "bfloat16", "float16"}:
             raise ValueError(f"model.dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class EngineSection:
+    """Settings of the native engine (`model.backend = "native"`); see docs/engine.md."""
+
+    block_size: int = 16
+    num_kv_blocks: int = 1024  # KV pool: num_kv_blocks * block_size tokens per generate instance
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 512
+    enable_prefix_caching: bool = True
+    quantization: str | None = None  # None, "int8" or "int4" (weight-only)
+    attention: str = "auto"  # "auto", "kernel" (the C decode kernel) or "torch"
+
+    def __post_init__(self) -> None:
+        try:
+            self.engine_config()
+        except ValueError as exc:  # EngineConfig names the field; say which section it is in
+            raise ValueError(f"engine.{exc}") from None
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(**dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -170,6 +194,7 @@ class SafetySection:
 @dataclass(frozen=True)
 class DeploymentConfig:
     model: ModelSection = field(default_factory=ModelSection)
+    engine: EngineSection = field(default_factory=EngineSection)
     generation: GenerationSection = field(default_factory=GenerationSection)
     sessions: SessionsSection = field(default_factory=SessionsSection)
     serving: ServingSection = field(default_factory=ServingSection)
@@ -221,6 +246,7 @@ def _checked(value: Any, annotation: str, name: str) -> Any:
 
 _SECTIONS = {
     "ModelSection": ModelSection,
+    "EngineSection": EngineSection,
     "GenerationSection": GenerationSection,
     "SessionsSection": SessionsSection,
     "ServingSection": ServingSection,

@@ -140,6 +140,11 @@ system_prompt = "Réponds en français 🙂"
 [serving]
 max_batch_size = 4
 cancel_dir = "/dev/shm/x"
+
+[engine]
+num_kv_blocks = 2048
+quantization = "int8"
+attention = "torch"
 """)
     cfg = load_config(path)
     json_path = tmp_path / "deployment.json"
@@ -153,6 +158,25 @@ def test_json_round_trip_keeps_none(tmp_path):
     json_path.write_text(cfg.to_json())
     loaded = load_resolved_json(json_path)
     assert loaded == cfg and loaded.serving.cancel_dir is None
+
+
+def test_engine_section_reaches_the_native_engine_config():
+    cfg = config_from_dict({"engine": {"num_kv_blocks": 4096, "max_num_seqs": 16, "enable_prefix_caching": False}})
+    engine = cfg.engine.engine_config()
+    assert (engine.num_kv_blocks, engine.max_num_seqs, engine.enable_prefix_caching) == (4096, 16, False)
+    assert engine.kv_capacity_tokens == 4096 * 16 and engine.attention == "auto"
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"block_size": 0}, "engine.block_size must be >= 1"),
+    ({"attention": "flash"}, "engine.attention must be one of"),
+    ({"quantization": "int3"}, "engine.quantization must be one of"),
+    ({"max_num_seqs": "many"}, "engine.max_num_seqs must be of type int"),
+    ({"compile": True}, r"unknown key\(s\) \['compile'\] in engine"),
+])
+def test_bad_engine_values_name_the_field(data, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"engine": data})
 
 
 def test_config_is_frozen():

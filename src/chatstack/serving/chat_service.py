@@ -50,7 +50,8 @@ def build_backend(cfg: DeploymentConfig) -> GenerationBackend:
     if cfg.model.backend == "native":
         from chatstack.backends.native import NativeBackend
 
-        return NativeBackend(cfg.model.dir, device=cfg.model.device, dtype=cfg.model.dtype)
+        return NativeBackend(cfg.model.dir, device=cfg.model.device, dtype=cfg.model.dtype,
+                             engine_config=cfg.engine.engine_config())
     raise ValueError(f"model.backend {cfg.model.backend!r} is not available")
 
 
