@@ -1,13 +1,14 @@
 """chatstack's C kernels for the CPU: built once per source and machine, loaded with ctypes.
 
 The paged-attention kernel (`kernels/paged_attention.c`) reads keys and values in place
-from the block-paged cache; the argmax kernel (`kernels/argmax.c`) picks greedy tokens.
-Each is compiled on first use with the system C compiler
+from the block-paged cache; the argmax kernel (`kernels/argmax.c`) picks greedy tokens; the
+decode-step kernel (`kernels/decode_step.c`) runs every layer for a step that holds a single
+decoding sequence. Each is compiled on first use with the system C compiler
 (`CC`, else `cc`) for this CPU (`-march=native`) into a cache folder
 (`CHATSTACK_KERNEL_CACHE`, else `~/.cache/chatstack/kernels`), keyed by a hash of the
-source, the compiler and the CPU, so a source change or another machine builds afresh.
-Where no compiler works, `paged_attention_kernel()` / `argmax_kernel()` return None and
-the engine keeps its torch path. ctypes releases the GIL for the call, so other threads keep running.
+sources, the compiler and the CPU, so a source change or another machine builds afresh.
+Where no compiler works, the `*_kernel()` loaders return None and the engine keeps its
+torch path. ctypes releases the GIL for the call, so other threads keep running.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def build(source: Path) -> Path:
     """Compile `source` (if not cached) and return the shared library's path; raises on failure."""
     compiler = _compiler()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
-    headers = [h.read_text() for h in sorted(source.parent.glob("*.h"))]  # what the source may include
+    headers = [h.read_text() for h in sorted(source.parent.glob("*.[ch]")) if h != source]  # what it may include
     key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, version, " ".join(CFLAGS),
                                     platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
     target = _cache_dir() / f"{source.stem}-{key}.so"
@@ -143,6 +144,36 @@ class ArgmaxKernel:
         return out.tolist()
 
 
+class DecodeStepKernel:
+    """`chatstack_decode_step_f32`: every layer for one decoding token (see kernels/decode_step.c)."""
+
+    LAYER_POINTERS = 10
+
+    def __init__(self, library: ctypes.CDLL):
+        fn = library.chatstack_decode_step_f32
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        fn.argtypes = [p, p, i64, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
+        fn.restype = ctypes.c_int
+        self._fn = fn
+
+    def __call__(self, x: torch.Tensor, layers, num_layers: int, cos: torch.Tensor, sin: torch.Tensor,
+                 block_table: torch.Tensor, position: int, hidden: int, n_heads: int, n_kv_heads: int,
+                 head_dim: int, intermediate: int, block_size: int, eps: float) -> None:
+        """x: (hidden,) float32, updated in place; `layers`: a ctypes array of LAYER_POINTERS pointers per
+        layer, kept alive by the caller; cos, sin: (head_dim,) rows for `position`; block_table: (n,) int32."""
+        for name, t, dtype in (("x", x, torch.float32), ("cos", cos, torch.float32), ("sin", sin, torch.float32),
+                               ("block_table", block_table, torch.int32)):
+            if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
+                raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor, got {t.dtype} on {t.device}")
+        if not 0 <= position < block_table.shape[0] * block_size:
+            raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks)")
+        status = self._fn(x.data_ptr(), layers, num_layers, cos.data_ptr(), sin.data_ptr(), block_table.data_ptr(),
+                          block_table.shape[0], position, hidden, n_heads, n_kv_heads, head_dim, intermediate,
+                          block_size, eps)
+        if status != 0:
+            raise MemoryError("decode step kernel could not allocate its scratch memory")
+
+
 def _load(source: str, wrapper):
     try:
         return wrapper(ctypes.CDLL(str(build(KERNELS / source))))
@@ -155,6 +186,12 @@ def _load(source: str, wrapper):
 def paged_attention_kernel() -> PagedAttentionKernel | None:
     """The compiled kernel, or None (logged once) where it cannot be built or loaded here."""
     return _load("paged_attention.c", PagedAttentionKernel)
+
+
+@functools.cache
+def decode_step_kernel() -> DecodeStepKernel | None:
+    """The compiled kernel, or None (logged once) where it cannot be built or loaded here."""
+    return _load("decode_step.c", DecodeStepKernel)
 
 
 @functools.cache

@@ -13,6 +13,7 @@ from chatstack.engine.cpu_kernels import paged_attention_kernel
 from chatstack.engine.llama import load_llama
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import SchedulerOutput
+from chatstack.engine.single_decode import SingleDecodePath
 
 
 class ModelRunner:
@@ -31,6 +32,9 @@ class ModelRunner:
                 layer.attention_out_and_mlp = torch.compile(layer.attention_out_and_mlp, dynamic=True)
         self.forward = self.model
         self.decode_kernel = self._use_decode_kernel(config.attention, dtype)
+        # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
+        self.single_decode = SingleDecodePath.create(self.model, self.kv_cache) \
+            if self.decode_kernel and not config.compile else None
 
     def _use_decode_kernel(self, attention: str, dtype: torch.dtype) -> bool:
         if attention == "torch":
@@ -51,6 +55,25 @@ class ModelRunner:
     def run(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
         """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples,
         and the logprob report of those whose request asked for one."""
+        logits = self._single_decode_logits(output)
+        if logits is None:
+            logits = self._batched_logits(output)
+        sampling = [c.seq for c in output.chunks if c.samples]
+        if not sampling:
+            return {}, {}
+        sampled = sample(logits, sampling)
+        tokens = {seq.seq_id: token for seq, token in zip(sampling, sampled.tokens)}
+        return tokens, {seq.seq_id: lp for seq, lp in zip(sampling, sampled.logprobs) if lp is not None}
+
+    def _single_decode_logits(self, output: SchedulerOutput) -> torch.Tensor | None:
+        if self.single_decode is None or len(output.chunks) != 1 or output.chunks[0].num_tokens != 1:
+            return None
+        chunk = output.chunks[0]
+        return self.single_decode.logits(chunk.seq.token_ids[chunk.start], chunk.start, chunk.seq.block_table,
+                                         self.config.block_size)
+
+    def _batched_logits(self, output: SchedulerOutput) -> torch.Tensor:
+        """Logits (S, vocab) of the chunks that sample, from one forward over all scheduled tokens."""
         input_ids, positions, logits_index, layout = [], [], [], []
         for chunk in output.chunks:
             seq, start, n = chunk.seq, chunk.start, chunk.num_tokens
@@ -62,10 +85,4 @@ class ModelRunner:
         as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel,
                                        torch.get_num_threads())
-        logits = self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
-        sampling = [c.seq for c in output.chunks if c.samples]
-        if not sampling:
-            return {}, {}
-        sampled = sample(logits, sampling)
-        tokens = {seq.seq_id: token for seq, token in zip(sampling, sampled.tokens)}
-        return tokens, {seq.seq_id: lp for seq, lp in zip(sampling, sampled.logprobs) if lp is not None}
+        return self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))

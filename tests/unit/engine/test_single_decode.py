@@ -1,0 +1,76 @@
+"""The one-call decode step equals the batched forward, and is used only where it applies."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from chatstack.backends.base import GenerationRequest, SamplingParams
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.cpu_kernels import decode_step_kernel
+from chatstack.engine.llm_engine import LLMEngine
+from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
+from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, hf_greedy, save_random_llama
+
+pytestmark = pytest.mark.skipif(decode_step_kernel() is None, reason="no C compiler here")
+
+
+def prefilled(engine: LLMEngine, prompt) -> ScheduledChunk:
+    """Run a prompt's prefill; return the decode chunk of its next step (not yet run)."""
+    engine.add_request(GenerationRequest("r", tuple(prompt), SamplingParams(max_tokens=8, temperature=0.0)))
+    engine.step()
+    (chunk,) = engine.scheduler.schedule().chunks
+    assert chunk.num_tokens == 1
+    return chunk
+
+
+@pytest.mark.parametrize("variant", [{}, {"attention_bias": True, "tie_word_embeddings": True},
+                                     {"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96}],
+                         ids=["gqa", "biases-tied", "mqa-odd-head"])
+def test_one_call_logits_equal_the_batched_forward(tmp_path, variant):
+    model_dir = save_random_llama(tmp_path, seed=3, **variant)
+    engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64))
+    runner = engine.runner
+    assert runner.single_decode is not None
+    chunk = prefilled(engine, PROMPTS[2])
+    cache_before = runner.kv_cache.clone()
+    one_call = runner._single_decode_logits(SchedulerOutput((chunk,)))
+    cache_one_call = runner.kv_cache.clone()
+    runner.kv_cache.copy_(cache_before)
+    batched = runner._batched_logits(SchedulerOutput((chunk,)))
+    torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cache_one_call, runner.kv_cache, rtol=1e-5, atol=1e-5)  # same K/V written
+    engine.abort("r")
+    assert_engine_idle(engine)
+
+
+def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, references):
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
+    calls = []
+    original = engine.runner.single_decode.logits
+    engine.runner.single_decode.logits = lambda *a: calls.append(a) or original(*a)
+    prompt = PROMPTS[1]
+    assert engine.generate([GenerationRequest("s", prompt, SamplingParams(max_tokens=12, temperature=0.0))])["s"] == \
+        references[prompt][:12]
+    assert len(calls) == 11  # every decode after the prefill's first token
+    assert_engine_idle(engine)
+
+
+@pytest.mark.parametrize("settings, dtype", [(dict(attention="torch"), torch.float32),
+                                             (dict(quantization="int8"), torch.float32),
+                                             ({}, torch.bfloat16)], ids=["torch-attention", "int8", "bfloat16"])
+def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings, dtype):
+    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, **settings), dtype=dtype)
+    assert engine.runner.single_decode is None
+    out = engine.generate([GenerationRequest("x", PROMPTS[0], SamplingParams(max_tokens=4, temperature=0.0))])
+    assert len(out["x"]) == 4
+
+
+def test_one_call_path_on_a_model_with_untied_head_and_llama3_rope(tmp_path):
+    model_dir = save_random_llama(tmp_path, seed=5, rope_parameters={
+        "rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 32})
+    engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64))
+    prompt = PROMPTS[3]
+    assert engine.generate([GenerationRequest("v", prompt, SamplingParams(max_tokens=10, temperature=0.0))])["v"] == \
+        hf_greedy(model_dir, prompt, 10)
