@@ -84,8 +84,8 @@ def check_grounding(answer: str, passages: list[Passage], embedder,
                     params: GroundingParams = GroundingParams()) -> GroundingReport:
     """Score `answer` against `passages` with `embedder` (anything with `embed(texts) -> (N, dim)` unit vectors)."""
     sentences = split_sentences(answer)
-    if not sentences:
-        return GroundingReport(1.0, True, ())
+    if not sentences:  # an empty or whitespace answer takes nothing from the passages: not grounded
+        return GroundingReport(0.0, False, ())
     if not passages:
         unsupported = tuple(SentenceSupport(s, 0.0, 0.0, 0.0, False) for s in sentences)
         return GroundingReport(0.0, False, unsupported)

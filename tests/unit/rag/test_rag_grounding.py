@@ -57,7 +57,9 @@ def test_answer_flag_follows_its_sentences(embedder):
 
 
 def test_edge_cases():
-    assert check_grounding("", PASSAGES, embedder=None).grounded  # nothing claimed
+    for empty in ("", "\n\n \n"):  # nothing answered from the documents: counted as ungrounded
+        report = check_grounding(empty, PASSAGES, embedder=None)
+        assert (report.score, report.grounded) == (0.0, False)
     no_passages = check_grounding("Sets are unordered.", [], embedder=None)
     assert (no_passages.score, no_passages.grounded) == (0.0, False)
     assert split_sentences("One. Two! Three?\n\nFour") == ["One.", "Two!", "Three?", "Four"]
