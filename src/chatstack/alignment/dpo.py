@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from chatstack.alignment.compute import ComputeSettings
-from chatstack.alignment.preference_data import ObjectiveWeights
+from chatstack.alignment.preference_data import ObjectiveWeights, PairConstruction
 from chatstack.datasets import DatasetRef
 from chatstack.recipes import check_ranges, recipe_from_dict
 
@@ -36,12 +36,15 @@ class DPORecipe:
     time_budget_s: float = 240.0
     seed: int = 0
     weights: ObjectiveWeights = ObjectiveWeights()
+    pair_construction: PairConstruction = PairConstruction.INDEPENDENT  # training helpfulness pairs only
     feedback_pairs: Path | None = None  # JSONL from `chatstack feedback export`, added to training
     loss_type: tuple[str, ...] = ("sigmoid",)
     loss_weights: tuple[float, ...] | None = None  # one per loss_type; None: all 1.0
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.0
     precompute_ref_log_probs: bool = False  # one reference pass before training instead of one per step
+    # parameters to train, by name part (e.g. [v_proj, o_proj]); the rest stay frozen. None: all
+    trainable_modules: tuple[str, ...] | None = None
     dataset: DatasetRef | None = None  # versioned preference set, optionally pinned (versioned_sets.py)
     feedback_dataset: DatasetRef | None = None  # versioned feedback export, latest or pinned
     compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
@@ -51,6 +54,7 @@ class DPORecipe:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
         if self.feedback_pairs is not None:
             object.__setattr__(self, "feedback_pairs", Path(self.feedback_pairs))
+        object.__setattr__(self, "pair_construction", PairConstruction.coerce(self.pair_construction))
         object.__setattr__(self, "dataset", DatasetRef.coerce(self.dataset))
         object.__setattr__(self, "feedback_dataset", DatasetRef.coerce(self.feedback_dataset))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
@@ -68,6 +72,13 @@ class DPORecipe:
             if len(self.loss_weights) != len(self.loss_type) or min(self.loss_weights) < 0:
                 raise ValueError(f"loss_weights must be {len(self.loss_type)} value(s) >= 0 (one per loss_type), "
                                  f"got {list(self.loss_weights)}")
+        if self.trainable_modules is not None:
+            object.__setattr__(self, "trainable_modules", tuple([self.trainable_modules]
+                                                                if isinstance(self.trainable_modules, str)
+                                                                else self.trainable_modules))
+            if not self.trainable_modules or not all(isinstance(m, str) and m for m in self.trainable_modules):
+                raise ValueError(f"trainable_modules must be a non-empty list of parameter name parts, "
+                                 f"got {self.trainable_modules!r}")
         if self.lr_scheduler not in SCHEDULERS:
             raise ValueError(f"lr_scheduler must be one of {SCHEDULERS}, got {self.lr_scheduler!r}")
         if not 0 <= self.warmup_ratio < 1:
@@ -77,6 +88,17 @@ class DPORecipe:
     def from_dict(cls, raw: dict[str, Any]) -> "DPORecipe":
         return recipe_from_dict(cls, raw, {"weights": ObjectiveWeights, "compute": ComputeSettings},
                                 ("beta", "lr", "epochs", "time_budget_s", "warmup_ratio"))
+
+
+def freeze_all_but(model, modules: tuple[str, ...] | None) -> int:
+    """Leave only parameters whose name contains one of `modules` trainable; return how many values train."""
+    if modules is not None:
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(any(m in name for m in modules))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable == 0:
+        raise ValueError(f"trainable_modules {list(modules)} match no parameter of the model")
+    return trainable
 
 
 def _without_objective(records: list[dict]) -> list[dict]:
@@ -107,8 +129,10 @@ def main(recipe: DPORecipe) -> dict:
         precompute_ref_log_probs=recipe.precompute_ref_log_probs,
     )
     budget = TimeBudget(recipe.time_budget_s)
+    policy = AutoModelForCausalLM.from_pretrained(str(recipe.base_model))
+    trainable = freeze_all_but(policy, recipe.trainable_modules)
     trainer = DPOTrainer(
-        model=str(recipe.base_model), args=args, train_dataset=Dataset.from_list(_without_objective(train)),
+        model=policy, args=args, train_dataset=Dataset.from_list(_without_objective(train)),
         processing_class=tokenizer, callbacks=[budget],
     )
     started = time.monotonic()
@@ -122,6 +146,7 @@ def main(recipe: DPORecipe) -> dict:
         "base_model": str(recipe.base_model), "steps": result.global_step, "train_loss": result.training_loss,
         "held_out_preference_accuracy": held.accuracy, "held_out_reward_margin": held.mean_margin,
         "held_out_accuracy_by_objective": held.by_objective, "held_out_pairs": held.pairs,
+        "pair_construction": recipe.pair_construction.value, "trainable_parameters": trainable,
         "loss_type": list(recipe.loss_type), "beta": recipe.beta, "lr": recipe.lr, "epochs": recipe.epochs,
         "objectives": {o: sum(r["objective"] == o for r in train) for o in ("helpfulness", "safety", "feedback")},
         "wall_s": train_wall_s, "stopped_by_time_budget": budget.stopped_early,

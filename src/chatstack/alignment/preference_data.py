@@ -8,6 +8,17 @@
 Train and held-out pairs share no text: the wrong document of a helpfulness pair comes from
 the same side of the topic split as the question, and held-out safety pairs use requests and
 compliant replies that training never shows.
+
+Training helpfulness pairs can be built several ways (`PairConstruction`). INDEPENDENT: one
+pair per question, the wrong document drawn on its own. MIRRORED: pairs come in twos over two
+training-topic documents A and B: "about A, A's passage shown: A's answer over B's" and "about
+B, B's passage shown: B's answer over A's", the wrong answer cut to the right one's length and
+ending. Each reply text is then chosen once and rejected once and length tells nothing, so only
+whether the reply is copied from a passage in the prompt separates chosen from rejected; no
+held-out document appears anywhere in those prompts. SWAPPED_WORDS (mirrored, the rejected
+reply is the chosen one with words of the other document swapped in) is kept as the record of
+a run that learned to spot broken sentences instead (docs/training.md, "DPO").
+Held-out pairs are always built the INDEPENDENT way, so every recipe is scored on the same set.
 """
 
 from __future__ import annotations
@@ -15,12 +26,14 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from chatstack.alignment.reader_data import (
-    SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, is_held_out, reader_conversations,
+    SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, is_held_out, passage_of, reader_conversation,
+    reader_conversations,
 )
-from chatstack.model.corpus import titled_documents
+from chatstack.model.corpus import Document, titled_documents
 from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import Message
 
@@ -34,6 +47,20 @@ HELD_OUT_UNSAFE_REQUESTS = (
 )
 HELD_OUT_COMPLIANT_OPENINGS = ("Absolutely, the first step is simple.", "No problem, here is everything you need.")
 EVAL_FRACTION = 0.1  # the reader data's topic split
+_ANSWERED = ReaderMix(unanswerable=0.0, refusal=0.0, multi_turn=0.0)
+
+
+class PairConstruction(str, Enum):
+    INDEPENDENT = "independent"
+    MIRRORED = "mirrored"
+    SWAPPED_WORDS = "swapped_words"  # mirrored, but rejected = chosen with some words from the other document
+
+    @classmethod
+    def coerce(cls, value: "PairConstruction | str") -> "PairConstruction":
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValueError(f"pair_construction must be one of {[c.value for c in cls]}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -57,18 +84,64 @@ def _record(prompt: list[Message], chosen: str, rejected: str, objective: str) -
     }
 
 
+def _cited_number(answer: str) -> int:
+    return int(answer.rsplit(" [", 1)[1].rstrip("]"))
+
+
 def helpfulness_pair(rng: random.Random, held_out: bool) -> dict:
-    mix = ReaderMix(unanswerable=0.0, refusal=0.0, multi_turn=0.0)
     while True:
-        conversation = reader_conversations(1, rng.randrange(2**31), mix, held_out=held_out)[0]
+        conversation = reader_conversations(1, rng.randrange(2**31), _ANSWERED, held_out=held_out)[0]
         system, user, answer = conversation
         wrong = rng.choice([d for d in titled_documents()
                             if len(d.body) >= 120 and is_held_out(d, EVAL_FRACTION) == held_out])
-        cited = answer.content.rsplit(" [", 1)[1].rstrip("]")
         # same citation number: the pair differs in content only, so DPO does not learn to stop citing
-        rejected = grounded_answer(wrong, int(cited))
+        rejected = grounded_answer(wrong, _cited_number(answer.content))
         if rejected != answer.content:
             return _record([system, user], answer.content, rejected, "helpfulness")
+
+
+def swapped_words(rng: random.Random, answer: str, donor: Document, shown: str, share: float = 0.3) -> str:
+    """`answer` (cited) with `share` of its words replaced by words of `donor` that `shown` lacks."""
+    text, citation = answer.rsplit(" [", 1)
+    words, known = text.split(" "), set(shown.split())
+    foreign = [w for w in passage_of(donor).text.split() if w not in known and any(c.isalpha() for c in w)]
+    for i in rng.sample(range(len(words)), max(1, round(share * len(words)))) if foreign else ():
+        words[i] = rng.choice(foreign)
+    return f"{' '.join(words)} [{citation}"
+
+
+def same_length_answer(answer: str, donor: Document) -> str:
+    """As many words of `donor`'s passage as `answer` has, ending in `answer`'s last character and
+    citation: a wrong answer that cannot be told from the right one by length or by its ending."""
+    text, citation = answer.rsplit(" [", 1)
+    wrong = " ".join(passage_of(donor).text.split()[:len(text.split())])
+    if text[-1] in ".!?:;,)":
+        wrong = wrong.rstrip(".!?:;,)") + text[-1]
+    return f"{wrong} [{citation}"
+
+
+def _answered_pair(rng: random.Random, target: Document, wrong: Document, pool: list[Document],
+                   construction: PairConstruction) -> dict:
+    """About `target`, its passage among distractors from `pool` (never `wrong`): its answer over
+    `wrong`'s (MIRRORED) or over itself with words of `wrong` swapped in (SWAPPED_WORDS)."""
+    system, user, answer = reader_conversation(rng, target, [d for d in pool if d.title != wrong.title], _ANSWERED)
+    if construction is PairConstruction.SWAPPED_WORDS:
+        rejected = swapped_words(rng, answer.content, wrong, system.content)
+    else:
+        rejected = same_length_answer(answer.content, wrong)
+    return _record([system, user], answer.content, rejected, "helpfulness")
+
+
+def mirrored_helpfulness_pairs(rng: random.Random,
+                               construction: PairConstruction = PairConstruction.MIRRORED) -> list[dict]:
+    """Two training pairs over training-topic documents A and B: A's answer over B's when A's passage
+    is shown, B's over A's when B's is; distractor passages are training-topic documents too."""
+    pool = [d for d in titled_documents() if len(d.body) >= 120 and not is_held_out(d, EVAL_FRACTION)]
+    while True:
+        a, b = rng.sample(pool, 2)
+        pairs = [_answered_pair(rng, a, b, pool, construction), _answered_pair(rng, b, a, pool, construction)]
+        if all(p["chosen"] != p["rejected"] for p in pairs):
+            return pairs
 
 
 def safety_pair(rng: random.Random, held_out: bool = False) -> dict:
@@ -78,11 +151,24 @@ def safety_pair(rng: random.Random, held_out: bool = False) -> dict:
     return _record(prompt, REFUSAL, rng.choice(openings), "safety")
 
 
-def preference_records(count: int, seed: int, weights: ObjectiveWeights, held_out: bool = False) -> list[dict]:
+def preference_records(count: int, seed: int, weights: ObjectiveWeights, held_out: bool = False,
+                       construction: PairConstruction = PairConstruction.INDEPENDENT) -> list[dict]:
+    """`count` pairs mixed by `weights`; `construction` shapes training helpfulness pairs only."""
     rng = random.Random(seed)
     share = weights.safety / (weights.helpfulness + weights.safety)
-    return [safety_pair(rng, held_out) if rng.random() < share else helpfulness_pair(rng, held_out)
-            for _ in range(count)]
+    construction = PairConstruction.coerce(construction)
+    if held_out or construction is PairConstruction.INDEPENDENT:
+        return [safety_pair(rng, held_out) if rng.random() < share else helpfulness_pair(rng, held_out)
+                for _ in range(count)]
+    records: list[dict] = []
+    mirror: list[dict] = []  # the second pair of the last mirrored two, given to the next helpfulness slot
+    for _ in range(count):
+        if rng.random() < share:
+            records.append(safety_pair(rng))
+            continue
+        mirror = mirror or mirrored_helpfulness_pairs(rng, construction)
+        records.append(mirror.pop(0))
+    return records
 
 
 def feedback_records(path: Path) -> list[dict]:
