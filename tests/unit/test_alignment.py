@@ -46,6 +46,16 @@ def test_reader_data_is_split_by_topic():
     assert train and held and not train & held
 
 
+def test_quote_conversations_copy_the_covering_passage_and_cite_it():
+    conversations = reader_conversations(60, 0, ReaderMix(refusal=0, unanswerable=0, multi_turn=0, quote=1.0))
+    for system, question, answer in conversations:
+        assert question.content.startswith("Quote what the references say about")
+        text, citation = answer.content.rsplit(" [", 1)
+        n = int(citation.rstrip("]"))
+        shown = system.content.split(f'<reference n="{n}"', 1)[1].split("</reference>", 1)[0]
+        assert " ".join(text.split()) == " ".join(shown.split("\n", 1)[1].split())
+
+
 def test_sft_steps_change_weights_and_lower_assistant_loss(tiny_model, tmp_path):
     out = tmp_path / "sft"
     summary = sft_main(SFTRecipe(base_model=tiny_model, output_dir=out, train_conversations=16, eval_conversations=16,
@@ -84,6 +94,17 @@ def test_preference_mix_follows_the_weights():
     safety = sum(r["objective"] == "safety" for r in records)
     assert 25 <= safety <= 75
     assert all(r["chosen"] != r["rejected"] for r in records)
+
+
+def test_dpo_trains_only_the_named_modules(tiny_model, tmp_path):
+    out = tmp_path / "dpo-vo"
+    summary = dpo_main(DPORecipe(base_model=tiny_model, output_dir=out, train_pairs=8, eval_pairs=4, batch_size=4,
+                                 lr=1e-2, max_length=1024, trainable_modules=("v_proj", "o_proj"),
+                                 pair_construction="mirrored", weights=ObjectiveWeights(helpfulness=0.5, safety=0.5)))
+    before, after = weights(tiny_model), weights(out)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("v_proj" in k or "o_proj" in k for k in changed)
+    assert summary["pair_construction"] == "mirrored"
 
 
 @pytest.mark.parametrize(("raw", "field"), [({"lr": -1}, "lr"), ({"batch_size": 0}, "batch_size"),

@@ -4,7 +4,9 @@ A model trained for minutes cannot know the world, but it can learn the serving
 format: given reference passages (rendered exactly as `with_passages` renders them
 at serving time) and a question, answer from the passage that covers it and cite it
 as [n]; say the documents do not cover a question when no passage does; refuse
-clearly unsafe requests; keep earlier turns in view. All text comes from the
+clearly unsafe requests; keep earlier turns in view. Quote conversations (a `quote` share)
+ask for the covering passage word for word: many copied tokens per example, which is how a
+small model learns to copy from its context at all. All text comes from the
 Python documentation that ships with the interpreter (`chatstack.model.corpus`).
 """
 
@@ -41,13 +43,14 @@ class ReaderMix:
     refusal: float = 0.05
     multi_turn: float = 0.15
     distractors: int = 2
+    quote: float = 0.0  # single-turn: the whole covering passage, cited
 
     def __post_init__(self) -> None:
-        for name in ("unanswerable", "refusal", "multi_turn"):
+        for name in ("unanswerable", "refusal", "multi_turn", "quote"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.unanswerable + self.refusal + self.multi_turn > 1:
-            raise ValueError("unanswerable + refusal + multi_turn must not exceed 1")
+        if self.unanswerable + self.refusal + self.multi_turn + self.quote > 1:
+            raise ValueError("unanswerable + refusal + multi_turn + quote must not exceed 1")
         if self.distractors < 1:
             raise ValueError(f"distractors must be >= 1, got {self.distractors}")
 
@@ -62,6 +65,16 @@ def grounded_answer(document: Document, n: int) -> str:
     sentences = [s for s in _SENTENCE_END.split(passage_of(document).text.replace("\n", " ")) if s]
     answer = " ".join(sentences[:2]) if len(sentences[0]) < 80 and len(sentences) > 1 else sentences[0]
     return f"{answer.strip()} [{n}]"
+
+
+def quoted_answer(document: Document, n: int) -> str:
+    """The whole passage, cited; line breaks become spaces as in `grounded_answer`."""
+    return f"{passage_of(document).text.replace(chr(10), ' ').strip()} [{n}]"
+
+
+def quote_request(title: str) -> str:
+    name = title[0].lower() + title[1:] if title[:2].istitle() else title
+    return f"Quote what the references say about {name}."
 
 
 def not_covered(document: Document) -> str:
@@ -91,6 +104,9 @@ def reader_conversation(rng: random.Random, target: Document, pool: list[Documen
                 Message("assistant", REFUSAL)]
     passages, answer = _turn(rng, target, others, mix, answerable=roll >= mix.refusal + mix.unanswerable)
     conversation = [Message("user", question_for(target.title)), Message("assistant", answer)]
+    if mix.refusal + mix.unanswerable <= roll < mix.refusal + mix.unanswerable + mix.quote:
+        n = next(i for i, p in enumerate(passages, start=1) if p.source == target.title)
+        conversation = [Message("user", quote_request(target.title)), Message("assistant", quoted_answer(target, n))]
     if roll >= 1 - mix.multi_turn:
         second = rng.choice(others)
         more, second_answer = _turn(rng, second, [d for d in others if d.title != second.title], mix, True)
