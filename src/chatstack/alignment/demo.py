@@ -35,9 +35,11 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     """
     from chatstack.alignment.reader_eval import evaluate_reader
 
-    scores = {str(c): dataclasses.asdict(evaluate_reader(c)) for c in candidates}
-    best = max(reversed(candidates), key=lambda c: scores[str(c)]["cited_correctly"] + scores[str(c)]["said_not_covered"])
-    evaluation = {"reader_scores": scores, "rule": "highest cited_correctly + said_not_covered; later wins ties"}
+    reports = {str(c): evaluate_reader(c) for c in candidates}
+    scores = {name: dataclasses.asdict(r) | {"handled_right": r.handled_right} for name, r in reports.items()}
+    best = max(reversed(candidates), key=lambda c: reports[str(c)].handled_right)
+    evaluation = {"reader_scores": scores,
+                  "rule": "highest share of held-out conversations handled right (cited / declined); later wins ties"}
     record = _registry(artifacts).register(best, name, evaluation, note="best reader of the demo pipeline")
     logger.info("registered %s as %s version %d: %s", best, name, record.version, scores)
     return {"registered": str(best), "version": record.version, "scores": scores}

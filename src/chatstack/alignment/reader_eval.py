@@ -22,6 +22,13 @@ class ReaderScore:
     unanswerable: int
     said_not_covered: float  # share of unanswerable questions answered "do not cover"
 
+    @property
+    def handled_right(self) -> float:
+        """Share of all conversations handled right: a model that declines everything scores only
+        the unanswerable share, not full marks for declining."""
+        total = self.answerable + self.unanswerable
+        return (self.cited_correctly * self.answerable + self.said_not_covered * self.unanswerable) / max(total, 1)
+
 
 def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64) -> ReaderScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
