@@ -70,6 +70,13 @@ def build(source: Path) -> Path:
     return target
 
 
+def require_contiguous_cpu(*named: tuple[str, torch.Tensor, torch.dtype]) -> None:
+    """Raise ValueError naming the first (name, tensor, dtype) that is not a contiguous CPU tensor of that dtype."""
+    for name, tensor, dtype in named:
+        if tensor.dtype != dtype or not tensor.is_contiguous() or tensor.device.type != "cpu":
+            raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor, got {tensor.dtype} on {tensor.device}")
+
+
 class PagedAttentionKernel:
     """Typed wrapper around `chatstack_paged_attention_{f32,bf16}` (see the C source for layouts)."""
 
@@ -94,16 +101,9 @@ class PagedAttentionKernel:
         query_token, query_pos: (N,) int64; out: (T, n_heads * head_dim). q, caches and out share one dtype,
         float32 or bfloat16."""
         dtype = q.dtype
-        if dtype not in self._fns or q.device.type != "cpu" or q.stride()[1:] != (q.shape[2], 1):
-            raise ValueError(f"q must be a float32 or bfloat16 CPU tensor with contiguous heads, got {q.dtype} on "
-                             f"{q.device}, strides {q.stride()}")
-        if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or not k_cache.dtype == v_cache.dtype == dtype:
-            raise ValueError(f"k_cache and v_cache must be {dtype} like q, with equal strides and a contiguous last "
-                             f"dimension, got {k_cache.dtype} {k_cache.stride()} and {v_cache.dtype} {v_cache.stride()}")
-        for name, t, wanted in (("out", out, dtype), ("block_tables", block_tables, torch.int32),
-                                ("query_token", query_token, torch.int64), ("query_pos", query_pos, torch.int64)):
-            if t.dtype != wanted or not t.is_contiguous() or t.device.type != "cpu":
-                raise ValueError(f"{name} must be a contiguous CPU {wanted} tensor, got {t.dtype} on {t.device}")
+        self._check_layouts(q, k_cache, v_cache)
+        require_contiguous_cpu(("out", out, dtype), ("block_tables", block_tables, torch.int32),
+                               ("query_token", query_token, torch.int64), ("query_pos", query_pos, torch.int64))
         _, n_heads, head_dim = q.shape
         _, block_size, n_kv_heads, _ = k_cache.shape
         max_blocks = block_tables.shape[1]
@@ -124,6 +124,15 @@ class PagedAttentionKernel:
         statuses = [run(*parts[0])] + [future.result() for future in others]
         if any(statuses):
             raise MemoryError("paged attention kernel could not allocate its score buffer")
+
+    def _check_layouts(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor) -> None:
+        dtype = q.dtype
+        if dtype not in self._fns or q.device.type != "cpu" or q.stride()[1:] != (q.shape[2], 1):
+            raise ValueError(f"q must be a float32 or bfloat16 CPU tensor with contiguous heads, got {q.dtype} on "
+                             f"{q.device}, strides {q.stride()}")
+        if k_cache.stride() != v_cache.stride() or k_cache.stride(3) != 1 or not k_cache.dtype == v_cache.dtype == dtype:
+            raise ValueError(f"k_cache and v_cache must be {dtype} like q, with equal strides and a contiguous last "
+                             f"dimension, got {k_cache.dtype} {k_cache.stride()} and {v_cache.dtype} {v_cache.stride()}")
 
 
 class ArgmaxKernel:
@@ -161,10 +170,8 @@ class DecodeStepKernel:
                  head_dim: int, intermediate: int, block_size: int, eps: float) -> None:
         """x: (hidden,) float32, updated in place; `layers`: a ctypes array of LAYER_POINTERS pointers per
         layer, kept alive by the caller; cos, sin: (head_dim,) rows for `position`; block_table: (n,) int32."""
-        for name, t, dtype in (("x", x, torch.float32), ("cos", cos, torch.float32), ("sin", sin, torch.float32),
-                               ("block_table", block_table, torch.int32)):
-            if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
-                raise ValueError(f"{name} must be a contiguous CPU {dtype} tensor, got {t.dtype} on {t.device}")
+        require_contiguous_cpu(("x", x, torch.float32), ("cos", cos, torch.float32), ("sin", sin, torch.float32),
+                               ("block_table", block_table, torch.int32))
         if not 0 <= position < block_table.shape[0] * block_size:
             raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks)")
         status = self._fn(x.data_ptr(), layers, num_layers, cos.data_ptr(), sin.data_ptr(), block_table.data_ptr(),
