@@ -23,9 +23,8 @@ from chatstack.backends.base import (
 )
 from chatstack.backends.hf_logits import choose, logits_processors
 from chatstack.backends.registry import RequestRegistry, RunningRequest
-from chatstack.backends.sampling import make_generator, token_logprobs
+from chatstack.backends.sampling import TORCH_DTYPES, make_generator, token_logprobs
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class HFBackend(GenerationBackend):
@@ -35,7 +34,7 @@ class HFBackend(GenerationBackend):
             raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {max_logprobs}")
         self.max_logprobs = max_logprobs
         self.device = torch.device(device)
-        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=_DTYPES[dtype]).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=TORCH_DTYPES[dtype]).to(self.device)
         self.model.eval()
         self._context_window = int(self.model.config.max_position_embeddings)
         self._forward_lock = threading.Lock()

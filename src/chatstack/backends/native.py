@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
 from chatstack.backends.registry import RequestRegistry
+from chatstack.backends.sampling import TORCH_DTYPES
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine, StepOutput
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _IDLE_WAIT_S = 0.5
 
 
@@ -32,9 +30,9 @@ class _Cancel:
 class NativeBackend(GenerationBackend):
     def __init__(self, model_dir: str | Path, device: str = "cpu", dtype: str = "float32",
                  engine_config: EngineConfig = EngineConfig()):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-        self.engine = LLMEngine(model_dir, engine_config, device, _DTYPES[dtype])
+        if dtype not in TORCH_DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(TORCH_DTYPES)}, got {dtype!r}")
+        self.engine = LLMEngine(model_dir, engine_config, device, TORCH_DTYPES[dtype])
         self._requests = RequestRegistry()
         self._inbox: "queue.Queue[GenerationRequest | _Cancel | None]" = queue.Queue()
         self._stopped = threading.Event()

@@ -1,4 +1,4 @@
-"""Helpers every backend shares: per-request seeded generators and logprob reports.
+"""Helpers every backend shares: dtype names, per-request seeded generators and logprob reports.
 
 Logit processing itself lives with each backend: `engine/sampler.py` (vectorised over
 the native engine's batch) and `backends/hf_logits.py` (transformers' logits processors).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 
 from chatstack.backends.base import SamplingParams, TokenLogprob
+
+TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}  # config names
 
 
 def mix_seed(seed: int) -> int:

@@ -28,6 +28,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.backends.native import NativeBackend
+from chatstack.backends.sampling import TORCH_DTYPES
 from chatstack.bench.quant_report import quant_report
 from chatstack.bench.stats import TABLE_HEADER, Summary
 from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
@@ -37,7 +38,7 @@ from chatstack.engine.config import ATTENTION_BACKENDS, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = ("float32", "bfloat16")  # the dtypes the three engines all run here
 
 
 def read_bandwidth_gbps(megabytes: int = 512) -> float:
@@ -71,7 +72,7 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
 
 
 def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig, dtype: str) -> dict[str, float]:
-    engine = LLMEngine(model_dir, config, dtype=DTYPES[dtype])
+    engine = LLMEngine(model_dir, config, dtype=TORCH_DTYPES[dtype])
     engine.generate(Workload(workload.prompts[:2], (4, 4)).requests("warm"))
     for request in workload.requests("t"):
         engine.add_request(request)
@@ -92,7 +93,7 @@ def native_throughput(model_dir: Path, workload: Workload, config: EngineConfig,
 
 
 def hf_throughput(model_dir: Path, workload: Workload, batch_size: int, dtype: str) -> dict[str, float]:
-    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=DTYPES[dtype]).eval()
+    model = LlamaForCausalLM.from_pretrained(model_dir, dtype=TORCH_DTYPES[dtype]).eval()
     cpu_start, start = time.process_time(), time.perf_counter()
     for first in range(0, len(workload.prompts), batch_size):
         prompts = workload.prompts[first:first + batch_size]
@@ -134,7 +135,7 @@ def multi_turn_ttft(model_dir: Path, config: EngineConfig, vocab: int, dtype: st
     users = [words(64) + words(48)] + [words(48) for _ in range(turns - 1)]  # system prompt + turn 1, then turns
     results = []
     for caching in (True, False):
-        engine = LLMEngine(model_dir, dataclasses.replace(config, enable_prefix_caching=caching), dtype=DTYPES[dtype])
+        engine = LLMEngine(model_dir, dataclasses.replace(config, enable_prefix_caching=caching), dtype=TORCH_DTYPES[dtype])
         history: tuple[int, ...] = ()
         for turn, user in enumerate(users):
             sampling = SamplingParams(max_tokens=32, temperature=0.0, ignore_eos=True)
@@ -226,7 +227,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
              ""]
     bandwidth = read_bandwidth_gbps()
     solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention),
-                     dtype=DTYPES[args.dtype])
+                     dtype=TORCH_DTYPES[args.dtype])
     params = checkpoint_params(model_dir)
     weight_bytes = decode_weight_bytes(solo.runner.model)
     single = single_stream_ms(solo, workload.prompts[0][:32], args.single_tokens)
@@ -301,7 +302,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-output", type=int, default=32)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+    parser.add_argument("--dtype", choices=DTYPES, default="float32",
                         help="weights and KV cache of every engine (bfloat16 uses AMX / AVX-512 BF16 where the CPU has them)")
     parser.add_argument("--attention", choices=list(ATTENTION_BACKENDS), default="auto",
                         help="native decode attention: the C kernel, the torch gather + SDPA path, or auto")

@@ -63,14 +63,11 @@ def split_work(lengths: list[int], threads: int) -> tuple[tuple[int, int], ...]:
     bounds, running, first = [], 0, 0
     for index, length in enumerate(lengths):
         target = total * (len(bounds) + 1) / parts
-        if len(bounds) < parts - 1 and index > first and running + length > target and \
-                target - running < running + length - target:  # closer to the target without this one
+        # cut before this one when stopping short of the target misses it by no more than taking it
+        if len(bounds) < parts - 1 and index > first and target - running <= running + length - target:
             bounds.append((first, index))
             first = index
         running += length
-        if len(bounds) < parts - 1 and running >= target:
-            bounds.append((first, index + 1))
-            first = index + 1
     return tuple(bounds) + ((first, len(lengths)),)
 
 

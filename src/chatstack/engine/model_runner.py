@@ -30,7 +30,6 @@ class ModelRunner:
             for layer in self.model.layers:
                 layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)
                 layer.attention_out_and_mlp = torch.compile(layer.attention_out_and_mlp, dynamic=True)
-        self.forward = self.model
         self.decode_kernel = self._use_decode_kernel(config.attention, dtype)
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = SingleDecodePath.create(self.model, self.kv_cache) \
@@ -85,4 +84,4 @@ class ModelRunner:
         as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel,
                                        torch.get_num_threads())
-        return self.forward(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))
+        return self.model(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))

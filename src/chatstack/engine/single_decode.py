@@ -33,9 +33,7 @@ class SingleDecodePath:
         """The path for this model and cache, or None where it does not apply."""
         dense = all(isinstance(m, Dense) for layer in model.layers
                     for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down))
-        if not dense or kv_cache.dtype != torch.float32 or kv_cache.device.type != "cpu" \
-                or any(layer.down.bias is not None or layer.gate_up.bias is not None for layer in model.layers) \
-                or not kv_cache.is_contiguous():
+        if not dense or kv_cache.dtype != torch.float32 or kv_cache.device.type != "cpu":
             return None
         kernel = decode_step_kernel()
         return None if kernel is None else cls(model, kv_cache, kernel)
