@@ -121,7 +121,10 @@ def test_build_is_cached_per_source_and_rebuilt_when_the_source_changes(tmp_path
     source = tmp_path / "k.c"
     source.write_text("int chatstack_answer(void) { return 42; }\n")
     first = cpu_kernels.build(source)
-    assert cpu_kernels.build(source) == first and first.stat().st_size > 0
+    built = first.stat()
+    assert cpu_kernels.build(source) == first and built.st_size > 0
+    again = first.stat()  # not compiled again: a rebuild publishes a new file (new inode) by os.replace
+    assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
     source.write_text("int chatstack_answer(void) { return 43; }\n")
     assert cpu_kernels.build(source) != first
 
