@@ -114,8 +114,12 @@ class GenerationBackend(abc.ABC):
         """Admit a request; raises ValueError for a request that can never run."""
 
     @abc.abstractmethod
-    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
-        """Yield outputs for a submitted request until one carries a finish reason."""
+    def stream(self, request_id: str, coalesce: bool = False) -> Iterator[GenerationOutput]:
+        """Yield outputs for a submitted request until one carries a finish reason.
+
+        By default one output per generated token. With `coalesce`, the outputs already waiting
+        when the reader asks are merged into one, so a reader that fell behind (a busy server
+        sending one response per delta) catches up in one step instead of one per token."""
 
     @abc.abstractmethod
     def cancel(self, request_id: str) -> None:

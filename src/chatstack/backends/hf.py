@@ -49,8 +49,8 @@ class HFBackend(GenerationBackend):
         running = self._requests.add(request)
         threading.Thread(target=self._run, args=(running,), daemon=True, name=f"hf-{request.request_id}").start()
 
-    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
-        return self._requests.stream(request_id)
+    def stream(self, request_id: str, coalesce: bool = False) -> Iterator[GenerationOutput]:
+        return self._requests.stream(request_id, coalesce)
 
     def cancel(self, request_id: str) -> None:
         """Stop a running request; for a finished one nobody streamed, drop its outputs."""

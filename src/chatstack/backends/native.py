@@ -58,8 +58,8 @@ class NativeBackend(GenerationBackend):
         self._requests.add(request)
         self._inbox.put(request)
 
-    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
-        return self._requests.stream(request_id)
+    def stream(self, request_id: str, coalesce: bool = False) -> Iterator[GenerationOutput]:
+        return self._requests.stream(request_id, coalesce)
 
     def cancel(self, request_id: str) -> None:
         """Stop a running request; for a finished one nobody streamed, drop its outputs."""

@@ -3,6 +3,7 @@ delivers outputs, `stream` drains them, `cancel` of an unread finished request d
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -18,6 +19,20 @@ class RunningRequest:
     cancelled: threading.Event = field(default_factory=threading.Event)
     done: bool = False  # the final output has been queued
     error: str | None = None
+
+
+def merged_with_waiting(output: GenerationOutput, outputs: "queue.Queue[GenerationOutput]") -> GenerationOutput:
+    """`output` and every output already queued after it, up to and including a final one, as one."""
+    tokens, logprobs = list(output.new_token_ids), list(output.logprobs)
+    while output.finish_reason is None:
+        try:
+            following = outputs.get_nowait()
+        except queue.Empty:
+            break
+        tokens += following.new_token_ids
+        logprobs += following.logprobs
+        output = following
+    return dataclasses.replace(output, new_token_ids=tuple(tokens), logprobs=tuple(logprobs))
 
 
 class RequestRegistry:
@@ -45,12 +60,14 @@ class RequestRegistry:
             running.done = True
         running.outputs.put(output)
 
-    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
+    def stream(self, request_id: str, coalesce: bool = False) -> Iterator[GenerationOutput]:
         running = self.get(request_id)
         if running is None:
             raise KeyError(f"unknown request_id {request_id!r}")
         while True:
             output = running.outputs.get()
+            if coalesce:
+                output = merged_with_waiting(output, running.outputs)
             if output.finish_reason is not None:
                 with self.lock:
                     if self._running.get(request_id) is running:

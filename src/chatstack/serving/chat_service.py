@@ -116,7 +116,7 @@ class ChatService:
         detokenizer = IncrementalDetokenizer(self.tokenizer)
         stops = StopStringMatcher(request.stop_words)
         guard = self._output_guard(request_id)
-        outputs = self.backend.stream(request_id)
+        outputs = self.backend.stream(request_id, coalesce=True)
         reply: list[str] = []
         stopped, pending_tokens = False, 0
         pending_logprobs: list = []  # reports of the tokens counted in pending_tokens

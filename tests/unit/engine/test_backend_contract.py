@@ -71,6 +71,17 @@ def test_streams_one_token_per_output_then_a_final_empty_one(backend):
     assert all(o.request_id == "shape" and o.logprobs == () for o in outputs)
 
 
+def test_coalesced_stream_merges_what_is_waiting(backend, references):
+    """A reader that fell behind gets the waiting tokens (and their logprobs) in one output."""
+    sampling = SamplingParams(max_tokens=MAX_NEW, temperature=0.0, logprobs=2)
+    backend.submit(GenerationRequest("behind", PROMPTS[0], sampling))
+    wait_idle(backend)  # every output is queued, none read
+    (output,) = list(backend.stream("behind", coalesce=True))
+    assert list(output.new_token_ids) == references[PROMPTS[0]]
+    assert output.finish_reason is FinishReason.LENGTH
+    assert [r.token_id for r in output.logprobs] == list(output.new_token_ids)
+
+
 def test_stop_token_ends_with_stop_and_is_not_emitted(backend, references):
     expected = references[PROMPTS[0]]
     position = next(i for i, t in enumerate(expected) if i >= 3 and t not in expected[:i])

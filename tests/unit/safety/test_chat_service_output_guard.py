@@ -39,7 +39,7 @@ class ReplayBackend(GenerationBackend):
     def submit(self, request: GenerationRequest) -> None:
         self.validate(request)
 
-    def stream(self, request_id: str) -> Iterator[GenerationOutput]:
+    def stream(self, request_id: str, coalesce: bool = False) -> Iterator[GenerationOutput]:
         for token in self.token_ids:
             if request_id in self.cancelled:
                 yield GenerationOutput(request_id, (), FinishReason.CANCELLED)
