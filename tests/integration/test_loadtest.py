@@ -57,6 +57,20 @@ def test_headless_locust_reports_chat_requests_and_ttft_over_grpc_and_sse(stack,
         assert stats.ttft.p50_ms <= stats.total.p50_ms
 
 
+def test_more_grpc_users_than_gevents_default_pool_each_get_a_pool_thread(stack, tmp_path):
+    """gevent's hub pool holds 10 threads; each gRPC user's channel parks a poll on one."""
+    prompts = tmp_path / "mix.yaml"
+    prompts.write_text(TINY_MIX)
+    prefix = tmp_path / "run"
+    done = locust("GrpcChatUser", "-u", "16", "-r", "16", "--run-time", f"{RUN_S}s", "--stop-timeout", "30",
+                  "--grpc-url", stack.grpc_url, "--user-qps", "0.5", "--prompts", str(prompts),
+                  "--csv", str(prefix), "--json-file", str(prefix))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "gevent thread pool: 20 threads for 16 users" in done.stdout + done.stderr
+    stats = RunStats.read(prefix, "grpc", RUN_S)
+    assert stats.total.count >= 16 and stats.total.failures == 0, stats.failures
+
+
 def test_a_request_the_server_rejects_is_a_reported_failure(stack, tmp_path):
     prompts = tmp_path / "mix.yaml"
     prompts.write_text("max_tokens: 100000\nshort: {weight: 1, prompts: [\"hi\"]}\n")  # above max_tokens_limit

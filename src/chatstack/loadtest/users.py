@@ -47,6 +47,20 @@ def _refuse_unbounded_or_remote_runs(environment, **_kwargs) -> None:
     gevent.get_hub().loop.update_now()
 
 
+# grpc's gevent mode parks each open channel's completion-queue poll on a thread of the hub's
+# pool; with more channels (one per gRPC user) than pool threads, the rest wait for a poll to time
+# out and every reply is late by about a second (docs/decisions/0006-locust-grpc.md, "Pool size")
+SPARE_POOL_THREADS = 4
+
+
+@events.init.add_listener
+def _one_pool_thread_per_channel(environment, **_kwargs) -> None:
+    pool = gevent.get_hub().threadpool
+    users = getattr(environment.parsed_options, "num_users", None) or 0
+    pool.maxsize = max(pool.maxsize, users + SPARE_POOL_THREADS)
+    print(f"gevent thread pool: {pool.maxsize} threads for {users} users", flush=True)
+
+
 @functools.lru_cache(maxsize=4)
 def _mix(path: Path) -> PromptMix:
     return PromptMix.load(path)
