@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
-from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.model import corpus
 from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
 from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
@@ -51,12 +50,6 @@ class PretrainConfig:
     max_steps: int = 3000
     seed: int = 0
     chat_fraction: float = 0.3  # share of corpus characters that are rendered chats
-    # share of all characters that are reader conversations (passages in the system turn, the
-    # answer copied from one of them; training topics only): where the base learns to copy
-    reader_fraction: float = 0.0
-    # share of all characters that are documents written twice: the second copy is predictable
-    # only by looking back, the plainest signal for copying from context
-    repeat_fraction: float = 0.0
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs
     log_every: int = 20
 
@@ -75,12 +68,9 @@ class PretrainConfig:
             )
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        for name in ("min_lr_ratio", "chat_fraction", "reader_fraction", "repeat_fraction"):
+        for name in ("min_lr_ratio", "chat_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.reader_fraction + self.repeat_fraction >= 1.0:
-            raise ValueError("reader_fraction + repeat_fraction must be < 1, got "
-                             f"{self.reader_fraction} + {self.repeat_fraction}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_corpus_chars is not None and self.max_corpus_chars < 1:
@@ -150,47 +140,11 @@ def take_chars(texts: list[str], budget: float) -> list[str]:
     return taken
 
 
-READER_MIX = ReaderMix(unanswerable=0.1, refusal=0.0, multi_turn=0.1, quote=0.5)
-REPEATED_CHARS = 300  # a repeated document's copy: its leading paragraphs up to this length
-
-
-def reader_texts(budget: float, seed: int) -> list[str]:
-    """Rendered reader conversations about training topics, about `budget` characters."""
-    texts, total, batch = [], 0, 0
-    while total < budget:
-        for messages in reader_conversations(64, seed + batch, READER_MIX):
-            if total >= budget:
-                break
-            texts.append(render_chat(messages, add_generation_prompt=False))
-            total += len(texts[-1])
-        batch += 1
-    return texts
-
-
-def repeated_texts(documents: list[str], budget: float, seed: int) -> list[str]:
-    """Documents' leading paragraphs written twice, about `budget` characters."""
-    rng = random.Random(seed)
-    texts, total = [], 0
-    while total < budget:
-        words = corpus.truncate_paragraphs(rng.choice(documents), REPEATED_CHARS).split()
-        rng.shuffle(words)  # a known document could be recalled; shuffled words can only be copied
-        head = " ".join(words)
-        texts.append(f"{head}\n\n{head}")
-        total += len(texts[-1])
-    return texts
-
-
 def training_texts(cfg: PretrainConfig) -> list[str]:
-    """Documents, chats, reader conversations and repeated documents, each ending in `<|endoftext|>`."""
+    """Plain documents and rendered chats, each ending in `<|endoftext|>`."""
     conversations = corpus.chat_examples(cfg.max_corpus_chars)
     chats = [render_chat(messages, add_generation_prompt=False) for messages in conversations]
-    documents = corpus.documents(cfg.max_corpus_chars)
-    mixed = mix_texts(documents, chats, cfg.chat_fraction, cfg.seed)
-    base_chars = sum(map(len, mixed))
-    scale = base_chars / (1.0 - cfg.reader_fraction - cfg.repeat_fraction)
-    mixed += reader_texts(scale * cfg.reader_fraction, cfg.seed) if cfg.reader_fraction else []
-    mixed += repeated_texts(documents, scale * cfg.repeat_fraction, cfg.seed) if cfg.repeat_fraction else []
-    random.Random(cfg.seed).shuffle(mixed)
+    mixed = mix_texts(corpus.documents(cfg.max_corpus_chars), chats, cfg.chat_fraction, cfg.seed)
     return [text + EOS for text in mixed]
 
 
