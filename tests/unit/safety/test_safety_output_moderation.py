@@ -102,6 +102,22 @@ def test_released_text_always_trails_the_last_check_by_the_holdback():
     assert released + moderator.finish().text == BENIGN
 
 
+@pytest.mark.parametrize("piece", [1, 3, 7, 50])
+def test_windows_before_the_end_never_end_inside_a_word(piece):
+    windows = []
+
+    def recording_check(text: str) -> ModerationResult:
+        windows.append(text)
+        return keyword_check(text)
+
+    text = "The documents I was given do not cover build_dir, so I cannot answer that from them. " * 6
+    released, violation = stream(text, StreamModerator(recording_check, window=120, check_every=40), piece)
+    assert violation is None and released == text
+    *early, last = windows
+    assert early and all(w[-1].isspace() for w in early)
+    assert text.endswith(last)
+
+
 @pytest.mark.parametrize("kwargs, field", [
     ({"first_check": 0}, "first_check"), ({"first_check": 200}, "first_check"),
     ({"holdback": 10}, "holdback"), ({"holdback": 300}, "holdback"),
