@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from chatstack.safety.linear import LinearHead
 from chatstack.safety.normalize import NormalizedText
@@ -42,6 +43,7 @@ STATIC_SCALE = 2.0  # static vectors (unit length) are scaled next to TF-IDF row
 EMBEDDING_WEIGHT = 0.6  # stage 2 = w * embedding head + (1 - w) * lexical head
 PROFANITY_WEIGHT = 0.4  # hate score = max(hate, (1 - p) * hate + p * profanity)
 _SENTENCE_END = re.compile(r"(?<=[.!?;:\n])\s*")
+_WORD = re.compile(r"[a-z0-9]+")
 PROFANITY_GATE = 0.15  # profanity is only consulted when the hate score is already above this
 
 
@@ -103,10 +105,17 @@ def pieces(text: str, whole_chars: int = WHOLE_CHARS) -> list[str]:
     Repeated sentences are scored once.
     """
     if len(text) <= whole_chars:
-        return [text]
+        return [text] if has_content(text) else []
     sentences = [piece for sentence in _SENTENCE_END.split(text) if sentence.strip() for piece in chunks(sentence)]
     pairs = [f"{a} {b}" for a, b in zip(sentences, sentences[1:])]
-    return list(dict.fromkeys(sentences + pairs))
+    return [piece for piece in dict.fromkeys(sentences + pairs) if has_content(piece)]
+
+
+def has_content(piece: str) -> bool:
+    """Whether a piece holds a word other than a function word. Pieces of function words alone
+    carry no meaning to score, yet the head gave a lone "The" (the start of a streamed sentence)
+    0.96 for violence; such a piece is still scored inside its pair with the next sentence."""
+    return any(word not in ENGLISH_STOP_WORDS for word in _WORD.findall(piece.lower()))
 
 
 class SafetyClassifier:
@@ -140,6 +149,8 @@ class SafetyClassifier:
         the text: an output window mixes a harmless start with what may turn harmful."""
         scored = [piece for variant in text.all_texts for piece in pieces(variant, whole_chars)]
         hits = tuple(dict.fromkeys(hit for variant in text.all_texts for hit in matched_categories(variant)))
+        if not scored:  # nothing but function words and punctuation
+            return CategoryScores({c: 1.0 if c in hits else 0.0 for c in CATEGORIES}, hits, False)
         tfidf = self.tfidf.transform(scored)  # (N, vocabulary) sparse, shared by both stages
         probs = self.fast_probabilities(scored, tfidf)  # (N, len(labels))
         deciding = [self.head.labels.index(c) for c in categories if c in self.head.labels]

@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse
 from sklearn.linear_model import LogisticRegression
 
-from chatstack.safety.classifier import Cascade, SafetyClassifier
+from chatstack.safety.classifier import Cascade, SafetyClassifier, pieces
 from chatstack.safety.linear import LinearHead
 from chatstack.safety.normalize import normalize_text
 from chatstack.safety.profanity import ProfanityScorer
@@ -95,3 +95,13 @@ def test_static_table_cache_is_invalidated_when_its_onnx_source_changes(tmp_path
     np.testing.assert_array_equal(cached_table(table_path, source), table)
     source.write_bytes(b"a different export")
     assert cached_table(table_path, source) is None
+
+
+def test_function_words_alone_are_not_scored_but_stay_in_their_pair(moderator):
+    window = "The documents I was given do not cover json. The "
+    scored = pieces(window, whole_chars=0)
+    assert scored == ["The documents I was given do not cover json.", window]  # no lone "The "
+    assert pieces("the", whole_chars=0) == [] and pieces("  ", whole_chars=512) == []
+    assert not moderator.check_output(window).blocked  # a lone "The" scored 0.96 for violence
+    assert not moderator.check_input("the").blocked
+    assert moderator.check_input("Kill them.").blocked  # two words, one of them meaningful
