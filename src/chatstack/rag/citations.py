@@ -39,11 +39,11 @@ class AnswerGrounding:
 
     def _load_embedder(self):
         if self._embedder is None:
-            from chatstack.rag.embedder import OnnxEmbedder
+            from chatstack.rag.embedder import CachedEmbedder, OnnxEmbedder
 
             tokenizer_dir = Path(self.cfg.embedder_tokenizer_dir) if self.cfg.embedder_tokenizer_dir else None
             try:
-                self._embedder = OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir)
+                self._embedder = CachedEmbedder(OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir))
             except (ValueError, OSError) as exc:
                 log.warning("grounding check off: %s", exc)
         return self._embedder

@@ -27,3 +27,31 @@ def test_similar_texts_score_higher_than_unrelated(embedder):
         ["How do I build a list from a loop?", "List comprehensions create lists from iterables.",
          "The Triton metrics port exports Prometheus counters."])
     assert query @ related > query @ unrelated + 0.2
+
+
+class CountingEmbedder:
+    """Delegates to the real embedder and records what it was asked to embed."""
+
+    def __init__(self, embedder):
+        self.embedder, self.dim, self.calls = embedder, embedder.dim, []
+
+    def embed(self, texts):
+        self.calls.append(list(texts))
+        return self.embedder.embed(texts)
+
+
+def test_cached_embedder_returns_the_same_vectors_and_embeds_each_text_once(embedder):
+    from chatstack.rag.embedder import CachedEmbedder
+
+    counting = CountingEmbedder(embedder)
+    cached = CachedEmbedder(counting, capacity=3)
+    texts = ["How do I sort a list?", "Tuples are immutable.", "How do I sort a list?"]
+    first = cached.embed(texts)
+    np.testing.assert_allclose(first, embedder.embed(texts), atol=1e-6)
+    assert counting.calls == [["How do I sort a list?", "Tuples are immutable."]]  # duplicates embedded once
+    again = cached.embed(["Tuples are immutable.", "A set has no order."])
+    np.testing.assert_array_equal(again[0], first[1])
+    assert counting.calls[-1] == ["A set has no order."] and (cached.hits, cached.misses) == (1, 3)
+    cached.embed(["Dicts map keys to values."])  # capacity 3: the least recently used text is dropped
+    cached.embed(["How do I sort a list?"])
+    assert counting.calls[-1] == ["How do I sort a list?"]
