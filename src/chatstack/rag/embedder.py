@@ -7,6 +7,7 @@ The same `OnnxEmbedder` embeds documents at ingest time and queries inside the T
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -82,6 +83,8 @@ class CachedEmbedder:
     For text that recurs across requests: the grounding check embeds every retrieved passage
     and each of its sentences per answer (about 1,300 MiniLM tokens, 0.7 s of one core for
     three passages), and the passages of a popular topic come back request after request.
+    Safe to share between request threads: the cache is read and updated under a lock, and
+    the misses are embedded outside it.
     """
 
     def __init__(self, embedder, capacity: int = 8192):
@@ -89,25 +92,25 @@ class CachedEmbedder:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
         self.embedder, self.capacity, self.dim = embedder, capacity, embedder.dim
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
         self.hits = self.misses = 0
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
-        self.hits += len(texts) - sum(t not in self._vectors for t in texts)
-        self.misses += len(missing)
-        fresh = dict(zip(missing, self.embedder.embed(missing))) if missing else {}
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            vector = fresh.get(text)
-            if vector is None:
-                vector = self._vectors[text]
+        with self._lock:
+            known = {t: self._vectors[t] for t in texts if t in self._vectors}
+            for text in known:
                 self._vectors.move_to_end(text)
-            out[row] = vector
-        for text, vector in fresh.items():
-            self._vectors[text] = vector
-        while len(self._vectors) > self.capacity:
-            self._vectors.popitem(last=False)
-        return out
+            self.hits += sum(t in known for t in texts)
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        fresh = dict(zip(missing, self.embedder.embed(missing))) if missing else {}
+        with self._lock:
+            self.misses += len(missing)
+            self._vectors.update(fresh)
+            while len(self._vectors) > self.capacity:
+                self._vectors.popitem(last=False)
+        vectors = known | fresh
+        return np.stack([vectors[t] for t in texts]).astype(np.float32, copy=False) if texts else \
+            np.zeros((0, self.dim), dtype=np.float32)
 
 
 def token_offsets(tokenizer_dir: Path | None = None):

@@ -55,3 +55,18 @@ def test_cached_embedder_returns_the_same_vectors_and_embeds_each_text_once(embe
     cached.embed(["Dicts map keys to values."])  # capacity 3: the least recently used text is dropped
     cached.embed(["How do I sort a list?"])
     assert counting.calls[-1] == ["How do I sort a list?"]
+
+
+def test_cached_embedder_is_safe_to_share_between_threads(embedder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chatstack.rag.embedder import CachedEmbedder
+
+    texts = [f"Sentence number {i} about lists." for i in range(12)]
+    expected = embedder.embed(texts)
+    cached = CachedEmbedder(embedder, capacity=5)  # smaller than the texts: evictions while others read
+    jobs = [[texts[(start + k) % 12] for k in range(4)] for start in range(48)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(cached.embed, jobs))
+    for job, got in zip(jobs, results):
+        np.testing.assert_allclose(got, expected[[texts.index(t) for t in job]], atol=1e-6)
