@@ -122,7 +122,7 @@ class RetrievalSection:
     mode: str = "dense"  # "dense": MiniLM only; "hybrid": dense + BM25 fused by reciprocal rank
     history_turns: int = 2  # earlier user turns a follow-up query is expanded with; 0: the current turn only
     memory_index_max_chunks: int = 200_000  # tenants up to this size are searched in-process; 0: always Milvus
-    embedder_threads: int = 1  # onnxruntime intra-op threads for query embedding; 0: one per core
+    embedder_threads: int = 1  # onnxruntime intra-op threads for query embedding and the grounding check; 0: one per core
 
     def __post_init__(self) -> None:
         if self.mode not in ("dense", "hybrid"):

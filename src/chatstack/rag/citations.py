@@ -43,7 +43,8 @@ class AnswerGrounding:
 
             tokenizer_dir = Path(self.cfg.embedder_tokenizer_dir) if self.cfg.embedder_tokenizer_dir else None
             try:
-                self._embedder = CachedEmbedder(OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir))
+                self._embedder = CachedEmbedder(OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir,
+                                                             threads=self.cfg.embedder_threads))
             except (ValueError, OSError) as exc:
                 log.warning("grounding check off: %s", exc)
         return self._embedder
