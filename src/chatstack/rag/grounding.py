@@ -1,7 +1,7 @@
 """Grounding check: how well each answer sentence is supported by the retrieved passages.
 
 A sentence's support combines the best cosine similarity between its embedding and any
-passage sentence (or whole passage) with the share of its content words that occur in
+passage sentence (or whole passage: the index's vector of it when retrieval passed one along) with the share of its content words that occur in
 the passages. The answer is grounded when enough of its sentences are supported.
 """
 
@@ -89,8 +89,13 @@ def check_grounding(answer: str, passages: list[Passage], embedder,
     if not passages:
         unsupported = tuple(SentenceSupport(s, 0.0, 0.0, 0.0, False) for s in sentences)
         return GroundingReport(0.0, False, unsupported)
-    units = [p.text for p in passages] + [s for p in passages for s in split_sentences(p.text)]
+    dim = getattr(embedder, "dim", None)
+    indexed = [p.vector for p in passages if len(p.vector) == dim]  # the index's vectors: not embedded again
+    units = [p.text for p in passages if len(p.vector) != dim]
+    units += [s for p in passages for s in split_sentences(p.text)]
     vectors = embedder.embed(sentences + units)  # (S + U, dim), unit length
+    if indexed:
+        vectors = np.concatenate([vectors, np.asarray(indexed, dtype=np.float32)])
     similarity = (vectors[: len(sentences)] @ vectors[len(sentences):].T).max(axis=1)  # (S,)
     vocabulary = set().union(*(content_words(p.text) for p in passages))
     supports = []

@@ -63,7 +63,7 @@ class TenantIndex:
         dense = top_rows(cosine, max(top_k, CANDIDATES) if hybrid else top_k)
         rows = list(dense) if not hybrid else reciprocal_rank_fusion(
             [[int(r) for r in dense], self.bm25.top(query, CANDIDATES, context)])[:top_k]
-        return [_scored(self.chunks[r], float(cosine[r])) for r in rows]
+        return [_scored(self.chunks[r], float(cosine[r]), self.vectors[r]) for r in rows]
 
 
 def _lexical_text(chunk: StoredChunk) -> str:
@@ -71,8 +71,9 @@ def _lexical_text(chunk: StoredChunk) -> str:
     return f"{chunk.title}\n{chunk.section}\n{chunk.text}"
 
 
-def _scored(chunk: StoredChunk, score: float) -> ScoredChunk:
-    return ScoredChunk(chunk.chunk_id, chunk.source, chunk.title, chunk.section, chunk.text, score)
+def _scored(chunk: StoredChunk, score: float, vector: np.ndarray) -> ScoredChunk:
+    return ScoredChunk(chunk.chunk_id, chunk.source, chunk.title, chunk.section, chunk.text, score,
+                       tuple(vector.tolist()))
 
 
 @dataclass

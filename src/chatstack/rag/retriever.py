@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+
+VECTOR_DECIMALS = 6  # vectors travel as JSON between ensemble steps
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,9 @@ class Passage:
     section: str = ""
     chunk_id: str = ""
     title: str = ""
+    # the index's unit vector of the chunk (its `embedding_text`), when retrieval had it: the
+    # grounding check compares answer sentences with it instead of embedding the passage again
+    vector: tuple[float, ...] = field(default=(), compare=False, repr=False)
 
 
 class Retriever(abc.ABC):
@@ -31,16 +36,18 @@ class EmptyRetriever(Retriever):
 
 
 def passages_to_json(passages: list[Passage]) -> str:
-    return json.dumps([asdict(p) for p in passages], ensure_ascii=False)
+    return json.dumps([asdict(p) | {"vector": [round(v, VECTOR_DECIMALS) for v in p.vector]} for p in passages],
+                      ensure_ascii=False)
 
 
 def passages_from_json(text: str) -> list[Passage]:
-    """Parse `passages_to_json` output; `section`, `chunk_id` and `title` may be absent."""
+    """Parse `passages_to_json` output; `section`, `chunk_id`, `title` and `vector` may be absent."""
     try:
         items = json.loads(text)
         return [
             Passage(str(i["text"]), str(i["source"]), float(i["score"]), section=str(i.get("section", "")),
-                    chunk_id=str(i.get("chunk_id", "")), title=str(i.get("title", "")))
+                    chunk_id=str(i.get("chunk_id", "")), title=str(i.get("title", "")),
+                    vector=tuple(float(v) for v in i.get("vector", ())))
             for i in items
         ]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:

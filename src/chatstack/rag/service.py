@@ -80,7 +80,7 @@ class MilvusRetriever(Retriever):
                 self._warned_dense_only.add(tenant)
                 log.warning("tenant %r is over the in-memory cap: searched dense only, in Milvus", tenant)
             hits = self.store.search(vector, tenant, top_k)
-        return [Passage(h.text, h.source, h.score, section=h.section, chunk_id=h.chunk_id, title=h.title)
+        return [Passage(h.text, h.source, h.score, section=h.section, chunk_id=h.chunk_id, title=h.title, vector=h.vector)
                 for h in hits if h.score >= self.score_threshold]
 
 

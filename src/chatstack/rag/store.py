@@ -8,7 +8,7 @@ moved to HNSW once it holds `HNSW_FROM_ROWS` chunks. Every query is filtered by 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -33,6 +33,7 @@ class ScoredChunk:
     section: str
     text: str
     score: float  # cosine similarity (vectors are unit length, metric IP)
+    vector: tuple[float, ...] = field(default=(), compare=False, repr=False)  # the stored unit vector
 
 
 @dataclass(frozen=True)
@@ -190,11 +191,12 @@ class VectorStore:
         try:
             hits = self.client.search(self.collection, [vector.tolist()], limit=top_k,
                                       filter=f"tenant == {quoted(tenant)}", search_params={"metric_type": "IP"},
-                                      output_fields=["source", "title", "section", "text"])[0]
+                                      output_fields=["source", "title", "section", "text", "vector"])[0]
         except Exception as exc:  # the store went away, or the collection was dropped
             raise StoreUnavailable(f"search in {self.collection!r} failed: {exc}") from exc
         return [ScoredChunk(h["id"], h["entity"]["source"], h["entity"]["title"], h["entity"]["section"],
-                            h["entity"]["text"], float(h["distance"])) for h in hits]
+                            h["entity"]["text"], float(h["distance"]), tuple(map(float, h["entity"]["vector"])))
+                for h in hits]
 
     def close(self) -> None:
         """Close the connection; for Milvus Lite also stop this process's embedded server, releasing the file."""

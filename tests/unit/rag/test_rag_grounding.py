@@ -80,3 +80,26 @@ def test_answer_grounding_follows_the_config(onnx_path, tmp_path):
     assert AnswerGrounding(missing).check(SUPPORTED[0], PASSAGES) is None
     cited = json.loads(citations_json(PASSAGES[:2]))
     assert [(c["n"], c["source"]) for c in cited] == [(1, "python_topics/lists.txt"), (2, "python_topics/typesmapping.txt")]
+
+
+def test_a_passage_vector_from_the_index_is_used_instead_of_embedding_the_passage(embedder):
+    import dataclasses
+
+    asked = []
+
+    class Recording:
+        dim = embedder.dim
+
+        def embed(self, texts):
+            asked.extend(texts)
+            return embedder.embed(texts)
+
+    vectors = embedder.embed([p.text for p in PASSAGES])
+    indexed = [dataclasses.replace(p, vector=tuple(v.tolist())) for p, v in zip(PASSAGES, vectors)]
+    answer = " ".join(SUPPORTED[:2])
+    with_index = check_grounding(answer, indexed, Recording())
+    # the answer's and the passages' sentences only; no whole passage is embedded again
+    assert asked == split_sentences(answer) + [s for p in PASSAGES for s in split_sentences(p.text)]
+    plain = check_grounding(answer, PASSAGES, embedder)
+    assert with_index.grounded == plain.grounded
+    assert abs(with_index.score - plain.score) < 1e-5

@@ -49,12 +49,16 @@ def test_ok_path_returns_cited_passages_and_recovers_after_the_store_appears(tmp
     service.close()
     assert result.status is RetrievalStatus.OK
     assert [(p.source, p.section) for p in result.passages] == [("docs/sets.md", "Sets")]
+    (passage,) = result.passages  # carries the index's unit vector, for the grounding check
+    assert len(passage.vector) == embedder.dim and abs(sum(v * v for v in passage.vector) - 1) < 1e-4
 
 
 def test_passages_round_trip_and_old_json_still_parses():
     passages = [Passage("A set holds unique items.", "docs/sets.md", 0.8, section="Sets", chunk_id="abc")]
     assert passages_from_json(passages_to_json(passages)) == passages
     assert passages_from_json('[{"text": "t", "source": "s", "score": 1}]') == [Passage("t", "s", 1.0)]
+    with_vector = Passage("A set holds unique items.", "docs/sets.md", 0.8, vector=(0.6, -0.8000004))
+    assert passages_from_json(passages_to_json([with_vector]))[0].vector == (0.6, -0.8)
 
 
 def test_passages_are_fenced_as_untrusted_data():
