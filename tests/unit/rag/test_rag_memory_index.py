@@ -42,6 +42,8 @@ def test_in_memory_dense_search_matches_milvus(store, embedder):
         got, expected = in_memory.search(query, 3), in_milvus.search(query, 3)
         assert [p.chunk_id for p in got] == [p.chunk_id for p in expected]
         assert [p.score for p in got] == pytest.approx([p.score for p in expected], abs=1e-5)
+        for a, b in zip(got, expected):  # both paths hand the stored vector on, for the grounding check
+            assert len(a.vector) == embedder.dim and a.vector == pytest.approx(b.vector, abs=1e-6)
 
 
 def test_each_tenant_copy_holds_only_its_own_chunks(store, embedder):
