@@ -17,7 +17,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from chatstack.model.corpus import Document, question_for, titled_documents
+from chatstack.model.corpus import Document, in_sentence, question_for, titled_documents
 from chatstack.rag.retriever import Passage, with_passages
 from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import Message
@@ -73,8 +73,7 @@ def quoted_answer(document: Document, n: int) -> str:
 
 
 def quote_request(title: str) -> str:
-    name = title[0].lower() + title[1:] if title[:2].istitle() else title
-    return f"Quote what the references say about {name}."
+    return f"Quote what the references say about {in_sentence(title)}."
 
 
 def not_covered(document: Document) -> str:

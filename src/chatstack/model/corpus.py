@@ -177,11 +177,15 @@ def documents(max_chars: int | None = None) -> list[str]:
     return [document.text for document in titled_documents(max_chars)]
 
 
+def in_sentence(title: str) -> str:
+    """`title` as it reads inside a sentence: 'List displays' -> 'list displays', 'json.dumps' unchanged."""
+    return title[0].lower() + title[1:] if title[:2].istitle() else title
+
+
 def question_for(title: str) -> str:
     """A question about `title`; the phrasing is a stable function of the title."""
-    name = title[0].lower() + title[1:] if title[:2].istitle() else title
     template = QUESTION_TEMPLATES[zlib.crc32(title.encode("utf-8")) % len(QUESTION_TEMPLATES)]
-    return template.format(name=name)
+    return template.format(name=in_sentence(title))
 
 
 def chat_example(document: Document) -> list[Message]:

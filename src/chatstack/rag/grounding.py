@@ -1,8 +1,9 @@
 """Grounding check: how well each answer sentence is supported by the retrieved passages.
 
 A sentence's support combines the best cosine similarity between its embedding and any
-passage sentence (or whole passage: the index's vector of it when retrieval passed one along) with the share of its content words that occur in
-the passages. The answer is grounded when enough of its sentences are supported.
+passage sentence (or whole passage: the index's vector of it when retrieval passed one along)
+with the share of its content words that occur in the passages. The answer is grounded when
+enough of its sentences are supported.
 """
 
 from __future__ import annotations
