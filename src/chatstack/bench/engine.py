@@ -36,7 +36,7 @@ from chatstack.bench.vllm_peer import run_peer, vllm_python
 from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
 from chatstack.engine.config import ATTENTION_BACKENDS, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
-from chatstack.engine.quant import Dense, Int4Linear, Int8Linear
+from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense
 
 DTYPES = ("float32", "bfloat16")  # the dtypes the three engines all run here
 
@@ -66,7 +66,7 @@ def decode_weight_bytes(model: torch.nn.Module) -> int:
     """Bytes one decode step must read: every projection (lm_head included) and norm."""
     total = 0
     for module in model.modules():
-        if isinstance(module, (Dense, Int8Linear, Int4Linear)) or type(module).__name__ == "RMSNorm":
+        if isinstance(module, (Dense, PackedDense, Int8Linear, Int4Linear)) or type(module).__name__ == "RMSNorm":
             total += sum(t.numel() * t.element_size() for t in list(module.parameters()) + list(module.buffers()))
     return total
 

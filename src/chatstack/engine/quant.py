@@ -47,6 +47,32 @@ class Dense(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
+class PackedDense(nn.Module):
+    """y = x @ W.T + b with W reordered once, at load, into oneDNN's blocked layout.
+
+    For bfloat16 / float16 on the CPU. A plain matmul there hands oneDNN a weight in the plain
+    layout, which it reorders into its blocked (AMX / VNNI) layout on every call: on a 26.7 M
+    model's layer weights (bfloat16, one thread, all layers in turn so they come from memory) one
+    pass of the eight layers' projections took 5.8 ms at 8 rows and 6.8 ms at 40 rows, against 3.9
+    and 4.7 ms prepacked. Without a bias the results are bit-identical; a bias is added before the
+    one rounding (the plain path rounds twice), so the result is at least as close to float32.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, None))
+        self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
+
+    @staticmethod
+    def applies(weight: torch.Tensor) -> bool:
+        return (weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16)
+                and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
 INT4_GROUP_SIZE = 32
 
 
@@ -98,4 +124,4 @@ def dense(weight: torch.Tensor, bias: torch.Tensor | None, quantization: str | N
         return Int8Linear(weight, bias)
     if quantization == "int4":
         return Int4Linear(weight, bias)
-    return Dense(weight, bias)
+    return PackedDense(weight, bias) if PackedDense.applies(weight) else Dense(weight, bias)

@@ -1,14 +1,16 @@
-"""Weight-only quantization (int8 per channel, int4 group-wise packed): small error and a working engine."""
+"""Weight-only quantization (int8 per channel, int4 group-wise packed): small error and a working engine.
+Also the prepacked bfloat16 / float16 projection (same results as a plain matmul)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import LlamaForCausalLM
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
-from chatstack.engine.quant import Int4Linear, Int8Linear
+from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense, dense
 from tests.unit.engine.helpers import PROMPTS, assert_engine_idle
 
 
@@ -69,3 +71,33 @@ def test_int4_engine_equals_hf_generate_on_the_dequantized_weights(tiny_llama):
     tokens = engine.generate([GenerationRequest("q", prompt, SamplingParams(max_tokens=24, temperature=0.0))])["q"]
     assert tokens == expected
     assert_engine_idle(engine)
+
+
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="no oneDNN in this torch")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_packed_projection_equals_the_plain_matmul(dtype):
+    generator = torch.Generator().manual_seed(0)
+    weight, bias = torch.randn(96, 40, generator=generator).to(dtype), torch.randn(96, generator=generator).to(dtype)
+    projection, with_bias = dense(weight, None, None), dense(weight, bias, None)
+    assert isinstance(projection, PackedDense)
+    for rows in (1, 7, 64, 300):  # decode-sized and prefill-sized batches, each a new oneDNN shape
+        x = torch.randn(rows, 40, generator=generator).to(dtype)
+        torch.testing.assert_close(projection(x), Dense(weight)(x), rtol=0, atol=0)
+        # the bias is added before the one rounding, so the result is at least as close to float32
+        exact = x.float() @ weight.float().T + bias.float()
+        assert (with_bias(x).float() - exact).abs().max() <= (Dense(weight, bias)(x).float() - exact).abs().max()
+    assert isinstance(dense(weight.float(), None, None), Dense)  # float32 stays with the plain matmul (MKL)
+
+
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="no oneDNN in this torch")
+def test_bfloat16_engine_with_packed_weights_generates_what_plain_weights_do(tiny_llama, monkeypatch):
+    requests = [GenerationRequest(f"r{i}", prompt, SamplingParams(max_tokens=12, temperature=0.0))
+                for i, prompt in enumerate(PROMPTS)]
+    packed = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128), dtype=torch.bfloat16)
+    assert isinstance(packed.runner.model.layers[0].gate_up, PackedDense)
+    got = packed.generate(requests)
+    monkeypatch.setattr(PackedDense, "applies", staticmethod(lambda weight: False))
+    plain = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128), dtype=torch.bfloat16)
+    assert isinstance(plain.runner.model.layers[0].gate_up, Dense)
+    assert got == plain.generate(requests)
+    assert_engine_idle(packed)
