@@ -27,3 +27,12 @@ def test_bad_ranges_are_refused_naming_the_flag():
         bench.parse_args(["--min-prompt", "30", "--max-prompt", "10"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--dtype", "float16"])
+
+
+def test_vllm_gets_the_native_engines_kv_bytes_and_step_limits_unless_told_otherwise():
+    args = bench.parse_args(["--kv-budget-tokens", "4096", "--max-batched-tokens", "1024", "--num-requests", "16"])
+    limits = bench.peer_limits(args, kv_bytes_per_token=8192)
+    assert limits.arguments() == ["--kv-cache-memory-bytes", str(4096 * 8192), "--max-num-batched-tokens", "1024",
+                                  "--max-num-seqs", "16"]
+    own = bench.peer_limits(bench.parse_args(["--vllm-own-limits"]), kv_bytes_per_token=8192)
+    assert own.arguments() == ["--kv-cache-memory-bytes", str(2 * 2**30)]

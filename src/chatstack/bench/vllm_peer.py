@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -40,13 +41,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class EngineLimits:
+    """The KV cache and per-step limits vLLM runs with; by default vLLM's own CPU defaults
+    (2 GiB of KV cache, 2,048 tokens and 128 sequences per step)."""
+
+    kv_cache_bytes: int = 2 * 2**30
+    max_num_batched_tokens: int | None = None
+    max_num_seqs: int | None = None
+
+    def arguments(self) -> list[str]:
+        args = ["--kv-cache-memory-bytes", str(self.kv_cache_bytes)]
+        if self.max_num_batched_tokens is not None:
+            args += ["--max-num-batched-tokens", str(self.max_num_batched_tokens)]
+        if self.max_num_seqs is not None:
+            args += ["--max-num-seqs", str(self.max_num_seqs)]
+        return args
+
+
 class VLLMServer:
     """`with VLLMServer(python, model_dir, threads) as server:` — started, healthy, stopped on exit."""
 
-    def __init__(self, python: Path, model_dir: Path, threads: int | None, kv_space_gib: int = 2,
-                 log_path: Path | None = None, dtype: str = "float32"):
+    def __init__(self, python: Path, model_dir: Path, threads: int | None, log_path: Path | None = None,
+                 dtype: str = "float32", limits: "EngineLimits | None" = None):
         self.python, self.model_dir, self.threads, self.dtype = python, Path(model_dir), threads, dtype
-        self.kv_space_gib = kv_space_gib
+        self.limits = limits or EngineLimits()
         self.port = _free_port()
         self.log_path = log_path or Path(os.environ.get("TMPDIR", "/tmp")) / f"chatstack-vllm-{self.port}.log"
         self.process: subprocess.Popen | None = None
@@ -56,13 +75,13 @@ class VLLMServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "VLLMServer":
-        env = os.environ | {"VLLM_CPU_KVCACHE_SPACE": str(self.kv_space_gib), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-                            "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+        env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
+        env |= {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
         if self.threads is not None:  # the same thread count as the native engine, unpinned
             env |= {"VLLM_CPU_OMP_THREADS_BIND": "nobind", "OMP_NUM_THREADS": str(self.threads)}
         command = [str(self.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model_dir),
                    "--dtype", self.dtype, "--host", "127.0.0.1", "--port", str(self.port),
-                   "--skip-tokenizer-init", "--served-model-name", "bench"]
+                   "--skip-tokenizer-init", "--served-model-name", "bench", *self.limits.arguments()]
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.started_s = self._wait_healthy()
@@ -169,10 +188,10 @@ class VLLMServer:
         return Summary.of(ttfts), Summary.of(gaps)
 
 
-def run_peer(python: Path, model_dir: Path, workload: Workload, args, vocab: int) -> dict:
+def run_peer(python: Path, model_dir: Path, workload: Workload, args, vocab: int, limits: EngineLimits) -> dict:
     """vLLM on the same weights: the throughput workload, then the same latency workloads as native."""
-    progress("vLLM: starting the server")
-    with VLLMServer(python, model_dir, args.threads, dtype=args.dtype) as server:
+    progress(f"vLLM: starting the server ({' '.join(limits.arguments())})")
+    with VLLMServer(python, model_dir, args.threads, dtype=args.dtype, limits=limits) as server:
         progress(f"vLLM throughput (server up after {server.started_s:.0f} s)")
         result = server.throughput(workload.prompts, workload.max_tokens) | {"start_s": server.started_s, "latency": {}}
         for concurrency in args.concurrency if args.vllm_latency else ():
