@@ -123,6 +123,8 @@ class RetrievalSection:
     history_turns: int = 2  # earlier user turns a follow-up query is expanded with; 0: the current turn only
     memory_index_max_chunks: int = 200_000  # tenants up to this size are searched in-process; 0: always Milvus
     embedder_threads: int = 1  # onnxruntime intra-op threads for query embedding and the grounding check; 0: one per core
+    # passage sentences embedded at ingest for the grounding check (rag/sentence_vectors.py); "": embed them per answer
+    sentence_vectors: str = "artifacts/rag-sentences.db"
 
     def __post_init__(self) -> None:
         if self.mode not in ("dense", "hybrid"):
@@ -157,6 +159,7 @@ class RetrievalSection:
             milvus_uri=self.milvus_uri if self.milvus_is_server else absolute(self.milvus_uri),
             embedder_onnx=absolute(self.embedder_onnx),
             embedder_tokenizer_dir=None if tokenizer_dir is None else absolute(tokenizer_dir),
+            sentence_vectors=absolute(self.sentence_vectors) if self.sentence_vectors else "",
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 from chatstack.config import RetrievalSection
@@ -43,8 +44,21 @@ class AnswerGrounding:
 
             tokenizer_dir = Path(self.cfg.embedder_tokenizer_dir) if self.cfg.embedder_tokenizer_dir else None
             try:
-                self._embedder = CachedEmbedder(OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir,
-                                                             threads=self.cfg.embedder_threads))
+                embedder = OnnxEmbedder(Path(self.cfg.embedder_onnx), tokenizer_dir, threads=self.cfg.embedder_threads)
             except (ValueError, OSError) as exc:
                 log.warning("grounding check off: %s", exc)
+                return None
+            self._embedder = CachedEmbedder(embedder, store=self._sentence_vectors(embedder.dim))
         return self._embedder
+
+    def _sentence_vectors(self, dim: int):
+        """The passage sentences ingest embedded, or None (then they are embedded per answer)."""
+        if not self.cfg.sentence_vectors:
+            return None
+        from chatstack.rag.sentence_vectors import SentenceVectors
+
+        try:
+            return SentenceVectors(Path(self.cfg.sentence_vectors), dim, read_only=True)
+        except (OSError, ValueError, sqlite3.Error) as exc:
+            log.warning("grounding check embeds passage sentences per answer: %s", exc)
+            return None

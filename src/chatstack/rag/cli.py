@@ -85,6 +85,7 @@ def cmd_ingest(args) -> int:
     from chatstack.rag.demo_corpus import demo_corpus_paths
     from chatstack.rag.embedder import token_offsets
     from chatstack.rag.ingest import Ingestor, discover
+    from chatstack.rag.sentence_vectors import SentenceVectors
     from chatstack.rag.store import VectorStore
 
     cfg = retrieval_config(args)
@@ -98,7 +99,8 @@ def cmd_ingest(args) -> int:
     embedder = open_embedder(cfg)
     tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
     ingestor = Ingestor(VectorStore.open(cfg.milvus_uri, cfg.collection), embedder, token_offsets(tokenizer_dir),
-                        ChunkingParams(args.max_tokens, args.overlap_tokens), tenant=cfg.tenant)
+                        ChunkingParams(args.max_tokens, args.overlap_tokens), tenant=cfg.tenant,
+                        sentences=SentenceVectors(Path(cfg.sentence_vectors), embedder.dim) if cfg.sentence_vectors else None)
     roots = [discover(p) for p in paths]
     with tqdm(total=sum(len(r.files) for r in roots), unit="file", desc="ingest") as bar:
         report = ingestor.ingest(roots, progress=lambda source: bar.update(1))

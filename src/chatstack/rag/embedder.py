@@ -84,16 +84,17 @@ class CachedEmbedder:
     and each of its sentences per answer (about 1,300 MiniLM tokens, 0.7 s of one core for
     three passages), and the passages of a popular topic come back request after request.
     Safe to share between request threads: the cache is read and updated under a lock, and
-    the misses are embedded outside it.
+    the misses are embedded outside it. With `store` (the sentence vectors ingest wrote), a
+    miss is looked up there before it is embedded.
     """
 
-    def __init__(self, embedder, capacity: int = 8192):
+    def __init__(self, embedder, capacity: int = 8192, store=None):
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, got {capacity}")
-        self.embedder, self.capacity, self.dim = embedder, capacity, embedder.dim
+        self.embedder, self.capacity, self.dim, self.store = embedder, capacity, embedder.dim, store
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.from_store = 0  # texts served from the cache / embedded / read from `store`
 
     def embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
@@ -102,9 +103,13 @@ class CachedEmbedder:
                 self._vectors.move_to_end(text)
             self.hits += sum(t in known for t in texts)
         missing = list(dict.fromkeys(t for t in texts if t not in known))
-        fresh = dict(zip(missing, self.embedder.embed(missing))) if missing else {}
+        fresh = self.store.lookup(missing) if self.store is not None and missing else {}
+        stored = len(fresh)
+        missing = [t for t in missing if t not in fresh]
+        fresh |= dict(zip(missing, self.embedder.embed(missing))) if missing else {}
         with self._lock:
             self.misses += len(missing)
+            self.from_store += stored
             self._vectors.update(fresh)
             while len(self._vectors) > self.capacity:
                 self._vectors.popitem(last=False)

@@ -2,7 +2,9 @@
 
 Re-ingesting a folder embeds only chunks whose id is new, deletes chunks whose content
 changed or whose file is gone, and leaves unchanged chunks alone, so the collection
-never holds duplicates. Files that cannot be ingested are skipped with a reason.
+never holds duplicates. Files that cannot be ingested are skipped with a reason. With a
+`SentenceVectors` file, every chunk's sentences that it does not hold yet are embedded into it
+(for the grounding check; `sentence_vectors.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import numpy as np
 
 from chatstack.rag.chunking import Chunk, ChunkingParams, TokenOffsets, chunk_document
 from chatstack.rag.documents import MAX_FILE_BYTES, SkippedFile, read_document
+from chatstack.rag.grounding import split_sentences
+from chatstack.rag.sentence_vectors import SentenceVectors
 from chatstack.rag.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -46,12 +50,14 @@ class IngestReport:
     added: int = 0
     removed: int = 0
     unchanged: int = 0
+    sentences_embedded: int = 0  # into the sentence-vector file, when there is one
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     removed_sources: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (f"{self.files} file(s) ingested: {self.added} chunk(s) added, {self.removed} removed, "
-                f"{self.unchanged} unchanged; {len(self.skipped)} file(s) skipped; "
+                f"{self.unchanged} unchanged; {self.sentences_embedded} sentence(s) embedded for the grounding check; "
+                f"{len(self.skipped)} file(s) skipped; "
                 f"{len(self.removed_sources)} deleted file(s) removed")
 
 
@@ -75,6 +81,7 @@ class Ingestor:
     params: ChunkingParams = field(default_factory=ChunkingParams)
     tenant: str = "default"
     max_file_bytes: int = MAX_FILE_BYTES
+    sentences: SentenceVectors | None = None
 
     def __post_init__(self) -> None:
         if not self.tenant or len(self.tenant) > 128:
@@ -124,3 +131,8 @@ class Ingestor:
         report.added += len(new)
         report.removed += len(stale)
         report.unchanged += len(chunks) - len(new)
+        if self.sentences is not None:  # all chunks, so a file made after the index fills in too
+            missing = self.sentences.missing([s for c in chunks for s in split_sentences(c.text)])
+            if missing:
+                self.sentences.add(missing, self.embedder.embed(missing))
+            report.sentences_embedded += len(missing)
