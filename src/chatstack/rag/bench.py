@@ -138,3 +138,53 @@ def run_latency_benchmark(embedder, db_path: Path, chunks: int, queries: int, to
                 timings[name].append((time.perf_counter() - start) * 1e3)
     store.close()
     return LatencyReport(chunks, index_type, load_s, bm25_s, timings)
+
+
+@dataclass(frozen=True)
+class GroundingCost:
+    answers: int
+    per_answer_ms: list[float]  # passage sentences embedded for each answer
+    stored_ms: list[float]  # passage sentences read from the ingest-time file
+    max_score_difference: float
+
+    def table(self) -> str:
+        def row(name: str, values: list[float]) -> str:
+            ordered = sorted(values)
+            return f"{name:<48} {statistics.median(values):7.1f} {ordered[int(0.9 * (len(ordered) - 1))]:7.1f} {ordered[-1]:7.1f}"
+
+        return "\n".join([f"grounding check, {self.answers} answers against 3 random chunks each (nothing cached between them)",
+                          f"{'passage sentences':<48} {'p50 ms':>7} {'p90 ms':>7} {'max ms':>7}",
+                          row("embedded per answer", self.per_answer_ms),
+                          row("read from the sentence-vector file", self.stored_ms),
+                          f"largest difference in answer score: {self.max_score_difference:.1e}"])
+
+
+def run_grounding_benchmark(store: VectorStore, tenant: str, embedder, sentences, answers: int = 20,
+                            seed: int = 0) -> GroundingCost:
+    """Time `check_grounding` on answers over passages not seen before, with and without `sentences`.
+
+    Each answer is two sentences of one of three chunks drawn at random plus one invented
+    sentence; each path gets a fresh `CachedEmbedder`, so neither reuses the other's vectors.
+    """
+    from chatstack.rag.embedder import CachedEmbedder
+    from chatstack.rag.grounding import check_grounding, split_sentences
+    from chatstack.rag.retriever import Passage
+
+    loaded = store.tenant_chunks(tenant, 10**7)
+    if not loaded or not loaded[0]:
+        raise ValueError(f"tenant {tenant!r} holds no chunks: ingest first")
+    chunks, vectors = loaded
+    rng = random.Random(seed)
+    embedder.embed(["warm-up"])
+    per_answer, stored, differences = [], [], []
+    for _ in range(answers):
+        picks = rng.sample(range(len(chunks)), min(3, len(chunks)))
+        passages = [Passage(chunks[i].text, chunks[i].source, 0.5, vector=tuple(map(float, vectors[i]))) for i in picks]
+        answer = " ".join(split_sentences(chunks[picks[0]].text)[:2]) + " It returns a new list of the items."
+        scores = []
+        for times, backing in ((per_answer, None), (stored, sentences)):
+            start = time.perf_counter()
+            scores.append(check_grounding(answer, passages, CachedEmbedder(embedder, store=backing)).score)
+            times.append((time.perf_counter() - start) * 1e3)
+        differences.append(abs(scores[0] - scores[1]))
+    return GroundingCost(answers, per_answer, stored, max(differences))

@@ -26,6 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--out", type=Path, help="Milvus Lite file for the synthetic collection")
     p.add_argument("--reuse", action="store_true", help="reuse the collection a previous run built at --out")
+    p.add_argument("--grounding", type=int, metavar="ANSWERS",
+                   help="instead: time the grounding check on ANSWERS answers over the ingested index, passage "
+                        "sentences embedded per answer vs read from retrieval.sentence_vectors")
+    _store_args(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -147,12 +151,36 @@ def _reader(args):
                         args.max_new_tokens)
 
 
+def _bench_grounding(cfg: RetrievalSection, answers: int) -> int:
+    from chatstack.rag.bench import run_grounding_benchmark
+    from chatstack.rag.embedder import OnnxEmbedder
+    from chatstack.rag.sentence_vectors import SentenceVectors
+    from chatstack.rag.store import VectorStore
+
+    if answers < 1:
+        raise SystemExit(f"bench-rag: --grounding must be >= 1, got {answers}")
+    if not cfg.sentence_vectors or not Path(cfg.sentence_vectors).is_file():
+        raise SystemExit(f"bench-rag: no sentence-vector file at {cfg.sentence_vectors!r}: run chatstack ingest first")
+    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
+    embedder = OnnxEmbedder(Path(cfg.embedder_onnx), tokenizer_dir, threads=cfg.embedder_threads)  # as serving runs it
+    store = VectorStore.open(cfg.milvus_uri, cfg.collection)
+    try:
+        cost = run_grounding_benchmark(store, cfg.tenant, embedder,
+                                       SentenceVectors(Path(cfg.sentence_vectors), embedder.dim, read_only=True), answers)
+    finally:
+        store.close()
+    print(cost.table())
+    return 0
+
+
 def cmd_bench(args) -> int:
     from chatstack import project
     from chatstack.rag.bench import run_latency_benchmark
 
     cfg = retrieval_config(args)
     _quiet_lite_iterator_noise()
+    if args.grounding is not None:
+        return _bench_grounding(cfg, args.grounding)
     out = args.out or project.ROOT / "build" / "bench" / "rag_bench.db"
     print(run_latency_benchmark(open_embedder(cfg), out, args.chunks, args.queries, reuse=args.reuse).table())
     return 0

@@ -67,3 +67,22 @@ def test_grounding_with_stored_sentences_embeds_only_the_answer_and_scores_alike
     plain = check_grounding(answer, passages, embedder)
     assert report.grounded == plain.grounded
     assert [s.score for s in report.sentences] == pytest.approx([s.score for s in plain.sentences], abs=1e-5)
+
+
+def test_grounding_benchmark_times_both_paths_on_the_ingested_index(tmp_path, embedder, offsets):
+    from chatstack.rag.bench import run_grounding_benchmark
+
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "sets.md").write_text(SETS)
+    (root / "tuples.md").write_text(TUPLES)
+    index = VectorStore.open(str(tmp_path / "rag.db"), "docs")
+    sentences = SentenceVectors(tmp_path / "sentences.db", embedder.dim)
+    Ingestor(index, embedder, offsets, ChunkingParams(max_tokens=64, overlap_tokens=8), sentences=sentences).ingest(
+        [discover(root)])
+    cost = run_grounding_benchmark(index, "default", embedder, sentences, answers=3)
+    assert len(cost.per_answer_ms) == len(cost.stored_ms) == 3 and cost.max_score_difference < 1e-5
+    assert "read from the sentence-vector file" in cost.table()
+    with pytest.raises(ValueError, match="holds no chunks"):
+        run_grounding_benchmark(index, "nobody", embedder, sentences)
+    index.close()
