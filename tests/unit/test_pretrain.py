@@ -13,6 +13,7 @@ from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
 from chatstack.model.pretrain import (
     SUMMARY_FILE,
     PretrainConfig,
+    copy_block,
     ensure_demo_model,
     learning_rate,
     main,
@@ -20,6 +21,7 @@ from chatstack.model.pretrain import (
     pack_blocks,
     train,
     training_texts,
+    with_copy_blocks,
 )
 from chatstack.model.tokenizer import train_tokenizer
 from chatstack.text.chat_template import END_OF_TURN, EOS, Message, render_chat
@@ -123,6 +125,8 @@ def test_spec_rejects_bad_shapes(field, overrides):
     [
         ("seq_len", dict(seq_len=1000)),
         ("chat_fraction", dict(chat_fraction=1.5)),
+        ("copy_fraction", dict(copy_fraction=1.0)),
+        ("copy_fraction", dict(copy_fraction=-0.1)),
         ("vocab_size", dict(vocab_size=10)),
         ("lr", dict(lr=0.0)),
     ],
@@ -139,3 +143,20 @@ def test_config_from_dict_builds_spec_reads_yaml_floats_rejects_unknown_fields()
     assert (cfg.lr, cfg.spec.num_layers, cfg.spec.rope_theta) == (6e-3, 2, 1e4)
     with pytest.raises(ValueError, match="learning_rate"):
         PretrainConfig.from_dict({"output_dir": "out", "learning_rate": 1e-3})
+
+
+def test_copy_blocks_write_each_shuffled_span_twice_and_replace_the_last_rows():
+    import random
+
+    tokens = torch.arange(1000, 6000)  # distinct ids, so a span's second copy can be found
+    block = copy_block(tokens, 256, random.Random(0))
+    assert block.shape == (256,) and block.dtype == torch.long
+    ids = block.tolist()
+    first = ids[:16]
+    assert first != sorted(first)  # shuffled, not running text
+    later = [i for i in range(16, 256 - 16) if ids[i:i + 16] == first]
+    assert later, "the first span occurs again"
+    batch = torch.zeros(8, 256, dtype=torch.long)
+    mixed = with_copy_blocks(batch, tokens, 0.5, random.Random(0))
+    assert mixed.shape == batch.shape and (mixed[:4] == 0).all() and (mixed[4:] >= 1000).all()
+    assert with_copy_blocks(batch, tokens, 0.0, random.Random(0)) is batch

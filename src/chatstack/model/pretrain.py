@@ -50,6 +50,9 @@ class PretrainConfig:
     max_steps: int = 3000
     seed: int = 0
     chat_fraction: float = 0.3  # share of corpus characters that are rendered chats
+    # share of each batch's rows that are copy blocks (`copy_block`): what grows the copying
+    # (induction) heads a reader needs; docs/training.md, "A base that copies"
+    copy_fraction: float = 0.0
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs
     log_every: int = 20
 
@@ -71,6 +74,8 @@ class PretrainConfig:
         for name in ("min_lr_ratio", "chat_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.copy_fraction < 1.0:
+            raise ValueError(f"copy_fraction must be in [0, 1), got {self.copy_fraction}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_corpus_chars is not None and self.max_corpus_chars < 1:
@@ -186,13 +191,43 @@ def batches(blocks: torch.Tensor, batch_size: int, seed: int):
             yield blocks[order]
 
 
+def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random) -> torch.Tensor:
+    """`seq_len` tokens of spans written twice: 16–100 corpus tokens in shuffled order, up to 30
+    tokens of running text, the same shuffled span again, and so on.  # (seq_len,)
+
+    Shuffling leaves nothing but the earlier copy to predict the second one from, so the loss
+    on it falls only once the model attends back to where the current token occurred before
+    and copies what followed: the circuit that quoting a retrieved passage needs.
+    """
+    out: list[int] = []
+    while len(out) < seq_len:
+        length = rng.randint(16, 100)
+        start = rng.randrange(len(tokens) - length)
+        span = tokens[start:start + length].tolist()
+        rng.shuffle(span)
+        gap_start = rng.randrange(len(tokens) - 30)
+        out += span + tokens[gap_start:gap_start + rng.randint(0, 30)].tolist() + span
+    return torch.tensor(out[:seq_len], dtype=torch.long)
+
+
+def with_copy_blocks(batch: torch.Tensor, tokens: torch.Tensor, fraction: float, rng: random.Random) -> torch.Tensor:
+    """`batch` with its last round(rows * fraction) rows replaced by copy blocks.  # (B, T)"""
+    count = round(len(batch) * fraction)
+    if count == 0:
+        return batch
+    copies = torch.stack([copy_block(tokens, batch.shape[1], rng) for _ in range(count)])
+    return torch.cat([batch[: len(batch) - count], copies])
+
+
 def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) -> TrainSummary:
     """Train in place until `time_budget_s` or `max_steps`; returns the run summary."""
     optimizer = make_optimizer(model, cfg)
     model.train()
     losses: list[float] = []
     tokens_seen, step, start = 0, 0, time.perf_counter()
+    flat, copy_rng = blocks.flatten(), random.Random(cfg.seed)
     for batch in batches(blocks, cfg.batch_size, cfg.seed):
+        batch = with_copy_blocks(batch, flat, cfg.copy_fraction, copy_rng)
         elapsed = time.perf_counter() - start
         if step >= cfg.max_steps or elapsed >= cfg.time_budget_s:
             break
