@@ -42,7 +42,7 @@ def train_demo(args) -> Path:
 
     if args.base_only:
         return ensure_demo_model(project.ARTIFACTS / "demo-model", time_budget_s=args.time_budget_s)
-    return ensure_aligned_demo_model(project.ROOT, pretrain_budget_s=args.time_budget_s)
+    return ensure_aligned_demo_model(project.ROOT, pretrain_budget_s=args.time_budget_s, reader=args.reader)
 
 
 def cmd_train_demo(args) -> int:
@@ -205,6 +205,9 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-demo", help="train the demo model once (cached): pretrain → SFT → DPO")
     p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
     p.add_argument("--base-only", action="store_true", help="stop after pretraining")
+    p.add_argument("--reader", action="store_true",
+                   help="also train from the copying base of training/recipes/reader_pretrain.yaml (~40 min more "
+                        "on two cores) and serve it if it reads better (docs/training.md)")
     p.set_defaults(func=cmd_train_demo)
     p = sub.add_parser("build", help="render the served model repository")
     p.add_argument("--out", default=str(project.BUILD_DIR))
@@ -216,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     _server_args(p)
     p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
     p.add_argument("--base-only", action="store_true", help="serve the pretrained base, skip SFT/DPO")
+    p.add_argument("--reader", action="store_true", help="as for train-demo: also train the reader from its copying base")
     p.add_argument("--once", help="ask one question, print the streamed answer, exit")
     p.add_argument("--session", help="session id for multi-turn history")
     p.set_defaults(func=cmd_demo)

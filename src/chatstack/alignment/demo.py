@@ -28,21 +28,42 @@ def _registry(artifacts: Path):
     return ModelRegistry(artifacts / "registry", export_root=artifacts)
 
 
-def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NAME) -> dict:
-    """Register the candidate that reads best (reader evaluation) as the served version of `name`.
+def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NAME,
+                  serve_if_better: bool = False) -> dict:
+    """Register the candidate that reads best (reader evaluation) as a version of `name`, served
+    unless `serve_if_better` and the served version handled at least as many conversations right.
 
-    Later candidates win ties. Returns the scores and the registered version.
+    Later candidates win ties. Returns the scores, the registered version and whether it is served.
     """
     from chatstack.alignment.reader_eval import evaluate_reader
 
     reports = {str(c): evaluate_reader(c) for c in candidates}
     scores = {name: dataclasses.asdict(r) | {"handled_right": r.handled_right} for name, r in reports.items()}
     best = max(reversed(candidates), key=lambda c: reports[str(c)].handled_right)
+    registry = _registry(artifacts)
+    served = _served_handled_right(registry, name) if serve_if_better else None
+    serve = served is None or reports[str(best)].handled_right > served
     evaluation = {"reader_scores": scores,
                   "rule": "highest share of held-out conversations handled right (cited / declined); later wins ties"}
-    record = _registry(artifacts).register(best, name, evaluation, note="best reader of the demo pipeline")
-    logger.info("registered %s as %s version %d: %s", best, name, record.version, scores)
-    return {"registered": str(best), "version": record.version, "scores": scores}
+    record = registry.register(best, name, evaluation, note="best reader of the demo pipeline", serve=serve)
+    logger.info("registered %s as %s version %d (%s): %s", best, name, record.version,
+                "served" if serve else f"not served: the served version handled {served:.2f} right", scores)
+    return {"registered": str(best), "version": record.version, "scores": scores, "served": serve}
+
+
+def _served_handled_right(registry, name: str) -> float | None:
+    """The reader score recorded for the served version of `name` (None when it has none)."""
+    version = registry.served_version(name)
+    if version is None:
+        return None
+    record = registry.registration(name, version)
+    own = record.evaluation.get("reader_scores", {}).get(record.source, {})
+    return own.get("handled_right")
+
+
+def _registered_from(registry, candidates: list[Path]) -> bool:
+    sources = {registry.registration(SERVED_NAME, v).source for v in registry.versions(SERVED_NAME)}
+    return any(str(Path(c).resolve()) in sources for c in candidates)
 
 
 def adopt_unregistered(artifacts: Path, name: str = SERVED_NAME) -> bool:
@@ -56,8 +77,14 @@ def adopt_unregistered(artifacts: Path, name: str = SERVED_NAME) -> bool:
     return True
 
 
-def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0) -> Path:
-    """Train whatever stage is missing; register the better of SFT and DPO as `demo-chat`."""
+def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0, reader: bool = False) -> Path:
+    """Train whatever stage is missing; register the better of SFT and DPO as `demo-chat`.
+
+    `reader`: start from the copying base of `reader_pretrain.yaml` instead (stages
+    `reader-model`, `reader-sft`, `reader-dpo`; ~40 min more on two cores). Its best
+    candidate is registered once, and served only if it reads better than the version
+    served now.
+    """
     from chatstack.alignment.dpo import DPORecipe
     from chatstack.alignment.dpo import main as run_dpo
     from chatstack.alignment.sft import SFTRecipe
@@ -65,22 +92,27 @@ def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0) -> P
     from chatstack.model.pretrain import ensure_demo_model
 
     artifacts, recipes = root / "artifacts", root / "training" / "recipes"
+    prefix = "reader" if reader else "demo"
     adopt_unregistered(artifacts)
-    base = ensure_demo_model(artifacts / "demo-model", time_budget_s=pretrain_budget_s)
+    base = ensure_demo_model(artifacts / f"{prefix}-model", time_budget_s=pretrain_budget_s,
+                             recipe=recipes / "reader_pretrain.yaml" if reader else None)
     sft_recipe = SFTRecipe.from_dict(load_recipe(recipes / "demo_sft.yaml") | {
-        "base_model": base, "output_dir": artifacts / "demo-sft"})
+        "base_model": base, "output_dir": artifacts / f"{prefix}-sft"})
     if not is_saved_model(sft_recipe.output_dir):
         logger.info("SFT stage: %s", run_sft(sft_recipe))
     dpo_raw = load_recipe(recipes / "demo_dpo.yaml") | {
-        "base_model": sft_recipe.output_dir, "output_dir": artifacts / "demo-dpo"}
+        "base_model": sft_recipe.output_dir, "output_dir": artifacts / f"{prefix}-dpo"}
     if dpo_raw.get("feedback_pairs"):
         dpo_raw["feedback_pairs"] = root / dpo_raw["feedback_pairs"]
     dpo_recipe = DPORecipe.from_dict(dpo_raw)
     if not is_saved_model(dpo_recipe.output_dir):
         logger.info("DPO stage: %s", run_dpo(dpo_recipe))
     registry = _registry(artifacts)
+    candidates = [sft_recipe.output_dir, dpo_recipe.output_dir]
     if registry.served_version(SERVED_NAME) is None:
-        register_best([sft_recipe.output_dir, dpo_recipe.output_dir], artifacts)
+        register_best(candidates, artifacts)
+    elif reader and not _registered_from(registry, candidates):
+        register_best(candidates, artifacts, serve_if_better=True)
     elif not is_saved_model(artifacts / SERVED_NAME):  # the export was removed: restore the served version
         registry.promote(SERVED_NAME, registry.served_version(SERVED_NAME))
     return artifacts / SERVED_NAME

@@ -312,9 +312,14 @@ def is_saved_model(output_dir: Path) -> bool:
     return (output_dir / "config.json").is_file() and (output_dir / "tokenizer.json").is_file()
 
 
-def ensure_demo_model(output_dir: Path, time_budget_s: float = 180.0) -> Path:
-    """The demo model folder, trained with the default recipe only if not there yet."""
+def ensure_demo_model(output_dir: Path, time_budget_s: float = 180.0, recipe: Path | None = None) -> Path:
+    """The demo model folder, trained only if not there yet: with the default recipe, or with
+    `recipe` (a YAML of PretrainConfig fields; its own time budget)."""
     output_dir = Path(output_dir)
     if is_saved_model(output_dir):
         return output_dir
+    if recipe is not None:
+        from chatstack.recipes import load_recipe
+
+        return main(PretrainConfig.from_dict(load_recipe(recipe) | {"output_dir": output_dir}))
     return main(PretrainConfig(output_dir=output_dir, time_budget_s=time_budget_s))

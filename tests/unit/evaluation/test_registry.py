@@ -87,3 +87,23 @@ def test_a_served_folder_from_before_the_registry_becomes_version_1(tiny_pair, t
     assert registry.registration("demo-chat", 1).evaluation == {"registered": "artifacts/demo-sft"}
     assert (tmp_path / "demo-chat" / "model.safetensors").is_file()
     assert adopt_unregistered(tmp_path) is False  # once only
+
+
+def test_a_reader_candidate_is_served_only_when_it_handles_more_conversations_right(tiny_pair, tmp_path, monkeypatch):
+    from chatstack.alignment import demo, reader_eval
+    from chatstack.alignment.reader_eval import ReaderScore
+
+    first, second = tmp_path / "demo-sft", tmp_path / "reader-sft"
+    shutil.copytree(tiny_pair[0], first)
+    shutil.copytree(tiny_pair[1], second)
+    scores = {first: ReaderScore(42, 0.0, 18, 1.0), second: ReaderScore(42, 0.0, 18, 0.5)}  # 0.30, then 0.15
+    monkeypatch.setattr(reader_eval, "evaluate_reader", lambda path: scores[path])
+    artifacts = tmp_path / "artifacts"
+    assert demo.register_best([first], artifacts)["served"]
+    worse = demo.register_best([second], artifacts, serve_if_better=True)
+    registry = demo._registry(artifacts)
+    assert not worse["served"] and registry.served_version(demo.SERVED_NAME) == 1 and worse["version"] == 2
+    assert demo._registered_from(registry, [second]) and not demo._registered_from(registry, [tmp_path / "other"])
+    scores[second] = ReaderScore(42, 0.5, 18, 1.0)  # 0.65
+    better = demo.register_best([second], artifacts, serve_if_better=True)
+    assert better["served"] and registry.served_version(demo.SERVED_NAME) == 3
