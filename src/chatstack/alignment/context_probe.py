@@ -74,14 +74,44 @@ def probe(tokenizer, records: list[dict], model=None) -> ContextProbe:
     )
 
 
-def main(argv: list[str] | None = None) -> ContextProbe:
+def repeat_probe(model, tokenizer, spans: int = 40, length: int = 100, seed: int = 123) -> tuple[float, float]:
+    """(first copy, second copy) mean loss in nats per token, over `spans` shuffled spans of
+    `length` corpus tokens each written twice."""
+    import random
+
+    import torch
+
+    from chatstack.model import corpus
+
+    ids = tokenizer("\n\n".join(corpus.documents()), add_special_tokens=False).input_ids
+    rng = random.Random(seed)
+    first = second = 0.0
+    with torch.inference_mode():
+        for _ in range(spans):
+            start = rng.randrange(len(ids) - length)
+            span = ids[start:start + length]
+            rng.shuffle(span)
+            tokens = torch.tensor([span + span])
+            log_probs = torch.log_softmax(model(input_ids=tokens).logits[0, :-1].float(), dim=-1)
+            nll = -log_probs.gather(1, tokens[0, 1:, None])[:, 0]  # (2 * length - 1,) loss of tokens 1..
+            first += nll[: length - 1].mean().item()
+            second += nll[length:].mean().item()
+    return first / spans, second / spans
+
+
+def main(argv: list[str] | None = None) -> ContextProbe | tuple[float, float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir")
+    parser.add_argument("--repeat", action="store_true", help="the repeat probe instead of the held-out pairs")
     args = parser.parse_args(argv)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir).eval()
+    if args.repeat:
+        first, second = repeat_probe(model, tokenizer)
+        print(f"repeat probe: first copy {first:.3f}, second copy {second:.3f} nats/token")
+        return first, second
     result = probe(tokenizer, held_out_helpfulness_pairs(), model)
     print(result)
     return result
