@@ -14,11 +14,14 @@ chunk that was later removed), so re-ingesting only adds.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 def _key(text: str) -> bytes:
@@ -34,7 +37,8 @@ class SentenceVectors:
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{self.path}?mode=ro" if read_only else f"file:{self.path}"
-        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        # a reader waits at most 0.1 s for an ingest's write lock, then embeds instead
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=0.1 if read_only else 30.0)
         self._lock = threading.Lock()
         if not read_only:
             with self._db:
@@ -49,15 +53,19 @@ class SentenceVectors:
             raise ValueError(f"{self.path} holds {self.dim}-dimensional vectors, the embedder makes {dim}")
 
     def lookup(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """The stored vector of each of `texts` that has one."""
+        """The stored vector of each of `texts` that has one. A file that cannot be read just now
+        (an ingest holding its write lock) answers with what it read so far: the caller embeds the rest."""
         keys = {_key(t): t for t in dict.fromkeys(texts)}
         found: dict[str, np.ndarray] = {}
         with self._lock:
-            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-                batch = list(keys)[start:start + 500]
-                rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(batch))})",
-                                        batch).fetchall()
-                found.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+            try:
+                for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                    batch = list(keys)[start:start + 500]
+                    rows = self._db.execute(
+                        f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(batch))})", batch).fetchall()
+                    found.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in rows)
+            except sqlite3.OperationalError as exc:
+                log.warning("sentence vectors %s unreadable (%s): embedding instead", self.path, exc)
         return found
 
     def missing(self, texts: list[str]) -> list[str]:

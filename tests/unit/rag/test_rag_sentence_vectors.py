@@ -86,3 +86,21 @@ def test_grounding_benchmark_times_both_paths_on_the_ingested_index(tmp_path, em
     with pytest.raises(ValueError, match="holds no chunks"):
         run_grounding_benchmark(index, "nobody", embedder, sentences)
     index.close()
+
+
+def test_a_locked_file_is_answered_with_nothing_and_the_caller_embeds(tmp_path, embedder):
+    import sqlite3
+
+    writer = SentenceVectors(tmp_path / "s.db", dim=embedder.dim)
+    writer.add(["Sets are unordered."], embedder.embed(["Sets are unordered."]))
+    reader = SentenceVectors(tmp_path / "s.db", dim=embedder.dim, read_only=True)
+    lock = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # an ingest in the middle of writing
+    try:
+        assert reader.lookup(["Sets are unordered."]) == {}
+        cached = CachedEmbedder(embedder, store=reader)
+        np.testing.assert_allclose(cached.embed(["Sets are unordered."]), embedder.embed(["Sets are unordered."]),
+                                   atol=1e-6)
+    finally:
+        lock.execute("ROLLBACK")
+    assert reader.lookup(["Sets are unordered."]).keys() == {"Sets are unordered."}
