@@ -61,8 +61,8 @@ def retrieval_config(args) -> RetrievalSection:
     return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v})
 
 
-def open_embedder(cfg: RetrievalSection):
-    """The ONNX embedder, exported first if the file is not there yet."""
+def open_embedder(cfg: RetrievalSection, threads: int = 0):
+    """The ONNX embedder (`threads` intra-op threads, 0: one per core), exported first if the file is not there yet."""
     from chatstack.rag.embedder import OnnxEmbedder, bundled_model_dir
     from chatstack.rag.onnx_export import export_embedder
 
@@ -71,7 +71,7 @@ def open_embedder(cfg: RetrievalSection):
     if not onnx.is_file():
         log.info("exporting the embedder to %s", onnx)
         export_embedder(tokenizer_dir or bundled_model_dir(), onnx)
-    return OnnxEmbedder(onnx, tokenizer_dir)
+    return OnnxEmbedder(onnx, tokenizer_dir, threads=threads)
 
 
 def _quiet_lite_iterator_noise() -> None:
@@ -153,7 +153,6 @@ def _reader(args):
 
 def _bench_grounding(cfg: RetrievalSection, answers: int) -> int:
     from chatstack.rag.bench import run_grounding_benchmark
-    from chatstack.rag.embedder import OnnxEmbedder
     from chatstack.rag.sentence_vectors import SentenceVectors
     from chatstack.rag.store import VectorStore
 
@@ -161,8 +160,7 @@ def _bench_grounding(cfg: RetrievalSection, answers: int) -> int:
         raise SystemExit(f"bench-rag: --grounding must be >= 1, got {answers}")
     if not cfg.sentence_vectors or not Path(cfg.sentence_vectors).is_file():
         raise SystemExit(f"bench-rag: no sentence-vector file at {cfg.sentence_vectors!r}: run chatstack ingest first")
-    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
-    embedder = OnnxEmbedder(Path(cfg.embedder_onnx), tokenizer_dir, threads=cfg.embedder_threads)  # as serving runs it
+    embedder = open_embedder(cfg, threads=cfg.embedder_threads)  # as serving runs it
     store = VectorStore.open(cfg.milvus_uri, cfg.collection)
     try:
         cost = run_grounding_benchmark(store, cfg.tenant, embedder,

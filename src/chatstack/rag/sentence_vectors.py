@@ -56,11 +56,11 @@ class SentenceVectors:
         """The stored vector of each of `texts` that has one. A file that cannot be read just now
         (an ingest holding its write lock) answers with what it read so far: the caller embeds the rest."""
         keys = {_key(t): t for t in dict.fromkeys(texts)}
-        found: dict[str, np.ndarray] = {}
+        ordered, found = list(keys), {}
         with self._lock:
             try:
-                for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-                    batch = list(keys)[start:start + 500]
+                for start in range(0, len(ordered), 500):  # SQLite's bound-parameter limit
+                    batch = ordered[start:start + 500]
                     rows = self._db.execute(
                         f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(batch))})", batch).fetchall()
                     found.update((keys[k], np.frombuffer(v, dtype=np.float32)) for k, v in rows)

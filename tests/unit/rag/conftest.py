@@ -1,4 +1,5 @@
-"""Fixtures for the retrieval tests: the real MiniLM embedder, exported to ONNX once per session."""
+"""Fixtures for the retrieval tests: the real MiniLM embedder, exported to ONNX once per session,
+and an empty Milvus Lite collection per test."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from chatstack.rag.embedder import OnnxEmbedder, bundled_model_dir, token_offsets
 from chatstack.rag.onnx_export import export_embedder
+from chatstack.rag.store import VectorStore
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +23,10 @@ def embedder(onnx_path) -> OnnxEmbedder:
 @pytest.fixture(scope="session")
 def offsets():
     return token_offsets()
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = VectorStore.open(str(tmp_path / "rag.db"), "docs")
+    yield opened
+    opened.close()

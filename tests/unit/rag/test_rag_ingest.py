@@ -5,7 +5,6 @@ import pytest
 from chatstack.rag.chunking import ChunkingParams
 from chatstack.rag.ingest import Ingestor, discover
 from chatstack.rag.service import MilvusRetriever
-from chatstack.rag.store import VectorStore
 
 SETS = "# Sets\n\nA set holds unique items. Adding an item twice keeps one copy.\n"
 TUPLES = "# Tuples\n\nA tuple is an immutable sequence. Its items cannot be reassigned.\n"
@@ -20,13 +19,6 @@ def corpus(tmp_path):
     (root / "sub" / "tuples.md").write_text(TUPLES)
     (root / "page.html").write_text("<h1>Dicts</h1><p>A dict maps keys to values.</p>")
     return root
-
-
-@pytest.fixture
-def store(tmp_path):
-    opened = VectorStore.open(str(tmp_path / "rag.db"), "docs")
-    yield opened
-    opened.close()
 
 
 def make_ingestor(store, embedder, offsets, tenant="default"):

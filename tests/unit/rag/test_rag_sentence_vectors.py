@@ -9,7 +9,6 @@ from chatstack.rag.grounding import check_grounding, split_sentences
 from chatstack.rag.ingest import Ingestor, discover
 from chatstack.rag.retriever import Passage
 from chatstack.rag.sentence_vectors import SentenceVectors
-from chatstack.rag.store import VectorStore
 from tests.unit.rag.test_rag_embedder import CountingEmbedder
 
 SETS = "# Sets\n\nA set holds unique items. Adding an item twice keeps one copy.\n"
@@ -35,24 +34,28 @@ def test_vectors_round_trip_and_bad_files_are_refused(tmp_path):
         SentenceVectors(tmp_path / "none.db", dim=3, read_only=True)
 
 
-def test_ingest_embeds_each_sentence_once_and_fills_a_file_made_after_the_index(tmp_path, embedder, offsets):
+@pytest.fixture
+def corpus(tmp_path):
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "sets.md").write_text(SETS)
     (root / "tuples.md").write_text(TUPLES)
-    index = VectorStore.open(str(tmp_path / "rag.db"), "docs")
+    return root
+
+
+def test_ingest_embeds_each_sentence_once_and_fills_a_file_made_after_the_index(tmp_path, embedder, offsets,
+                                                                                 corpus, store):
     params = ChunkingParams(max_tokens=64, overlap_tokens=8)
-    Ingestor(index, embedder, offsets, params).ingest([discover(root)])  # an index from before the file existed
+    Ingestor(store, embedder, offsets, params).ingest([discover(corpus)])  # an store from before the file existed
     sentences = SentenceVectors(tmp_path / "sentences.db", embedder.dim)
-    ingestor = Ingestor(index, embedder, offsets, params, sentences=sentences)
-    report = ingestor.ingest([discover(root)])
-    expected = {s for chunk in index.tenant_chunks("default", 100)[0] for s in split_sentences(chunk.text)}
+    ingestor = Ingestor(store, embedder, offsets, params, sentences=sentences)
+    report = ingestor.ingest([discover(corpus)])
+    expected = {s for chunk in store.tenant_chunks("default", 100)[0] for s in split_sentences(chunk.text)}
     assert report.unchanged == 2 and report.sentences_embedded == len(expected) == 5
     assert sentences.missing(sorted(expected)) == []
     np.testing.assert_allclose(sentences.lookup(["Tuples can be nested."])["Tuples can be nested."],
                                embedder.embed(["Tuples can be nested."])[0], atol=1e-6)
-    assert ingestor.ingest([discover(root)]).sentences_embedded == 0  # nothing new
-    index.close()
+    assert ingestor.ingest([discover(corpus)]).sentences_embedded == 0  # nothing new
 
 
 def test_grounding_with_stored_sentences_embeds_only_the_answer_and_scores_alike(tmp_path, embedder):
@@ -69,23 +72,17 @@ def test_grounding_with_stored_sentences_embeds_only_the_answer_and_scores_alike
     assert [s.score for s in report.sentences] == pytest.approx([s.score for s in plain.sentences], abs=1e-5)
 
 
-def test_grounding_benchmark_times_both_paths_on_the_ingested_index(tmp_path, embedder, offsets):
+def test_grounding_benchmark_times_both_paths_on_the_ingested_index(tmp_path, embedder, offsets, corpus, store):
     from chatstack.rag.bench import run_grounding_benchmark
 
-    root = tmp_path / "corpus"
-    root.mkdir()
-    (root / "sets.md").write_text(SETS)
-    (root / "tuples.md").write_text(TUPLES)
-    index = VectorStore.open(str(tmp_path / "rag.db"), "docs")
     sentences = SentenceVectors(tmp_path / "sentences.db", embedder.dim)
-    Ingestor(index, embedder, offsets, ChunkingParams(max_tokens=64, overlap_tokens=8), sentences=sentences).ingest(
-        [discover(root)])
-    cost = run_grounding_benchmark(index, "default", embedder, sentences, answers=3)
+    Ingestor(store, embedder, offsets, ChunkingParams(max_tokens=64, overlap_tokens=8), sentences=sentences).ingest(
+        [discover(corpus)])
+    cost = run_grounding_benchmark(store, "default", embedder, sentences, answers=3)
     assert len(cost.per_answer_ms) == len(cost.stored_ms) == 3 and cost.max_score_difference < 1e-5
     assert "read from the sentence-vector file" in cost.table()
     with pytest.raises(ValueError, match="holds no chunks"):
-        run_grounding_benchmark(index, "nobody", embedder, sentences)
-    index.close()
+        run_grounding_benchmark(store, "nobody", embedder, sentences)
 
 
 def test_a_locked_file_is_answered_with_nothing_and_the_caller_embeds(tmp_path, embedder):
