@@ -14,6 +14,7 @@ from chatstack.model.pretrain import (
     SUMMARY_FILE,
     PretrainConfig,
     copy_block,
+    copy_warmup_batch,
     ensure_demo_model,
     learning_rate,
     main,
@@ -127,6 +128,10 @@ def test_spec_rejects_bad_shapes(field, overrides):
         ("chat_fraction", dict(chat_fraction=1.5)),
         ("copy_fraction", dict(copy_fraction=1.0)),
         ("copy_fraction", dict(copy_fraction=-0.1)),
+        ("copy_warmup_steps", dict(copy_warmup_steps=-1)),
+        ("copy_warmup_rows", dict(copy_warmup_rows=0)),
+        ("copy_warmup_seq_len", dict(copy_warmup_seq_len=40)),
+        ("copy_warmup_seq_len", dict(copy_warmup_seq_len=129)),
         ("vocab_size", dict(vocab_size=10)),
         ("lr", dict(lr=0.0)),
     ],
@@ -160,3 +165,27 @@ def test_copy_blocks_write_each_shuffled_span_twice_and_replace_the_last_rows():
     mixed = with_copy_blocks(batch, tokens, 0.5, random.Random(0))
     assert mixed.shape == batch.shape and (mixed[:4] == 0).all() and (mixed[4:] >= 1000).all()
     assert with_copy_blocks(batch, tokens, 0.0, random.Random(0)) is batch
+
+
+def test_copy_warmup_batches_hold_short_spans_written_twice():
+    import random
+
+    tokens = torch.arange(1000, 6000)
+    cfg = tiny_config("unused", copy_warmup_steps=3, copy_warmup_rows=5, copy_warmup_seq_len=64)
+    batch = copy_warmup_batch(tokens, cfg, random.Random(0))
+    assert batch.shape == (5, 64) and (batch >= 1000).all()
+    for row in batch.tolist():
+        first = row[:8]  # every span has at least 8 tokens, and its copy follows within 8 + 24 + 8
+        assert any(row[i:i + 8] == first for i in range(8, 41))
+
+
+def test_warmup_steps_train_on_copy_rows_then_on_corpus_batches(tmp_path):
+    cfg = tiny_config(tmp_path / "m", copy_warmup_steps=3, copy_warmup_rows=6, copy_warmup_seq_len=64,
+                      time_budget_s=60.0)
+    texts = training_texts(cfg)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks = pack_blocks(texts, tokenizer, cfg.seq_len)
+    torch.manual_seed(0)
+    summary = train(LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer)), blocks, cfg)
+    assert summary.steps == 6
+    assert summary.tokens_seen == 3 * 6 * 64 + 3 * cfg.batch_size * cfg.seq_len

@@ -31,6 +31,8 @@ from chatstack.text.chat_template import END_OF_TURN, EOS, render_chat
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
+CORPUS_SPAN = (16, 100)  # tokens per shuffled span in the copy blocks mixed into corpus batches
+WARMUP_SPAN = (8, 24)  # and in the short blocks of the copy warm-up
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ class PretrainConfig:
     # share of each batch's rows that are copy blocks (`copy_block`): what grows the copying
     # (induction) heads a reader needs; docs/training.md, "A base that copies"
     copy_fraction: float = 0.0
+    # the first `copy_warmup_steps` steps train on copy blocks alone, `copy_warmup_rows` rows of
+    # `copy_warmup_seq_len` tokens (spans of 8-24 tokens): a short context makes the copying heads
+    # form in hundreds of steps instead of thousands (docs/training.md, "Copy warm-up")
+    copy_warmup_steps: int = 0
+    copy_warmup_rows: int = 32
+    copy_warmup_seq_len: int = 64
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs
     log_every: int = 20
 
@@ -76,6 +84,13 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.copy_fraction < 1.0:
             raise ValueError(f"copy_fraction must be in [0, 1), got {self.copy_fraction}")
+        if self.copy_warmup_steps < 0:
+            raise ValueError(f"copy_warmup_steps must be >= 0, got {self.copy_warmup_steps}")
+        if self.copy_warmup_rows < 1:
+            raise ValueError(f"copy_warmup_rows must be >= 1, got {self.copy_warmup_rows}")
+        if not 2 * WARMUP_SPAN[1] <= self.copy_warmup_seq_len <= self.spec.max_position_embeddings:
+            raise ValueError(f"copy_warmup_seq_len must be in [{2 * WARMUP_SPAN[1]}, spec.max_position_embeddings="
+                             f"{self.spec.max_position_embeddings}], got {self.copy_warmup_seq_len}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.max_corpus_chars is not None and self.max_corpus_chars < 1:
@@ -191,9 +206,10 @@ def batches(blocks: torch.Tensor, batch_size: int, seed: int):
             yield blocks[order]
 
 
-def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random) -> torch.Tensor:
-    """`seq_len` tokens of spans written twice: 16–100 corpus tokens in shuffled order, up to 30
-    tokens of running text, the same shuffled span again, and so on.  # (seq_len,)
+def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random,
+               span: tuple[int, int] = CORPUS_SPAN, gap: int = 30) -> torch.Tensor:
+    """`seq_len` tokens of spans written twice: `span` (16–100) corpus tokens in shuffled order,
+    up to `gap` tokens of running text, the same shuffled span again, and so on.  # (seq_len,)
 
     Shuffling leaves nothing but the earlier copy to predict the second one from, so the loss
     on it falls only once the model attends back to where the current token occurred before
@@ -201,12 +217,12 @@ def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random) -> torch.
     """
     out: list[int] = []
     while len(out) < seq_len:
-        length = rng.randint(16, 100)
+        length = rng.randint(*span)
         start = rng.randrange(len(tokens) - length)
-        span = tokens[start:start + length].tolist()
-        rng.shuffle(span)
-        gap_start = rng.randrange(len(tokens) - 30)
-        out += span + tokens[gap_start:gap_start + rng.randint(0, 30)].tolist() + span
+        shuffled = tokens[start:start + length].tolist()
+        rng.shuffle(shuffled)
+        gap_start = rng.randrange(len(tokens) - gap)
+        out += shuffled + tokens[gap_start:gap_start + rng.randint(0, gap)].tolist() + shuffled
     return torch.tensor(out[:seq_len], dtype=torch.long)
 
 
@@ -219,6 +235,12 @@ def with_copy_blocks(batch: torch.Tensor, tokens: torch.Tensor, fraction: float,
     return torch.cat([batch[: len(batch) - count], copies])
 
 
+def copy_warmup_batch(tokens: torch.Tensor, cfg: PretrainConfig, rng: random.Random) -> torch.Tensor:
+    """A batch of short copy blocks only, for the warm-up steps.  # (copy_warmup_rows, copy_warmup_seq_len)"""
+    return torch.stack([copy_block(tokens, cfg.copy_warmup_seq_len, rng, WARMUP_SPAN, gap=8)
+                        for _ in range(cfg.copy_warmup_rows)])
+
+
 def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) -> TrainSummary:
     """Train in place until `time_budget_s` or `max_steps`; returns the run summary."""
     optimizer = make_optimizer(model, cfg)
@@ -227,7 +249,10 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
     tokens_seen, step, start = 0, 0, time.perf_counter()
     flat, copy_rng = blocks.flatten(), random.Random(cfg.seed)
     for batch in batches(blocks, cfg.batch_size, cfg.seed):
-        batch = with_copy_blocks(batch, flat, cfg.copy_fraction, copy_rng)
+        if step < cfg.copy_warmup_steps:
+            batch = copy_warmup_batch(flat, cfg, copy_rng)
+        else:
+            batch = with_copy_blocks(batch, flat, cfg.copy_fraction, copy_rng)
         elapsed = time.perf_counter() - start
         if step >= cfg.max_steps or elapsed >= cfg.time_budget_s:
             break

@@ -34,6 +34,9 @@ def random_layout(num_seqs: int, block_size: int, num_blocks: int, max_len: int,
     (8, 1, 64, 16),   # MQA
     (4, 4, 128, 8),   # MHA
     (6, 3, 24, 5),    # a head size without a specialised loop, odd block size
+    (4, 2, 48, 16),   # a multiple of 16 (the AVX-512 loops) that is not a fixed size
+    (2, 1, 40, 16),   # a multiple of 8 but not of 16 (the AVX2 loops where AVX-512 is built)
+    (2, 2, 160, 16),  # more than one 128-wide output slice
 ])
 def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block_size):
     torch.manual_seed(0)
@@ -51,7 +54,7 @@ def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("head_dim", [64, 24])
+@pytest.mark.parametrize("head_dim", [64, 48, 24])
 def test_bfloat16_kernel_equals_float32_attention_of_the_same_values(head_dim):
     """bf16 q / K / V in, bf16 out: equal to float32 attention over the bf16 values, then rounded."""
     torch.manual_seed(4)

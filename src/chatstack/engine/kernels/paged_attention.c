@@ -15,7 +15,8 @@
  * key and value row is read once per query token (GQA). Softmax is exact (two passes over
  * the scores); exp is a vectorisable polynomial, relative error ~1e-7. Built with AVX2 (the
  * build uses -march=native), keys are scored eight at a time and each output slice is
- * accumulated in registers; elsewhere, or for a head_dim not a multiple of 8, plain loops.
+ * accumulated in registers; with AVX-512 the same with sixteen lanes where head_dim is a
+ * multiple of 16; elsewhere, or for a head_dim not a multiple of 8, plain loops.
  * A bfloat16 block is widened to floats once, then read by every head of the group.
  */
 #include <stdint.h>

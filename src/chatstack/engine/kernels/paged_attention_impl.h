@@ -17,6 +17,13 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
 #else
     for (int64_t s = 0; s < count; ++s) {
         int64_t d = 0;
+#ifdef __AVX512F__
+        for (; d + 16 <= head_dim; d += 16) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(rows + s * row + d));
+            _mm512_storeu_ps(tile + s * head_dim + d,
+                             _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16)));
+        }
+#endif
 #ifdef __AVX2__
         for (; d + 8 <= head_dim; d += 8) {  /* bfloat16 -> float is a 16-bit shift */
             const __m128i raw = _mm_loadu_si128((const __m128i *)(rows + s * row + d));
@@ -41,6 +48,33 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
         const float *keys = NAME(block_rows)(k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                              in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
+#ifdef __AVX512F__
+        /* Eight keys at once, sixteen dimensions per instruction; each sum is folded to eight
+         * lanes, then added across like the AVX2 path below. */
+        if (head_dim % 16 == 0) {
+            for (; s + 8 <= in_block; s += 8) {
+                for (int64_t h = 0; h < group; ++h) {
+                    const float *qh = q + h * head_dim;
+                    __m512 acc[8];
+                    for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
+                    for (int64_t d = 0; d < head_dim; d += 16) {
+                        const __m512 qv = _mm512_loadu_ps(qh + d);
+                        for (int r = 0; r < 8; ++r)
+                            acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(keys + (s + r) * row + d), acc[r]);
+                    }
+                    __m256 half[8];
+                    for (int r = 0; r < 8; ++r)
+                        half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
+                                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
+                    const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(half[0], half[1]), _mm256_hadd_ps(half[2], half[3]));
+                    const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(half[4], half[5]), _mm256_hadd_ps(half[6], half[7]));
+                    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20),
+                                                      _mm256_permute2f128_ps(a, c, 0x31));
+                    _mm256_storeu_ps(scores + h * length + j0 + s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+                }
+            }
+        }
+#endif
 #ifdef __AVX2__
         /* Eight keys at once: one accumulator per key, then a transposing horizontal add. */
         if (head_dim % 8 == 0) {
@@ -90,6 +124,20 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
             const float *wh = weights + h * length + j0;
             float *oh = out + h * head_dim;
             int64_t d0 = 0;
+#ifdef __AVX512F__
+            /* A 128-wide slice of the output stays in eight registers across the block's rows. */
+            for (; head_dim % 16 == 0 && d0 < head_dim; d0 += 128) {
+                const int width = head_dim - d0 < 128 ? (int)(head_dim - d0) / 16 : 8;
+                __m512 acc[8];
+                for (int r = 0; r < width; ++r) acc[r] = _mm512_loadu_ps(oh + d0 + 16 * r);
+                for (int64_t s = 0; s < in_block; ++s) {
+                    const __m512 w = _mm512_set1_ps(wh[s]);
+                    for (int r = 0; r < width; ++r)
+                        acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(values + s * row + d0 + 16 * r), acc[r]);
+                }
+                for (int r = 0; r < width; ++r) _mm512_storeu_ps(oh + d0 + 16 * r, acc[r]);
+            }
+#endif
 #ifdef __AVX2__
             /* A 64-wide slice of the output stays in eight registers across the block's rows. */
             for (; head_dim % 8 == 0 && d0 < head_dim; d0 += 64) {
