@@ -41,7 +41,8 @@ def train_demo(args) -> Path:
     Moderator.from_config(_config(args).safety)
 
     if args.base_only:
-        return ensure_demo_model(project.ARTIFACTS / "demo-model", time_budget_s=args.time_budget_s)
+        return ensure_demo_model(project.ARTIFACTS / "demo-model", time_budget_s=args.time_budget_s,
+                                 recipe=project.ROOT / "training" / "recipes" / "demo_pretrain.yaml")
     return ensure_aligned_demo_model(project.ROOT, pretrain_budget_s=args.time_budget_s, reader=args.reader)
 
 
@@ -203,7 +204,7 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--config", default=str(project.DEFAULT_CONFIG), help="deployment TOML")
     sub = root.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train-demo", help="train the demo model once (cached): pretrain → SFT → DPO")
-    p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
+    p.add_argument("--time-budget-s", type=float, help="pretraining budget (default: the recipe's)")
     p.add_argument("--base-only", action="store_true", help="stop after pretraining")
     p.add_argument("--reader", action="store_true",
                    help="also train from the copying base of training/recipes/reader_pretrain.yaml (~40 min more "
@@ -217,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("demo", help="train if needed, serve, and chat")
     _server_args(p)
-    p.add_argument("--time-budget-s", type=float, default=180.0, help="pretraining budget")
+    p.add_argument("--time-budget-s", type=float, help="pretraining budget (default: the recipe's)")
     p.add_argument("--base-only", action="store_true", help="serve the pretrained base, skip SFT/DPO")
     p.add_argument("--reader", action="store_true", help="as for train-demo: also train the reader from its copying base")
     p.add_argument("--once", help="ask one question, print the streamed answer, exit")

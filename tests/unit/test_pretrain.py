@@ -17,6 +17,7 @@ from chatstack.model.pretrain import (
     copy_warmup_batch,
     ensure_demo_model,
     learning_rate,
+    schedule_progress,
     main,
     mix_texts,
     pack_blocks,
@@ -82,6 +83,19 @@ def test_main_saves_a_folder_that_reloads_offline_and_generates(tmp_path):
     summary = json.loads((output_dir / SUMMARY_FILE).read_text())
     assert summary["params"] == sum(p.numel() for p in model.parameters())
     assert math.isfinite(summary["final_loss"])
+    assert summary["recipe"]["max_steps"] == 6 and summary["recipe"]["spec"]["hidden_size"] == 64
+
+
+def test_ensure_demo_model_trains_from_a_recipe_with_the_given_budget(tmp_path):
+    recipe = tmp_path / "pretrain.yaml"
+    recipe.write_text("vocab_size: 512\nseq_len: 64\nbatch_size: 4\nmax_steps: 4\nmax_corpus_chars: 60000\n"
+                      "copy_warmup_steps: 2\ncopy_warmup_rows: 3\ntime_budget_s: 1000\n"
+                      "spec: {hidden_size: 64, num_layers: 2, num_heads: 4, num_kv_heads: 2, "
+                      "intermediate_size: 128, max_position_embeddings: 128}\n")
+    output_dir = ensure_demo_model(tmp_path / "model", time_budget_s=300.0, recipe=recipe)
+    summary = json.loads((output_dir / SUMMARY_FILE).read_text())
+    assert summary["steps"] == 4 and summary["tokens_seen"] == 2 * 3 * 64 + 2 * 4 * 64
+    assert (summary["recipe"]["time_budget_s"], summary["recipe"]["copy_warmup_steps"]) == (300.0, 2)
 
 
 def test_ensure_demo_model_reuses_a_saved_folder(tmp_path):
@@ -107,6 +121,15 @@ def test_learning_rate_warms_up_then_decays():
     assert learning_rate(cfg, 10, progress=1.0) == pytest.approx(0.1)
 
 
+def test_schedule_holds_through_the_copy_warmup_then_runs_over_what_is_left():
+    cfg = tiny_config("unused", max_steps=100, time_budget_s=100.0, copy_warmup_steps=20)
+    assert schedule_progress(cfg, 19, elapsed_s=90.0, corpus_start_s=0.0) == 0.0
+    assert schedule_progress(cfg, 60, elapsed_s=30.0, corpus_start_s=20.0) == pytest.approx(0.5)  # by steps
+    assert schedule_progress(cfg, 30, elapsed_s=60.0, corpus_start_s=20.0) == pytest.approx(0.5)  # by time
+    plain = tiny_config("unused", max_steps=100, time_budget_s=100.0)
+    assert schedule_progress(plain, 25, elapsed_s=10.0, corpus_start_s=0.0) == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize(
     ("field", "overrides"),
     [
@@ -129,6 +152,7 @@ def test_spec_rejects_bad_shapes(field, overrides):
         ("copy_fraction", dict(copy_fraction=1.0)),
         ("copy_fraction", dict(copy_fraction=-0.1)),
         ("copy_warmup_steps", dict(copy_warmup_steps=-1)),
+        ("copy_warmup_steps", dict(copy_warmup_steps=6)),
         ("copy_warmup_rows", dict(copy_warmup_rows=0)),
         ("copy_warmup_seq_len", dict(copy_warmup_seq_len=40)),
         ("copy_warmup_seq_len", dict(copy_warmup_seq_len=129)),

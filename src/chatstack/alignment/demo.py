@@ -77,7 +77,7 @@ def adopt_unregistered(artifacts: Path, name: str = SERVED_NAME) -> bool:
     return True
 
 
-def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0, reader: bool = False) -> Path:
+def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float | None = None, reader: bool = False) -> Path:
     """Train whatever stage is missing; register the better of SFT and DPO as `demo-chat`.
 
     `reader`: start from the copying base of `reader_pretrain.yaml` instead (stages
@@ -95,7 +95,7 @@ def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float = 180.0, read
     prefix = "reader" if reader else "demo"
     adopt_unregistered(artifacts)
     base = ensure_demo_model(artifacts / f"{prefix}-model", time_budget_s=pretrain_budget_s,
-                             recipe=recipes / "reader_pretrain.yaml" if reader else None)
+                             recipe=recipes / f"{prefix}_pretrain.yaml")
     sft_recipe = SFTRecipe.from_dict(load_recipe(recipes / "demo_sft.yaml") | {
         "base_model": base, "output_dir": artifacts / f"{prefix}-sft"})
     if not is_saved_model(sft_recipe.output_dir):

@@ -37,7 +37,8 @@ WARMUP_SPAN = (8, 24)  # and in the short blocks of the copy warm-up
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Everything that defines a pretraining run. Defaults are the demo recipe."""
+    """Everything that defines a pretraining run. Defaults are the fast base (180 s, no copy
+    warm-up); `training/recipes/demo_pretrain.yaml` is what the demo pipeline trains."""
 
     output_dir: Path
     vocab_size: int = 4096
@@ -84,8 +85,9 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 <= self.copy_fraction < 1.0:
             raise ValueError(f"copy_fraction must be in [0, 1), got {self.copy_fraction}")
-        if self.copy_warmup_steps < 0:
-            raise ValueError(f"copy_warmup_steps must be >= 0, got {self.copy_warmup_steps}")
+        if not 0 <= self.copy_warmup_steps < self.max_steps:
+            raise ValueError(f"copy_warmup_steps must be in [0, max_steps={self.max_steps}), "
+                             f"got {self.copy_warmup_steps}")
         if self.copy_warmup_rows < 1:
             raise ValueError(f"copy_warmup_rows must be >= 1, got {self.copy_warmup_rows}")
         if not 2 * WARMUP_SPAN[1] <= self.copy_warmup_seq_len <= self.spec.max_position_embeddings:
@@ -185,6 +187,17 @@ def learning_rate(cfg: PretrainConfig, step: int, progress: float) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
 
+def schedule_progress(cfg: PretrainConfig, step: int, elapsed_s: float, corpus_start_s: float) -> float:
+    """Where the cosine stands: 0 through the copy warm-up (the rate holds at its peak while
+    the copying heads form), then 0 -> 1 over the steps or the time left after it
+    (`corpus_start_s`), whichever runs out first."""
+    if step < cfg.copy_warmup_steps:
+        return 0.0
+    time_left = cfg.time_budget_s - corpus_start_s
+    by_time = (elapsed_s - corpus_start_s) / time_left if time_left > 0 else 1.0
+    return max((step - cfg.copy_warmup_steps) / (cfg.max_steps - cfg.copy_warmup_steps), by_time)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not norms)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -246,7 +259,7 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
     optimizer = make_optimizer(model, cfg)
     model.train()
     losses: list[float] = []
-    tokens_seen, step, start = 0, 0, time.perf_counter()
+    tokens_seen, step, start, corpus_start_s = 0, 0, time.perf_counter(), 0.0
     flat, copy_rng = blocks.flatten(), random.Random(cfg.seed)
     for batch in batches(blocks, cfg.batch_size, cfg.seed):
         if step < cfg.copy_warmup_steps:
@@ -256,7 +269,9 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
         elapsed = time.perf_counter() - start
         if step >= cfg.max_steps or elapsed >= cfg.time_budget_s:
             break
-        progress = max(step / cfg.max_steps, elapsed / cfg.time_budget_s)
+        if step == cfg.copy_warmup_steps:
+            corpus_start_s = elapsed
+        progress = schedule_progress(cfg, step, elapsed, corpus_start_s)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, progress)
         loss = model(input_ids=batch, labels=batch).loss
@@ -301,15 +316,17 @@ def make_world_readable(folder: Path) -> None:
 
 
 def save_atomically(output_dir: Path, model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase,
-                    summary: TrainSummary) -> Path:
-    """Write everything to a temporary sibling, then swap it into `output_dir`."""
+                    summary: TrainSummary, cfg: PretrainConfig | None = None) -> Path:
+    """Write everything to a temporary sibling, then swap it into `output_dir`; the summary
+    file also records the run's `cfg`, when given, under "recipe"."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
     try:
         model.generation_config = generation_config(tokenizer)
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        (staging / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2) + "\n")
+        record = asdict(summary) | ({"recipe": asdict(cfg)} if cfg is not None else {})
+        (staging / SUMMARY_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n")
         make_world_readable(staging)
         if output_dir.exists():
             shutil.rmtree(output_dir)
@@ -330,21 +347,25 @@ def main(cfg: PretrainConfig) -> Path:
     model = LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer))
     summary = train(model, blocks, cfg)
     logger.info("trained: %s", summary)
-    return save_atomically(cfg.output_dir, model, tokenizer, summary)
+    return save_atomically(cfg.output_dir, model, tokenizer, summary, cfg)
 
 
 def is_saved_model(output_dir: Path) -> bool:
     return (output_dir / "config.json").is_file() and (output_dir / "tokenizer.json").is_file()
 
 
-def ensure_demo_model(output_dir: Path, time_budget_s: float = 180.0, recipe: Path | None = None) -> Path:
-    """The demo model folder, trained only if not there yet: with the default recipe, or with
-    `recipe` (a YAML of PretrainConfig fields; its own time budget)."""
+def ensure_demo_model(output_dir: Path, time_budget_s: float | None = None, recipe: Path | None = None) -> Path:
+    """The demo model folder, trained only if not there yet: with `recipe` (a YAML of
+    PretrainConfig fields), else with the PretrainConfig defaults (the fast base the tests
+    use); `time_budget_s`, when given, replaces the recipe's or the default budget."""
     output_dir = Path(output_dir)
     if is_saved_model(output_dir):
         return output_dir
+    raw: dict[str, Any] = {"output_dir": output_dir}
     if recipe is not None:
         from chatstack.recipes import load_recipe
 
-        return main(PretrainConfig.from_dict(load_recipe(recipe) | {"output_dir": output_dir}))
-    return main(PretrainConfig(output_dir=output_dir, time_budget_s=time_budget_s))
+        raw = load_recipe(recipe) | raw
+    if time_budget_s is not None:
+        raw["time_budget_s"] = time_budget_s
+    return main(PretrainConfig.from_dict(raw))
