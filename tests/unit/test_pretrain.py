@@ -17,7 +17,6 @@ from chatstack.model.pretrain import (
     copy_warmup_batch,
     ensure_demo_model,
     learning_rate,
-    schedule_progress,
     main,
     mix_texts,
     pack_blocks,
@@ -119,15 +118,6 @@ def test_learning_rate_warms_up_then_decays():
     assert warmup == sorted(warmup) and warmup[-1] == 1.0
     assert learning_rate(cfg, 10, progress=0.5) == pytest.approx(0.55)
     assert learning_rate(cfg, 10, progress=1.0) == pytest.approx(0.1)
-
-
-def test_schedule_holds_through_the_copy_warmup_then_runs_over_what_is_left():
-    cfg = tiny_config("unused", max_steps=100, time_budget_s=100.0, copy_warmup_steps=20)
-    assert schedule_progress(cfg, 19, elapsed_s=90.0, corpus_start_s=0.0) == 0.0
-    assert schedule_progress(cfg, 60, elapsed_s=30.0, corpus_start_s=20.0) == pytest.approx(0.5)  # by steps
-    assert schedule_progress(cfg, 30, elapsed_s=60.0, corpus_start_s=20.0) == pytest.approx(0.5)  # by time
-    plain = tiny_config("unused", max_steps=100, time_budget_s=100.0)
-    assert schedule_progress(plain, 25, elapsed_s=10.0, corpus_start_s=0.0) == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize(

@@ -187,17 +187,6 @@ def learning_rate(cfg: PretrainConfig, step: int, progress: float) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
 
-def schedule_progress(cfg: PretrainConfig, step: int, elapsed_s: float, corpus_start_s: float) -> float:
-    """Where the cosine stands: 0 through the copy warm-up (the rate holds at its peak while
-    the copying heads form), then 0 -> 1 over the steps or the time left after it
-    (`corpus_start_s`), whichever runs out first."""
-    if step < cfg.copy_warmup_steps:
-        return 0.0
-    time_left = cfg.time_budget_s - corpus_start_s
-    by_time = (elapsed_s - corpus_start_s) / time_left if time_left > 0 else 1.0
-    return max((step - cfg.copy_warmup_steps) / (cfg.max_steps - cfg.copy_warmup_steps), by_time)
-
-
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only (not norms)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -259,7 +248,7 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
     optimizer = make_optimizer(model, cfg)
     model.train()
     losses: list[float] = []
-    tokens_seen, step, start, corpus_start_s = 0, 0, time.perf_counter(), 0.0
+    tokens_seen, step, start = 0, 0, time.perf_counter()
     flat, copy_rng = blocks.flatten(), random.Random(cfg.seed)
     for batch in batches(blocks, cfg.batch_size, cfg.seed):
         if step < cfg.copy_warmup_steps:
@@ -269,9 +258,7 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
         elapsed = time.perf_counter() - start
         if step >= cfg.max_steps or elapsed >= cfg.time_budget_s:
             break
-        if step == cfg.copy_warmup_steps:
-            corpus_start_s = elapsed
-        progress = schedule_progress(cfg, step, elapsed, corpus_start_s)
+        progress = max(step / cfg.max_steps, elapsed / cfg.time_budget_s)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, progress)
         loss = model(input_ids=batch, labels=batch).loss
