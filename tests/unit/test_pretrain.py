@@ -118,6 +118,8 @@ def test_learning_rate_warms_up_then_decays():
     assert warmup == sorted(warmup) and warmup[-1] == 1.0
     assert learning_rate(cfg, 10, progress=0.5) == pytest.approx(0.55)
     assert learning_rate(cfg, 10, progress=1.0) == pytest.approx(0.1)
+    held = tiny_config("unused", lr=1.0, warmup_steps=4, copy_warmup_steps=5, copy_warmup_lr=0.3)
+    assert [learning_rate(held, step, progress=0.5) for step in (3, 4, 5)] == [1.0, 0.3, pytest.approx(0.55)]
 
 
 @pytest.mark.parametrize(
@@ -144,6 +146,7 @@ def test_spec_rejects_bad_shapes(field, overrides):
         ("copy_warmup_steps", dict(copy_warmup_steps=-1)),
         ("copy_warmup_steps", dict(copy_warmup_steps=6)),
         ("copy_warmup_rows", dict(copy_warmup_rows=0)),
+        ("copy_warmup_lr", dict(copy_warmup_lr=0.0)),
         ("copy_warmup_seq_len", dict(copy_warmup_seq_len=40)),
         ("copy_warmup_seq_len", dict(copy_warmup_seq_len=129)),
         ("vocab_size", dict(vocab_size=10)),
@@ -157,9 +160,9 @@ def test_config_rejects_bad_values(field, overrides):
 
 def test_config_from_dict_builds_spec_reads_yaml_floats_rejects_unknown_fields():
     cfg = PretrainConfig.from_dict(
-        {"output_dir": "out", "lr": "6e-3", "spec": {"num_layers": 2, "rope_theta": "1e4"}}
+        {"output_dir": "out", "lr": "6e-3", "copy_warmup_lr": "2e-3", "spec": {"num_layers": 2, "rope_theta": "1e4"}}
     )
-    assert (cfg.lr, cfg.spec.num_layers, cfg.spec.rope_theta) == (6e-3, 2, 1e4)
+    assert (cfg.lr, cfg.copy_warmup_lr, cfg.spec.num_layers, cfg.spec.rope_theta) == (6e-3, 2e-3, 2, 1e4)
     with pytest.raises(ValueError, match="learning_rate"):
         PretrainConfig.from_dict({"output_dir": "out", "learning_rate": 1e-3})
 
