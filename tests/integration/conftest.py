@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,15 @@ class RunningStack:
 
     def metric(self, name: str, **labels: str) -> float:
         return metric_value(self.server.ports.metrics, name, **labels)
+
+    def metric_settles_at(self, name: str, expected: float, timeout_s: float = 10.0) -> float:
+        """The metric once it equals `expected`, or its value when `timeout_s` runs out. A
+        request's gauge and counters change just after its final response is sent, so a client
+        can read them a moment before they settle; a leak never settles."""
+        deadline = time.monotonic() + timeout_s
+        while (value := self.metric(name)) != expected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return value
 
 
 def metric_value(metrics_port: int, name: str, **labels: str) -> float:

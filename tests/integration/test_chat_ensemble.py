@@ -124,7 +124,7 @@ def test_client_cancel_mid_stream_stops_generation(stack):
     while stack.metric("chatstack_requests_finished_total", reason="cancelled") == cancelled_before:
         assert time.monotonic() < deadline, "generation did not stop after the client cancelled"
         time.sleep(0.2)
-    assert stack.metric("chatstack_active_requests") == 0
+    assert stack.metric_settles_at("chatstack_active_requests", 0) == 0
     assert stack.metric("chatstack_generated_tokens_total") - tokens_before < 400
 
 
@@ -178,4 +178,4 @@ def test_many_concurrent_requests_on_one_stream_all_finish(stack):
     questions = [f"Question {i}: what is a set?" for i in range(32)]
     finished = stream_many(stack.grpc_url, questions, ChatOptions(max_tokens=8, temperature=0.0, ignore_eos=True))
     assert finished == {str(i) for i in range(32)}
-    assert stack.metric("chatstack_active_requests") == 0
+    assert stack.metric_settles_at("chatstack_active_requests", 0) == 0

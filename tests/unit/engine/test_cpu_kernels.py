@@ -182,3 +182,12 @@ def test_kernel_split_over_threads_equals_one_call():
     with pytest.raises(ValueError, match="parts must be ranges"):
         cpu_kernels.paged_attention_kernel()(q, kv[0], kv[1], meta.block_tables, meta.query_token, meta.query_pos,
                                              out, 1.0, ((0, 99),))
+
+
+def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
+    from chatstack.bench import attention_kernel
+
+    report = attention_kernel.main(["--sequences", "3", "--repeats", "1", "--dtype", "bfloat16"])
+    assert "bfloat16" in report and "ms per call" in report and "GB/s" in report
+    with pytest.raises(SystemExit):
+        attention_kernel.main(["--heads", "6", "--kv-heads", "4"])

@@ -1,0 +1,75 @@
+"""Microbenchmark of the decode-attention C kernel on its own.
+
+    python -m chatstack.bench.attention_kernel --kv-heads 2 --heads 8 --head-dim 64 --dtype bfloat16
+
+One call attends 57 decoding sequences of 32-700 tokens (the 26.7 M benchmark model's shape
+by default) through a shuffled block table; prints the best per-call time of `--repeats`
+rounds and the K + V bytes read per second. Run it on two trees to compare kernel versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+
+import torch
+
+from chatstack.engine.attention import AttentionMetadata
+from chatstack.engine.cpu_kernels import paged_attention_kernel
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--sequences", type=int, default=57)
+    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of 20 calls; the best round counts")
+    args = parser.parse_args(argv)
+    if args.heads % args.kv_heads or min(args.kv_heads, args.head_dim, args.sequences, args.repeats) < 1:
+        parser.error("--heads must be a multiple of --kv-heads; sizes must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    kernel = paged_attention_kernel()
+    if kernel is None:
+        raise SystemExit("the C kernel could not be built here (no C compiler?)")
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    dtype, block_size = getattr(torch, args.dtype), args.block_size
+    lengths = [rng.randint(32, 700) for _ in range(args.sequences)]
+    blocks_needed = sum(length // block_size + 1 for length in lengths)
+    order = list(range(1, blocks_needed + 1))
+    rng.shuffle(order)  # blocks scattered over the pool, as after many admissions and frees
+    shape = (blocks_needed + 1, block_size, args.kv_heads, args.head_dim)
+    k_cache, v_cache = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+    chunks, used = [], 0
+    for length in lengths:
+        count = length // block_size + 1
+        chunks.append((length, 1, order[used:used + count]))
+        used += count
+    decodes = AttentionMetadata.build(chunks, block_size, "cpu", True).kernel_decodes
+    q = torch.randn(len(chunks), args.heads, args.head_dim, dtype=dtype)
+    out = torch.empty(len(chunks), args.heads * args.head_dim, dtype=dtype)
+    best = float("inf")
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for _ in range(20):
+            kernel(q, k_cache, v_cache, decodes.block_tables, decodes.query_token, decodes.query_pos, out,
+                   args.head_dim ** -0.5)
+        best = min(best, (time.perf_counter() - start) / 20)
+    kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * k_cache.element_size() * 2
+    report = (f"{args.sequences} decodes, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
+              f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V "
+              f"(threads {torch.get_num_threads()})")
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
