@@ -43,16 +43,13 @@ def main(argv: list[str] | None = None) -> str:
     rng = random.Random(0)
     dtype, block_size = getattr(torch, args.dtype), args.block_size
     lengths = [rng.randint(32, 700) for _ in range(args.sequences)]
-    blocks_needed = sum(length // block_size + 1 for length in lengths)
-    order = list(range(1, blocks_needed + 1))
+    counts = [length // block_size + 1 for length in lengths]  # blocks holding keys [0, length]
+    order = list(range(1, sum(counts) + 1))
     rng.shuffle(order)  # blocks scattered over the pool, as after many admissions and frees
-    shape = (blocks_needed + 1, block_size, args.kv_heads, args.head_dim)
+    shape = (sum(counts) + 1, block_size, args.kv_heads, args.head_dim)
     k_cache, v_cache = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
-    chunks, used = [], 0
-    for length in lengths:
-        count = length // block_size + 1
-        chunks.append((length, 1, order[used:used + count]))
-        used += count
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    chunks = [(length, 1, order[start:start + count]) for length, start, count in zip(lengths, starts, counts)]
     decodes = AttentionMetadata.build(chunks, block_size, "cpu", True).kernel_decodes
     q = torch.randn(len(chunks), args.heads, args.head_dim, dtype=dtype)
     out = torch.empty(len(chunks), args.heads * args.head_dim, dtype=dtype)

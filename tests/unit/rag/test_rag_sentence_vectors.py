@@ -46,7 +46,7 @@ def corpus(tmp_path):
 def test_ingest_embeds_each_sentence_once_and_fills_a_file_made_after_the_index(tmp_path, embedder, offsets,
                                                                                  corpus, store):
     params = ChunkingParams(max_tokens=64, overlap_tokens=8)
-    Ingestor(store, embedder, offsets, params).ingest([discover(corpus)])  # an store from before the file existed
+    Ingestor(store, embedder, offsets, params).ingest([discover(corpus)])  # an index from before the file existed
     sentences = SentenceVectors(tmp_path / "sentences.db", embedder.dim)
     ingestor = Ingestor(store, embedder, offsets, params, sentences=sentences)
     report = ingestor.ingest([discover(corpus)])

@@ -66,6 +66,15 @@ INLINE void softmax_rows(float *scores, int64_t group, int64_t length) {
     }
 }
 
+#ifdef __AVX2__
+/* Lane r of the result is the sum of the eight lanes of v[r]: a transposing horizontal add. */
+INLINE __m256 sum_each_of_eight(const __m256 v[8]) {
+    const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20), _mm256_permute2f128_ps(a, c, 0x31));
+}
+#endif
+
 static inline float bf16_to_f32(uint16_t x) {
     const uint32_t bits = (uint32_t)x << 16;
     float f;

@@ -50,7 +50,7 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
         int64_t s = 0;
 #ifdef __AVX512F__
         /* Eight keys at once, sixteen dimensions per instruction; each sum is folded to eight
-         * lanes, then added across like the AVX2 path below. */
+         * lanes, then added across as in the AVX2 path below. */
         if (head_dim % 16 == 0) {
             for (; s + 8 <= in_block; s += 8) {
                 for (int64_t h = 0; h < group; ++h) {
@@ -66,11 +66,8 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                     for (int r = 0; r < 8; ++r)
                         half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
                                                 _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
-                    const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(half[0], half[1]), _mm256_hadd_ps(half[2], half[3]));
-                    const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(half[4], half[5]), _mm256_hadd_ps(half[6], half[7]));
-                    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20),
-                                                      _mm256_permute2f128_ps(a, c, 0x31));
-                    _mm256_storeu_ps(scores + h * length + j0 + s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+                    _mm256_storeu_ps(scores + h * length + j0 + s,
+                                     _mm256_mul_ps(sum_each_of_eight(half), _mm256_set1_ps(scale)));
                 }
             }
         }
@@ -88,11 +85,8 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                         for (int r = 0; r < 8; ++r)
                             acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys + (s + r) * row + d), acc[r]);
                     }
-                    const __m256 a = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
-                    const __m256 c = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
-                    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(a, c, 0x20),
-                                                      _mm256_permute2f128_ps(a, c, 0x31));
-                    _mm256_storeu_ps(scores + h * length + j0 + s, _mm256_mul_ps(sums, _mm256_set1_ps(scale)));
+                    _mm256_storeu_ps(scores + h * length + j0 + s,
+                                     _mm256_mul_ps(sum_each_of_eight(acc), _mm256_set1_ps(scale)));
                 }
             }
         }
