@@ -27,11 +27,18 @@ class AttentionGroup:
     query_index: torch.Tensor  # (B, Qmax) flat position of each (padded) query
     query_valid: torch.Tensor  # (B, Qmax) False for padding
     block_tables: torch.Tensor  # (B, max_blocks) padded with block 0
-    mask: torch.Tensor  # (B, 1, Qmax, max_blocks * block_size) True where a query may attend
+    mask: torch.Tensor | None  # (B, 1, Qmax, max_blocks * block_size) True where a query may attend
+    causal: bool = False  # one chunk from position 0: its own keys, causal SDPA, no mask
 
     @classmethod
     def build(cls, chunks: list[tuple[int, int, int, list[int]]], block_size: int, device) -> "AttentionGroup":
         """`chunks`: (flat offset, start position, num_tokens, block_table) per sequence."""
+        if len(chunks) == 1 and chunks[0][1] == 0:  # a whole prompt, or its first piece
+            offset, _, n, table = chunks[0]
+            rows = torch.arange(offset, offset + n, device=device)
+            return cls(flat_index=rows, query_index=rows[None, :], query_valid=torch.ones(1, n, dtype=torch.bool,
+                       device=device), block_tables=torch.tensor([table], dtype=torch.long, device=device),
+                       mask=None, causal=True)
         q_max = max(n for _, _, n, _ in chunks)
         blocks_max = max(len(table) for _, _, _, table in chunks)
         query_index, query_pos, tables, lengths = [], [], [], []
@@ -141,12 +148,22 @@ def paged_attention(
     """q: (T, n_heads, head_dim); k, v: (T, n_kv_heads, head_dim) -> (T, n_heads * head_dim)."""
     write_kv(k_cache, meta.slot_mapping, k)
     write_kv(v_cache, meta.slot_mapping, v)
+    return attend(q, k_cache, v_cache, meta)
+
+
+def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: AttentionMetadata) -> torch.Tensor:
+    """q: (T, n_heads, head_dim) against caches that already hold this step's K/V -> (T, n_heads * head_dim)."""
     out = q.new_empty(q.shape[0], q.shape[1] * q.shape[2])
     for group in meta.groups:
         queries = q[group.query_index].transpose(1, 2)  # (B, n_heads, Qmax, head_dim)
         keys = gather_kv(k_cache, group.block_tables)
         values = gather_kv(v_cache, group.block_tables)
-        attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
+        if group.causal:  # keys [0, n) are the chunk's own: the causal kernel skips the masked half
+            n = queries.shape[2]
+            attended = F.scaled_dot_product_attention(queries, keys[:, :, :n], values[:, :, :n], is_causal=True,
+                                                      enable_gqa=True)
+        else:
+            attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
         attended = attended.transpose(1, 2)[group.query_valid]  # (G, n_heads, head_dim)
         out.index_copy_(0, group.flat_index, attended.flatten(1))
     if meta.kernel_decodes is not None:

@@ -15,7 +15,8 @@ from torch import nn
 from transformers import AutoConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from chatstack.engine.attention import AttentionMetadata, paged_attention
+from chatstack.engine.attention import AttentionMetadata, attend, paged_attention
+from chatstack.engine.cpu_kernels import LayerOpsKernel
 from chatstack.engine.quant import dense
 
 
@@ -120,6 +121,19 @@ class DecoderLayer(nn.Module):
         gate, up = self.gate_up(self.post_attention_norm(x)).chunk(2, dim=-1)
         return x + self.down(nn.functional.silu(gate) * up)
 
+    def forward_fused(self, x, delta, positions, cos, sin, kv: torch.Tensor, meta: AttentionMetadata,
+                      ops: LayerOpsKernel) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same layer with its element-wise work in C. x: (T, hidden) residual stream still missing the previous
+        layer's MLP output `delta` (None before the first layer), which is added in place; -> (x, this layer's MLP
+        output). positions: (T,); cos, sin: the whole (P, head_dim) tables."""
+        s = self.spec
+        h = ops.add_rms_norm(x, delta, self.input_norm.weight, self.input_norm.eps)
+        q = ops.rope_store(self.qkv(h), positions, cos, sin, s.num_heads, s.num_kv_heads, meta.slot_mapping,
+                           kv[0], kv[1])
+        h = ops.add_rms_norm(x, self.o_proj(attend(q, kv[0], kv[1], meta)), self.post_attention_norm.weight,
+                             self.post_attention_norm.eps)
+        return x, self.down(ops.silu_mul(self.gate_up(h)))
+
 
 class LlamaForPagedDecoding(nn.Module):
     def __init__(self, hf_config, weights: dict[str, torch.Tensor], quantization: str | None = None):
@@ -134,10 +148,17 @@ class LlamaForPagedDecoding(nn.Module):
         cos, sin = rope_tables(hf_config, spec)
         self.register_buffer("cos", cos.to(head.dtype), persistent=False)
         self.register_buffer("sin", sin.to(head.dtype), persistent=False)
+        self.layer_ops: LayerOpsKernel | None = None  # set by the model runner where the C layer ops apply
 
     def forward(self, input_ids, positions, kv_cache, meta: AttentionMetadata, logits_index) -> torch.Tensor:
         """input_ids, positions: (T,); kv_cache: (layers, 2, ...); logits_index: (S,) -> logits (S, vocab)."""
         x = self.embed(input_ids)  # (T, hidden)
+        if self.layer_ops is not None:
+            delta = None
+            for layer, kv in zip(self.layers, kv_cache):
+                x, delta = layer.forward_fused(x, delta, positions, self.cos, self.sin, kv, meta, self.layer_ops)
+            last = self.layer_ops.add_rms_norm(x[logits_index], delta[logits_index], self.norm.weight, self.norm.eps)
+            return self.lm_head(last).float()
         cos, sin = self.cos[positions].unsqueeze(1), self.sin[positions].unsqueeze(1)  # (T, 1, head_dim)
         for layer, kv in zip(self.layers, kv_cache):
             x = layer(x, cos, sin, kv, meta)

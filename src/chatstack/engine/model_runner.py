@@ -9,7 +9,7 @@ import torch
 from chatstack.backends.base import TokenLogprob
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
-from chatstack.engine.cpu_kernels import paged_attention_kernel
+from chatstack.engine.cpu_kernels import LayerOpsKernel, layer_ops_kernel, paged_attention_kernel
 from chatstack.engine.llama import load_llama
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import SchedulerOutput
@@ -31,6 +31,9 @@ class ModelRunner:
                 layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)
                 layer.attention_out_and_mlp = torch.compile(layer.attention_out_and_mlp, dynamic=True)
         self.decode_kernel = self._use_decode_kernel(config.attention, dtype)
+        # the element-wise work between the matmuls in C, where it applies (compile fuses it its own way)
+        if self.device.type == "cpu" and dtype in LayerOpsKernel.DTYPES and not config.compile:
+            self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = SingleDecodePath.create(self.model, self.kv_cache) \
             if self.decode_kernel and not config.compile else None

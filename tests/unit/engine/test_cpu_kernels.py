@@ -54,14 +54,21 @@ def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("head_dim", [64, 48, 24])
-def test_bfloat16_kernel_equals_float32_attention_of_the_same_values(head_dim):
+@pytest.mark.parametrize("n_heads, n_kv_heads, head_dim", [
+    (8, 2, 64),   # the AVX512-BF16 path where the CPU has it: four heads per value pass
+    (6, 1, 32),   # ... four heads, then two one at a time
+    (2, 2, 128),  # ... one head per value pass, two 64-wide slices
+    (8, 2, 48),   # widened blocks (not a multiple of 32)
+    (8, 2, 24),
+])
+def test_bfloat16_kernel_equals_float32_attention_of_the_same_values(n_heads, n_kv_heads, head_dim):
     """bf16 q / K / V in, bf16 out: equal to float32 attention over the bf16 values, then rounded."""
     torch.manual_seed(4)
     chunks = random_layout(10, 16, 300, 400, seed=5)
-    cache = torch.randn(2, 300, 16, 2, head_dim).bfloat16()
-    q = torch.randn(len(chunks), 8, head_dim).bfloat16()
-    k, v = torch.randn(len(chunks), 2, head_dim).bfloat16(), torch.randn(len(chunks), 2, head_dim).bfloat16()
+    cache = torch.randn(2, 300, 16, n_kv_heads, head_dim).bfloat16()
+    q = torch.randn(len(chunks), n_heads, head_dim).bfloat16()
+    k = torch.randn(len(chunks), n_kv_heads, head_dim).bfloat16()
+    v = torch.randn(len(chunks), n_kv_heads, head_dim).bfloat16()
     k_f32, v_f32 = cache.float().clone()
     meta_f32 = AttentionMetadata.build(chunks, 16, "cpu", False)
     expected = paged_attention(q.float(), k.float(), v.float(), k_f32, v_f32, meta_f32).bfloat16()

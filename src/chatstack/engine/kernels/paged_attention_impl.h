@@ -156,10 +156,127 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
     }
 }
 
-INLINE void NAME(attend_one)(const float *q, const KV_T *k_cache, const KV_T *v_cache, const int32_t *table,
-                             int64_t length, float *out, int64_t group, const int64_t strides[3],
-                             int64_t kv_head, int64_t head_dim, int64_t block_size, float scale, float *scores,
-                             float *tile) {
+#if !KV_IS_FLOAT && defined(__AVX512BF16__)
+/* The bfloat16 cache read in place where the CPU has AVX512-BF16 (no widened copy of a block).
+ * Keys: each dot product takes 32 bf16 pairs per instruction (products exact in float32, sums
+ * rounded to nearest even as the scalar path rounds its FMAs); q stays bfloat16. Values: widened
+ * in registers as they are loaded, and each row is read once for four heads of the group. */
+INLINE __m512 widen_sixteen(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+
+/* The next block sits elsewhere in the pool (often another page), out of the hardware prefetcher's
+ * reach: ask for its rows while this block is computed. */
+INLINE void prefetch_rows(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim) {
+    for (int64_t s = 0; s < count; ++s)
+        for (int64_t d = 0; d < head_dim; d += 64 / (int64_t)sizeof(KV_T))
+            _mm_prefetch((const char *)(rows + s * row + d), _MM_HINT_T0);
+}
+
+/* As score_keys, for head_dim % 32 == 0; q: the group's bfloat16 rows. */
+INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t length,
+                                    int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
+                                    int64_t block_size, float scale, float *scores) {
+    for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
+        const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
+        const int64_t row = strides[1];
+        if (j0 + block_size < length) prefetch_rows(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
+                                                    block_size, row, head_dim);
+        int64_t s = 0;
+        for (; s + 8 <= in_block; s += 8) {
+            for (int64_t h = 0; h < group; ++h) {
+                const KV_T *qh = q + h * head_dim;
+                __m512 acc[8];
+                for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
+                for (int64_t d = 0; d < head_dim; d += 32) {
+                    const __m512bh qv = (__m512bh)_mm512_loadu_si512(qh + d);
+                    for (int r = 0; r < 8; ++r)
+                        acc[r] = _mm512_dpbf16_ps(acc[r], qv, (__m512bh)_mm512_loadu_si512(keys + (s + r) * row + d));
+                }
+                __m256 half[8];
+                for (int r = 0; r < 8; ++r)
+                    half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
+                                            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
+                _mm256_storeu_ps(scores + h * length + j0 + s,
+                                 _mm256_mul_ps(sum_each_of_eight(half), _mm256_set1_ps(scale)));
+            }
+        }
+        for (; s < in_block; ++s) {
+            const KV_T *key = keys + s * row;
+            for (int64_t h = 0; h < group; ++h) {
+                const KV_T *qh = q + h * head_dim;
+                float dot = 0.0f;
+                #pragma omp simd reduction(+:dot)
+                for (int64_t d = 0; d < head_dim; ++d) dot += KV_TO_F32(qh[d]) * KV_TO_F32(key[d]);
+                scores[h * length + j0 + s] = dot * scale;
+            }
+        }
+    }
+}
+
+/* out[h0 .. h0 + HEADS) += weights . values over one block's rows, for a 64-wide (or narrower, `width`
+ * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once. */
+#define WEIGH_HEADS(HEADS) \
+    INLINE void NAME(weigh_##HEADS##_heads)(const float *weights, int64_t length, int64_t j0, const KV_T *values, \
+                                             int64_t row, int64_t in_block, float *out, int64_t h0, int64_t head_dim, \
+                                             int64_t d0, int width) { \
+        __m512 acc[HEADS][4]; \
+        for (int h = 0; h < HEADS; ++h) \
+            for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r); \
+        for (int64_t s = 0; s < in_block; ++s) { \
+            __m512 v[4]; \
+            for (int r = 0; r < width; ++r) v[r] = widen_sixteen(values + s * row + d0 + 16 * r); \
+            for (int h = 0; h < HEADS; ++h) { \
+                const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + s]); \
+                for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]); \
+            } \
+        } \
+        for (int h = 0; h < HEADS; ++h) \
+            for (int r = 0; r < width; ++r) _mm512_storeu_ps(out + (h0 + h) * head_dim + d0 + 16 * r, acc[h][r]); \
+    }
+WEIGH_HEADS(4)
+WEIGH_HEADS(1)
+#undef WEIGH_HEADS
+
+/* As weigh_values, for head_dim % 16 == 0. */
+INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
+                                    float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
+                                    int64_t head_dim, int64_t block_size) {
+    memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
+    for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
+        const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
+        if (j0 + block_size < length) prefetch_rows(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
+                                                    block_size, strides[1], head_dim);
+        for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+            const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
+            int64_t h = 0;
+            for (; h + 4 <= group; h += 4)
+                NAME(weigh_4_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width);
+            for (; h < group; ++h)
+                NAME(weigh_1_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width);
+        }
+    }
+}
+#endif
+
+/* q: the group's rows as floats; q_raw: the same rows as stored (KV_T). */
+INLINE void NAME(attend_one)(const float *q, const KV_T *q_raw, const KV_T *k_cache, const KV_T *v_cache,
+                             const int32_t *table, int64_t length, float *out, int64_t group,
+                             const int64_t strides[3], int64_t kv_head, int64_t head_dim, int64_t block_size,
+                             float scale, float *scores, float *tile) {
+#if !KV_IS_FLOAT && defined(__AVX512BF16__)
+    if (head_dim % 32 == 0) {
+        (void)q, (void)tile;
+        NAME(score_keys_dpbf16)(q_raw, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale,
+                                scores);
+        softmax_rows(scores, group, length);
+        NAME(weigh_values_bf16)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size);
+        return;
+    }
+#endif
+    (void)q_raw;
     NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores, tile);
     softmax_rows(scores, group, length);
     NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size, tile);
@@ -167,10 +284,12 @@ INLINE void NAME(attend_one)(const float *q, const KV_T *k_cache, const KV_T *v_
 
 /* head_dim fixed at compile time for the common sizes, so loops unroll into whole registers. */
 #define ATTEND_FIXED(DIM) \
-    static void NAME(attend_##DIM)(const float *q, const KV_T *k, const KV_T *v, const int32_t *table, \
-                                   int64_t length, float *out, int64_t group, const int64_t strides[3], \
-                                   int64_t kv_head, int64_t block_size, float scale, float *scores, float *tile) { \
-        NAME(attend_one)(q, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores, tile); \
+    static void NAME(attend_##DIM)(const float *q, const KV_T *q_raw, const KV_T *k, const KV_T *v, \
+                                   const int32_t *table, int64_t length, float *out, int64_t group, \
+                                   const int64_t strides[3], int64_t kv_head, int64_t block_size, float scale, \
+                                   float *scores, float *tile) { \
+        NAME(attend_one)(q, q_raw, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores, \
+                         tile); \
     }
 ATTEND_FIXED(32)
 ATTEND_FIXED(64)
@@ -200,10 +319,10 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
             const int32_t *table = block_tables + i * max_blocks;
             const int64_t length = query_pos[i] + 1;
             switch (head_dim) {
-                case 32: NAME(attend_32)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                case 64: NAME(attend_64)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                case 128: NAME(attend_128)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                default: NAME(attend_one)(q_f32, k_cache, v_cache, table, length, out_f32, group, strides, g, head_dim,
+                case 32: NAME(attend_32)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
+                case 64: NAME(attend_64)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
+                case 128: NAME(attend_128)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
+                default: NAME(attend_one)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, head_dim,
                                           block_size, scale, scores, tile);
             }
             KV_T *og = out + (t * n_heads + g * group) * head_dim;

@@ -1,0 +1,39 @@
+/* The element-wise parts of a decoder layer, fused, for a batch of rows (float32 or bfloat16).
+ *
+ * Between its matmuls a Llama layer runs about twenty small torch ops per step (norms with
+ * their float32 statistics, RoPE's split / negate / concatenate / multiply / add, the K/V
+ * scatter, SiLU and the gate product, residual adds); on a small model at decode batch sizes
+ * they cost as much as the projections. Here each group is one pass over its rows:
+ *
+ *   add_rms_norm  x += delta (the residual add, skipped when delta is NULL), out = RMSNorm(x)
+ *   silu_mul      out = silu(gate) * up from the fused gate_up projection
+ *   rope_store    q and k heads rotated (RoPE, rotate-half), q written out, k and v written
+ *                 into the paged cache at each row's slot
+ *
+ * Arithmetic is float32. In bfloat16 each result is rounded where the torch ops it replaces
+ * round (the normalised row before the weight, silu before the product, each RoPE product
+ * and their sum), so the outputs equal the torch path's bit for bit up to the order of the
+ * norm's sum of squares. All tensors are contiguous rows; caches are a layer's
+ * (blocks, block_size, n_kv_heads, head_dim), so slot s starts at s * n_kv_heads * head_dim.
+ */
+#include <stdint.h>
+#include "common.h"
+
+#define T float
+#define SFX f32
+#define TO_F32(x) (x)
+#define FROM_F32(x) (x)
+#define ROUND(x) (x)
+#include "layer_ops_impl.h"
+#undef T
+#undef SFX
+#undef TO_F32
+#undef FROM_F32
+#undef ROUND
+
+#define T uint16_t
+#define SFX bf16
+#define TO_F32(x) bf16_to_f32(x)
+#define FROM_F32(x) f32_to_bf16(x)
+#define ROUND(x) bf16_to_f32(f32_to_bf16(x))
+#include "layer_ops_impl.h"
