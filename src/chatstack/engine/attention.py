@@ -28,7 +28,7 @@ class AttentionGroup:
     query_valid: torch.Tensor  # (B, Qmax) False for padding
     block_tables: torch.Tensor  # (B, max_blocks) padded with block 0
     mask: torch.Tensor | None  # (B, 1, Qmax, max_blocks * block_size) True where a query may attend
-    causal: bool = False  # one chunk from position 0: its own keys, causal SDPA, no mask
+    causal_rows: tuple[int, int] | None = None  # one chunk from position 0, flat rows [first, end): causal, no mask
 
     @classmethod
     def build(cls, chunks: list[tuple[int, int, int, list[int]]], block_size: int, device) -> "AttentionGroup":
@@ -38,7 +38,7 @@ class AttentionGroup:
             rows = torch.arange(offset, offset + n, device=device)
             return cls(flat_index=rows, query_index=rows[None, :], query_valid=torch.ones(1, n, dtype=torch.bool,
                        device=device), block_tables=torch.tensor([table], dtype=torch.long, device=device),
-                       mask=None, causal=True)
+                       mask=None, causal_rows=(offset, offset + n))
         q_max = max(n for _, _, n, _ in chunks)
         blocks_max = max(len(table) for _, _, _, table in chunks)
         query_index, query_pos, tables, lengths = [], [], [], []
@@ -136,8 +136,9 @@ def write_kv(cache: torch.Tensor, slot_mapping: torch.Tensor, new: torch.Tensor)
 
 def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
     """Each sequence's keys (or values) in position order: (B, n_kv_heads, max_blocks * block_size, head_dim)."""
-    gathered = cache[block_tables]  # (B, max_blocks, block_size, n_kv_heads, head_dim)
-    batch, blocks, block_size, heads, dim = gathered.shape
+    batch, blocks = block_tables.shape
+    _, block_size, heads, dim = cache.shape
+    gathered = cache.index_select(0, block_tables.flatten())  # (B * max_blocks, block_size, n_kv_heads, head_dim)
     return gathered.view(batch, blocks * block_size, heads, dim).transpose(1, 2)
 
 
@@ -155,15 +156,17 @@ def attend(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, meta: 
     """q: (T, n_heads, head_dim) against caches that already hold this step's K/V -> (T, n_heads * head_dim)."""
     out = q.new_empty(q.shape[0], q.shape[1] * q.shape[2])
     for group in meta.groups:
-        queries = q[group.query_index].transpose(1, 2)  # (B, n_heads, Qmax, head_dim)
         keys = gather_kv(k_cache, group.block_tables)
         values = gather_kv(v_cache, group.block_tables)
-        if group.causal:  # keys [0, n) are the chunk's own: the causal kernel skips the masked half
-            n = queries.shape[2]
-            attended = F.scaled_dot_product_attention(queries, keys[:, :, :n], values[:, :, :n], is_causal=True,
-                                                      enable_gqa=True)
-        else:
-            attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
+        if group.causal_rows is not None:  # keys [0, n) are the chunk's own: the causal kernel skips the masked half
+            first, end = group.causal_rows
+            n = end - first
+            attended = F.scaled_dot_product_attention(q[first:end].transpose(0, 1)[None], keys[:, :, :n],
+                                                      values[:, :, :n], is_causal=True, enable_gqa=True)
+            out[first:end] = attended[0].transpose(0, 1).flatten(1)
+            continue
+        queries = q[group.query_index].transpose(1, 2)  # (B, n_heads, Qmax, head_dim)
+        attended = F.scaled_dot_product_attention(queries, keys, values, attn_mask=group.mask, enable_gqa=True)
         attended = attended.transpose(1, 2)[group.query_valid]  # (G, n_heads, head_dim)
         out.index_copy_(0, group.flat_index, attended.flatten(1))
     if meta.kernel_decodes is not None:

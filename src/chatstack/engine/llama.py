@@ -84,7 +84,8 @@ class RMSNorm(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, spec: LlamaSpec, weights: dict[str, torch.Tensor], prefix: str, quantization: str | None):
+    def __init__(self, spec: LlamaSpec, weights: dict[str, torch.Tensor], prefix: str, quantization: str | None,
+                 prepack: bool = True):
         super().__init__()
         self.spec = spec
         w = lambda name: weights[prefix + name]  # noqa: E731
@@ -92,10 +93,11 @@ class DecoderLayer(nn.Module):
         qkv_bias = None if b("self_attn.q_proj.bias") is None else torch.cat(
             [b("self_attn.q_proj.bias"), b("self_attn.k_proj.bias"), b("self_attn.v_proj.bias")])
         self.qkv = dense(torch.cat([w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"),
-                                    w("self_attn.v_proj.weight")]), qkv_bias, quantization)
-        self.o_proj = dense(w("self_attn.o_proj.weight"), b("self_attn.o_proj.bias"), quantization)
-        self.gate_up = dense(torch.cat([w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")]), None, quantization)
-        self.down = dense(w("mlp.down_proj.weight"), None, quantization)
+                                    w("self_attn.v_proj.weight")]), qkv_bias, quantization, prepack)
+        self.o_proj = dense(w("self_attn.o_proj.weight"), b("self_attn.o_proj.bias"), quantization, prepack)
+        self.gate_up = dense(torch.cat([w("mlp.gate_proj.weight"), w("mlp.up_proj.weight")]), None, quantization,
+                             prepack)
+        self.down = dense(w("mlp.down_proj.weight"), None, quantization, prepack)
         self.input_norm = RMSNorm(w("input_layernorm.weight"), spec.rms_norm_eps)
         self.post_attention_norm = RMSNorm(w("post_attention_layernorm.weight"), spec.rms_norm_eps)
 
@@ -136,15 +138,16 @@ class DecoderLayer(nn.Module):
 
 
 class LlamaForPagedDecoding(nn.Module):
-    def __init__(self, hf_config, weights: dict[str, torch.Tensor], quantization: str | None = None):
+    def __init__(self, hf_config, weights: dict[str, torch.Tensor], quantization: str | None = None,
+                 prepack: bool = True):
         super().__init__()
         self.spec = spec = LlamaSpec.from_hf(hf_config)
         self.embed = nn.Embedding.from_pretrained(weights["model.embed_tokens.weight"], freeze=True)
         self.layers = nn.ModuleList(
-            DecoderLayer(spec, weights, f"model.layers.{i}.", quantization) for i in range(spec.num_layers))
+            DecoderLayer(spec, weights, f"model.layers.{i}.", quantization, prepack) for i in range(spec.num_layers))
         self.norm = RMSNorm(weights["model.norm.weight"], spec.rms_norm_eps)
         head = weights["model.embed_tokens.weight"] if spec.tie_word_embeddings else weights["lm_head.weight"]
-        self.lm_head = dense(head, None, quantization)
+        self.lm_head = dense(head, None, quantization, prepack)
         cos, sin = rope_tables(hf_config, spec)
         self.register_buffer("cos", cos.to(head.dtype), persistent=False)
         self.register_buffer("sin", sin.to(head.dtype), persistent=False)
@@ -166,7 +169,8 @@ class LlamaForPagedDecoding(nn.Module):
 
 
 def load_llama(model_dir: str | Path, dtype: torch.dtype, device: str | torch.device,
-               quantization: str | None = None) -> LlamaForPagedDecoding:
+               quantization: str | None = None, prepack: bool = True) -> LlamaForPagedDecoding:
+    """`prepack`: bfloat16 / float16 CPU projections in oneDNN's blocked layout (quant.PackedDense)."""
     model_dir = Path(model_dir)
     hf_config = AutoConfig.from_pretrained(str(model_dir))
     files = sorted(model_dir.glob("*.safetensors"))
@@ -175,4 +179,4 @@ def load_llama(model_dir: str | Path, dtype: torch.dtype, device: str | torch.de
     weights: dict[str, torch.Tensor] = {}
     for file in files:
         weights.update({k: v.to(device=device, dtype=dtype) for k, v in load_file(str(file)).items()})
-    return LlamaForPagedDecoding(hf_config, weights, quantization).eval()
+    return LlamaForPagedDecoding(hf_config, weights, quantization, prepack).eval()

@@ -21,7 +21,8 @@ class ModelRunner:
                  dtype: torch.dtype = torch.float32):
         self.config = config
         self.device = torch.device(device)
-        self.model = load_llama(model_dir, dtype, self.device, config.quantization)
+        # compile traces plain matmuls (a prepacked oneDNN weight is opaque to it and failed every bf16 step)
+        self.model = load_llama(model_dir, dtype, self.device, config.quantization, prepack=not config.compile)
         self.spec = spec = self.model.spec
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
         self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,

@@ -118,10 +118,12 @@ class Int4Linear(nn.Module):
         return y if self.bias is None else y + self.bias
 
 
-def dense(weight: torch.Tensor, bias: torch.Tensor | None, quantization: str | None) -> nn.Module:
-    """A projection holding `weight` (out, in), quantized if asked."""
+def dense(weight: torch.Tensor, bias: torch.Tensor | None, quantization: str | None,
+          prepack: bool = True) -> nn.Module:
+    """A projection holding `weight` (out, in), quantized if asked; `prepack=False` keeps a plain matmul (what
+    torch.compile can trace: it does its own weight layout)."""
     if quantization == "int8":
         return Int8Linear(weight, bias)
     if quantization == "int4":
         return Int4Linear(weight, bias)
-    return PackedDense(weight, bias) if PackedDense.applies(weight) else Dense(weight, bias)
+    return PackedDense(weight, bias) if prepack and PackedDense.applies(weight) else Dense(weight, bias)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from chatstack.backends.base import FinishReason, GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
@@ -160,4 +161,22 @@ def test_engine_rejects_requests_that_can_never_run(tiny_llama, prompt, max_toke
     engine = make_engine(tiny_llama, num_kv_blocks=32)
     with pytest.raises(ValueError, match=match):
         engine.add_request(request("bad", prompt, SamplingParams(max_tokens=max_tokens)))
+    assert_engine_idle(engine)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_compiled_engine_serves_and_float32_matches_hf(tiny_llama, references, dtype):
+    """`compile=True` traces plain matmuls: every step runs (a bf16 step once failed on a prepacked weight)."""
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=256, max_num_seqs=8,
+                                                max_num_batched_tokens=64, compile=True), dtype=dtype)
+    for i, prompt in enumerate(PROMPTS):
+        engine.add_request(request(f"c{i}", prompt))
+    tokens: dict[str, list[int]] = {f"c{i}": [] for i in range(len(PROMPTS))}
+    while engine.has_unfinished():
+        for result in engine.step():
+            assert result.error is None, result.error
+            tokens[result.request_id].extend(result.new_token_ids)
+    assert all(len(t) == MAX_NEW for t in tokens.values())
+    if dtype == torch.float32:
+        assert [tokens[f"c{i}"] for i in range(len(PROMPTS))] == [references[p] for p in PROMPTS]
     assert_engine_idle(engine)
