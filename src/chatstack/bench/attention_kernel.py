@@ -28,8 +28,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequences", type=int, default=57)
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5, help="rounds of 20 calls; the best round counts")
+    parser.add_argument("--layers", type=int, default=1,
+                        help="separate caches called in turn, as an engine's layers are (8: K/V come from memory, "
+                             "not the last call's cache)")
     args = parser.parse_args(argv)
-    if args.heads % args.kv_heads or min(args.kv_heads, args.head_dim, args.sequences, args.repeats) < 1:
+    if args.heads % args.kv_heads or min(args.kv_heads, args.head_dim, args.sequences, args.repeats, args.layers) < 1:
         parser.error("--heads must be a multiple of --kv-heads; sizes must be >= 1")
     return args
 
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> str:
     order = list(range(1, sum(counts) + 1))
     rng.shuffle(order)  # blocks scattered over the pool, as after many admissions and frees
     shape = (sum(counts) + 1, block_size, args.kv_heads, args.head_dim)
-    k_cache, v_cache = torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)
+    caches = [(torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)) for _ in range(args.layers)]
     starts = [sum(counts[:i]) for i in range(len(counts))]
     chunks = [(length, 1, order[start:start + count]) for length, start, count in zip(lengths, starts, counts)]
     decodes = AttentionMetadata.build(chunks, block_size, "cpu", True).kernel_decodes
@@ -56,12 +59,14 @@ def main(argv: list[str] | None = None) -> str:
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
-        for _ in range(20):
+        for call in range(20):
+            k_cache, v_cache = caches[call % args.layers]
             kernel(q, k_cache, v_cache, decodes.block_tables, decodes.query_token, decodes.query_pos, out,
                    args.head_dim ** -0.5)
         best = min(best, (time.perf_counter() - start) / 20)
-    kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * k_cache.element_size() * 2
+    kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * q.element_size() * 2
     report = (f"{args.sequences} decodes, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
+              f"{args.layers} cache{'s' if args.layers > 1 else ''}, "
               f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V "
               f"(threads {torch.get_num_threads()})")
     print(report)
