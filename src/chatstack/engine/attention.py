@@ -1,9 +1,11 @@
 """Paged attention over block tables.
 
 One step computes a chunk of new tokens for each scheduled sequence. Their K/V are
-written into the paged cache first. Each longer chunk (a prefill or a prefill piece) then
-gathers its sequence's keys (cached prefix + new chunk) through its block table and is
-attended with masked SDPA on its own, so no sequence pays for another's padding.
+written into the paged cache first (`paged_attention`, or by the C layer ops before
+`attend`). Each longer chunk (a prefill or a prefill piece) then gathers its sequence's keys
+(cached prefix + new chunk) through its block table and is attended with SDPA on its own, so
+no sequence pays for another's padding: causal without a mask when the chunk starts at
+position 0, masked after a cached prefix.
 Single-token chunks (decodes) go to the CPU kernel (`cpu_kernels.py`), which reads the
 blocks in place; where it is not used (CUDA, or no compiler) they share one batched
 masked SDPA call over gathered, padded keys (vectorized torch, CPU or CUDA).
