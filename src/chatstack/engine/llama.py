@@ -16,7 +16,7 @@ from transformers import AutoConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from chatstack.engine.attention import AttentionMetadata, attend, paged_attention
-from chatstack.engine.cpu_kernels import LayerOpsKernel
+from chatstack.engine.layer_ops import LayerOpsKernel
 from chatstack.engine.quant import dense
 
 

@@ -9,7 +9,8 @@ import torch
 from chatstack.backends.base import TokenLogprob
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
-from chatstack.engine.cpu_kernels import LayerOpsKernel, layer_ops_kernel, paged_attention_kernel
+from chatstack.engine.cpu_kernels import paged_attention_kernel
+from chatstack.engine.layer_ops import LayerOpsKernel, layer_ops_kernel
 from chatstack.engine.llama import load_llama
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import SchedulerOutput

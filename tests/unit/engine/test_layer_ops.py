@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from chatstack.engine import cpu_kernels
-from chatstack.engine.attention import AttentionMetadata, write_kv
+from chatstack.engine.layer_ops import layer_ops_kernel
+from chatstack.engine.attention import write_kv
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llama import rotate
 from chatstack.engine.model_runner import ModelRunner
@@ -15,7 +15,7 @@ from chatstack.engine.scheduler import Scheduler
 from chatstack.engine.sequence import Sequence
 from chatstack.backends.base import SamplingParams
 
-ops = cpu_kernels.layer_ops_kernel()
+ops = layer_ops_kernel()
 pytestmark = pytest.mark.skipif(ops is None, reason="no C compiler here")
 DTYPES = [torch.float32, torch.bfloat16]
 
