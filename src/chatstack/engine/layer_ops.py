@@ -29,12 +29,12 @@ class LayerOpsKernel:
             self._norm[dtype] = self._bind(library, f"chatstack_add_rms_norm_{suffix}", [p, p, p, i64, i64, ctypes.c_float, p])
             self._silu[dtype] = self._bind(library, f"chatstack_silu_mul_{suffix}", [p, i64, i64, p])
             self._rope[dtype] = self._bind(library, f"chatstack_rope_store_{suffix}",
-                                           [p, i64, p, p, p, i64, i64, i64, p, p, p, p])
+                                           [p, i64, p, p, p, i64, i64, i64, i64, p, i64, p, p, p], ctypes.c_int)
 
     @staticmethod
-    def _bind(library: ctypes.CDLL, name: str, argtypes: list):
+    def _bind(library: ctypes.CDLL, name: str, argtypes: list, restype=None):
         fn = getattr(library, name)
-        fn.argtypes, fn.restype = argtypes, None
+        fn.argtypes, fn.restype = argtypes, restype
         return fn
 
     def _check(self, dtype: torch.dtype, **named: torch.Tensor) -> None:
@@ -98,9 +98,13 @@ class LayerOpsKernel:
         fn, size, width = self._rope[qkv.dtype], qkv.element_size(), qkv.shape[1]
         qkv_p, pos_p, slot_p, q_p = qkv.data_ptr(), positions.data_ptr(), slots.data_ptr(), q.data_ptr()
         cos_p, sin_p, k_p, v_p = cos.data_ptr(), sin.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr()
-        self._rows(lambda first, end: fn(qkv_p + first * width * size, end - first, pos_p + first * 8, cos_p, sin_p,
-                                         n_heads, n_kv_heads, head_dim, slot_p + first * 8,
-                                         q_p + first * n_heads * head_dim * size, k_p, v_p), rows)
+        num_slots, statuses = k_cache.shape[0] * k_cache.shape[1], []
+        self._rows(lambda first, end: statuses.append(fn(
+            qkv_p + first * width * size, end - first, pos_p + first * 8, cos_p, sin_p, cos.shape[0], n_heads,
+            n_kv_heads, head_dim, slot_p + first * 8, num_slots, q_p + first * n_heads * head_dim * size, k_p, v_p)),
+            rows)
+        if any(statuses):
+            raise ValueError(f"rope_store: positions must be in [0, {cos.shape[0]}) and slots in [0, {num_slots})")
         return q
 
 
