@@ -11,9 +11,12 @@ import torch
 from chatstack.engine import cpu_kernels
 from chatstack.engine.attention import AttentionMetadata, paged_attention, split_work
 from chatstack.engine.config import EngineConfig
+from chatstack.engine.layer_ops import layer_ops_kernel
 from chatstack.engine.model_runner import ModelRunner
 
-pytestmark = pytest.mark.skipif(cpu_kernels.paged_attention_kernel() is None, reason="no C compiler here")
+from tests.unit.engine.helpers import needs_c_compiler
+
+pytestmark = needs_c_compiler
 
 
 def random_layout(num_seqs: int, block_size: int, num_blocks: int, max_len: int, seed: int):
@@ -142,14 +145,18 @@ def test_build_is_cached_per_source_and_rebuilt_when_the_source_changes(tmp_path
 def test_without_a_compiler_auto_falls_back_and_kernel_is_refused(tmp_path, monkeypatch, tiny_llama):
     monkeypatch.setenv("CHATSTACK_KERNEL_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("CC", "false")
-    cpu_kernels.paged_attention_kernel.cache_clear()
+    loaders = (cpu_kernels.paged_attention_kernel, cpu_kernels.decode_step_kernel, layer_ops_kernel)
+    for loader in loaders:
+        loader.cache_clear()
     try:
         assert cpu_kernels.paged_attention_kernel() is None
-        assert ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8)).decode_kernel is False
+        runner = ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8))
+        assert runner.decode_kernel is False and runner.model.layer_ops is None and runner.single_decode is None
         with pytest.raises(ValueError, match="attention 'kernel' is unavailable"):
             ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, attention="kernel"))
     finally:
-        cpu_kernels.paged_attention_kernel.cache_clear()
+        for loader in loaders:  # the None results must not outlive the missing compiler
+            loader.cache_clear()
 
 
 def test_kernel_is_refused_for_dtypes_it_does_not_read(tiny_llama):
@@ -198,3 +205,10 @@ def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
     assert "bfloat16" in report and "ms per call" in report and "GB/s" in report
     with pytest.raises(SystemExit):
         attention_kernel.main(["--heads", "6", "--kv-heads", "4"])
+
+
+def test_every_kernel_builds_where_a_compiler_exists():
+    """A failing build would otherwise turn every kernel test into a skip."""
+    loaders = (cpu_kernels.paged_attention_kernel, cpu_kernels.argmax_kernel, cpu_kernels.decode_step_kernel,
+               layer_ops_kernel)
+    assert [loader.__name__ for loader in loaders if loader() is None] == []

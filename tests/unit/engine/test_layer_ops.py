@@ -15,8 +15,10 @@ from chatstack.engine.scheduler import Scheduler
 from chatstack.engine.sequence import Sequence
 from chatstack.backends.base import SamplingParams
 
+from tests.unit.engine.helpers import needs_c_compiler
+
 ops = layer_ops_kernel()
-pytestmark = pytest.mark.skipif(ops is None, reason="no C compiler here")
+pytestmark = needs_c_compiler
 DTYPES = [torch.float32, torch.bfloat16]
 
 
@@ -98,7 +100,7 @@ def test_fused_forward_equals_the_torch_forward_over_a_mixed_step(tiny_llama, dt
     """One step holding a fresh prompt, a continued prompt piece and decodes: same logits and cache."""
     config = EngineConfig(num_kv_blocks=64, block_size=4, max_num_batched_tokens=64)
     runners = [ModelRunner(tiny_llama, config, dtype=dtype) for _ in range(2)]
-    assert runners[0].model.layer_ops is ops
+    assert runners[0].model.layer_ops is not None  # the fused path, against the torch path beside it
     runners[1].model.layer_ops = None
     logits, caches = [], []
     for runner in runners:

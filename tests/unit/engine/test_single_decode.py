@@ -7,12 +7,11 @@ import torch
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
-from chatstack.engine.cpu_kernels import decode_step_kernel
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
-from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, hf_greedy, save_random_llama
+from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, hf_greedy, needs_c_compiler, save_random_llama
 
-pytestmark = pytest.mark.skipif(decode_step_kernel() is None, reason="no C compiler here")
+pytestmark = needs_c_compiler
 
 
 def prefilled(engine: LLMEngine, prompt) -> ScheduledChunk:

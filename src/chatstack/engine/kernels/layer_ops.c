@@ -15,6 +15,9 @@
  * and their sum), so the outputs equal the torch path's bit for bit up to the order of the
  * norm's sum of squares. All tensors are contiguous rows; caches are a layer's
  * (blocks, block_size, n_kv_heads, head_dim), so slot s starts at s * n_kv_heads * head_dim.
+ * With AVX-512, SiLU runs sixteen lanes at a time written out (the compiler's own loop was
+ * 1.1-1.35x slower; a refined reciprocal estimate in place of the division was no faster and
+ * moved some bfloat16 results by a step, so the division stays).
  */
 #include <stdint.h>
 #include "common.h"
@@ -24,16 +27,25 @@
 #define TO_F32(x) (x)
 #define FROM_F32(x) (x)
 #define ROUND(x) (x)
+#define LOAD16(p) _mm512_loadu_ps(p)
+#define STORE16(p, v) _mm512_storeu_ps(p, v)
+#define ROUND16(v) (v)
 #include "layer_ops_impl.h"
 #undef T
 #undef SFX
 #undef TO_F32
 #undef FROM_F32
 #undef ROUND
+#undef LOAD16
+#undef STORE16
+#undef ROUND16
 
 #define T uint16_t
 #define SFX bf16
 #define TO_F32(x) bf16_to_f32(x)
 #define FROM_F32(x) f32_to_bf16(x)
 #define ROUND(x) bf16_to_f32(f32_to_bf16(x))
+#define LOAD16(p) bf16x16_load(p)
+#define STORE16(p, v) bf16x16_store(p, v)
+#define ROUND16(v) bf16x16_round(v)
 #include "layer_ops_impl.h"

@@ -37,12 +37,23 @@ void CAT(chatstack_silu_mul_, SFX)(const T *gate_up, int64_t rows, int64_t inter
     for (int64_t r = 0; r < rows; ++r) {
         const T *g = gate_up + r * 2 * inter, *u = g + inter;
         T *o = out + r * inter;
+        int64_t j = 0;
+#ifdef __AVX512F__
+        const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+        for (; j + 16 <= inter; j += 16) {
+            const __m512 x = LOAD16(g + j);
+            const __m512 e = exp_nonpositive16(_mm512_sub_ps(zero, _mm512_abs_ps(x)));
+            const __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, zero, _CMP_GE_OQ), e, one);
+            const __m512 sigmoid = _mm512_div_ps(num, _mm512_add_ps(one, e));
+            STORE16(o + j, _mm512_mul_ps(ROUND16(_mm512_mul_ps(x, sigmoid)), LOAD16(u + j)));
+        }
+#endif
         #pragma omp simd
-        for (int64_t j = 0; j < inter; ++j) {
-            const float x = TO_F32(g[j]);
+        for (int64_t k = j; k < inter; ++k) {
+            const float x = TO_F32(g[k]);
             const float e = exp_nonpositive(-fabsf(x));
             const float sigmoid = (x >= 0.0f ? 1.0f : e) / (1.0f + e);
-            o[j] = FROM_F32(ROUND(x * sigmoid) * TO_F32(u[j]));
+            o[k] = FROM_F32(ROUND(x * sigmoid) * TO_F32(u[k]));
         }
     }
 }

@@ -161,10 +161,6 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
  * Keys: each dot product takes 32 bf16 pairs per instruction (products exact in float32, sums
  * rounded to nearest even as the scalar path rounds its FMAs); q stays bfloat16. Values: widened
  * in registers as they are loaded, and each row is read once for four heads of the group. */
-INLINE __m512 widen_sixteen(const uint16_t *p) {
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
-}
-
 /* The next block sits elsewhere in the pool (often another page), out of the hardware prefetcher's
  * reach: ask for its rows while this block is computed. */
 INLINE void prefetch_rows(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim) {
@@ -226,7 +222,7 @@ INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const in
             for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r); \
         for (int64_t s = 0; s < in_block; ++s) { \
             __m512 v[4]; \
-            for (int r = 0; r < width; ++r) v[r] = widen_sixteen(values + s * row + d0 + 16 * r); \
+            for (int r = 0; r < width; ++r) v[r] = bf16x16_load(values + s * row + d0 + 16 * r); \
             for (int h = 0; h < HEADS; ++h) { \
                 const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + s]); \
                 for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]); \
