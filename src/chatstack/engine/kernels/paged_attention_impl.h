@@ -5,6 +5,14 @@
 #define NAME_(base, sfx) NAME__(base, sfx)
 #define NAME__(base, sfx) base##_##sfx
 
+/* The next block sits elsewhere in the pool (often another page), out of the hardware prefetcher's
+ * reach: ask for its rows while this block is computed. */
+INLINE void NAME(prefetch_rows)(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim) {
+    for (int64_t s = 0; s < count; ++s)
+        for (int64_t d = 0; d < head_dim; d += 64 / (int64_t)sizeof(KV_T))
+            __builtin_prefetch(rows + s * row + d, 0, 3);
+}
+
 /* The block's first `count` rows of this KV head as floats, `*stride` apart: the cache itself
  * for float caches, else converted once into `tile` (count x head_dim) so that every head of
  * the group reads floats. */
@@ -45,6 +53,9 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
+        if (j0 + block_size < length)
+            NAME(prefetch_rows)(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2], block_size,
+                                strides[1], head_dim);
         const float *keys = NAME(block_rows)(k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                              in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
@@ -112,6 +123,9 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
+        if (j0 + block_size < length)
+            NAME(prefetch_rows)(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2], block_size,
+                                strides[1], head_dim);
         const float *values = NAME(block_rows)(v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                                in_block, strides[1], head_dim, tile, &row);
         for (int64_t h = 0; h < group; ++h) {
@@ -161,14 +175,6 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
  * Keys: each dot product takes 32 bf16 pairs per instruction (products exact in float32, sums
  * rounded to nearest even as the scalar path rounds its FMAs); q stays bfloat16. Values: widened
  * in registers as they are loaded, and each row is read once for four heads of the group. */
-/* The next block sits elsewhere in the pool (often another page), out of the hardware prefetcher's
- * reach: ask for its rows while this block is computed. */
-INLINE void prefetch_rows(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim) {
-    for (int64_t s = 0; s < count; ++s)
-        for (int64_t d = 0; d < head_dim; d += 64 / (int64_t)sizeof(KV_T))
-            _mm_prefetch((const char *)(rows + s * row + d), _MM_HINT_T0);
-}
-
 /* As score_keys, for head_dim % 32 == 0; q: the group's bfloat16 rows. */
 INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                                     int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
@@ -177,7 +183,7 @@ INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const in
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
         const int64_t row = strides[1];
-        if (j0 + block_size < length) prefetch_rows(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
+        if (j0 + block_size < length) NAME(prefetch_rows)(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
                                                     block_size, row, head_dim);
         int64_t s = 0;
         for (; s + 8 <= in_block; s += 8) {
@@ -243,7 +249,7 @@ INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, c
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
-        if (j0 + block_size < length) prefetch_rows(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
+        if (j0 + block_size < length) NAME(prefetch_rows)(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
                                                     block_size, strides[1], head_dim);
         for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
             const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
