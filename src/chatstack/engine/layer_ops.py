@@ -90,9 +90,11 @@ class LayerOpsKernel:
         self._check(qkv.dtype, qkv=qkv, cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache)
         require_contiguous_cpu(("positions", positions, torch.int64), ("slots", slots, torch.int64))
         head_dim, rows = k_cache.shape[-1], qkv.shape[0]
-        if (qkv.dim() != 2 or qkv.shape[1] != (n_heads + 2 * n_kv_heads) * head_dim or k_cache.shape[-2] != n_kv_heads
+        if (qkv.dim() != 2 or qkv.shape[1] != (n_heads + 2 * n_kv_heads) * head_dim or head_dim % 2
+                or k_cache.shape[-2] != n_kv_heads
                 or positions.shape != (rows,) or slots.shape != (rows,) or cos.shape[-1] != head_dim):
-            raise ValueError(f"rope_store shapes disagree: qkv {tuple(qkv.shape)}, positions {tuple(positions.shape)}, "
+            raise ValueError(f"rope_store shapes disagree (head_dim must be even): qkv {tuple(qkv.shape)}, "
+                             f"positions {tuple(positions.shape)}, "
                              f"slots {tuple(slots.shape)}, cos {tuple(cos.shape)}, cache {tuple(k_cache.shape)}")
         q = qkv.new_empty(rows, n_heads, head_dim)
         fn, size, width = self._rope[qkv.dtype], qkv.element_size(), qkv.shape[1]

@@ -86,6 +86,10 @@ def test_layer_ops_reject_what_they_cannot_read():
     with pytest.raises(ValueError, match="rope_store shapes disagree"):
         ops.rope_store(torch.zeros(2, 24), torch.zeros(2, dtype=torch.long), torch.zeros(9, 8), torch.zeros(9, 8),
                        2, 1, torch.zeros(3, dtype=torch.long), cache, cache)
+    odd = torch.zeros(2, 3, 1, 7)  # RoPE rotates halves: an odd head_dim cannot be rotated
+    with pytest.raises(ValueError, match="rope_store shapes disagree"):
+        ops.rope_store(torch.zeros(2, 28), torch.zeros(2, dtype=torch.long), torch.zeros(9, 7), torch.zeros(9, 7),
+                       2, 1, torch.zeros(2, dtype=torch.long), odd, odd)
     qkv, table = torch.zeros(2, 32), torch.zeros(9, 8)
     for positions, slots in (([0, 9], [0, 1]), ([0, -1], [0, 1]), ([0, 1], [0, 8]), ([0, 1], [-1, 1])):
         with pytest.raises(ValueError, match=r"positions must be in \[0, 9\) and slots in \[0, 8\)"):
