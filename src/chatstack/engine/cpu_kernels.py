@@ -3,8 +3,8 @@
 The paged-attention kernel (`kernels/paged_attention.c`) reads keys and values in place
 from the block-paged cache; the argmax kernel (`kernels/argmax.c`) picks greedy tokens; the
 decode-step kernel (`kernels/decode_step.c`) runs every layer for a step that holds a single
-decoding sequence; `layer_ops.py` wraps the fourth (`kernels/layer_ops.c`). Each is compiled on first use with the system C compiler
-(`CC`, else `cc`) for this CPU (`-march=native`) into a cache folder
+decoding sequence; `layer_ops.py` wraps the fourth (`kernels/layer_ops.c`). Each is compiled
+on first use with the system C compiler (`CC`, else `cc`) for this CPU (`-march=native`) into a cache folder
 (`CHATSTACK_KERNEL_CACHE`, else `~/.cache/chatstack/kernels`), keyed by a hash of the
 sources, the compiler and the CPU, so a source change or another machine builds afresh.
 Where no compiler works, the `*_kernel()` loaders return None and the engine keeps its

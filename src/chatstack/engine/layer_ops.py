@@ -48,7 +48,7 @@ class LayerOpsKernel:
     def _rows(run, rows: int) -> None:
         """run(first, end) over all rows: at once here, or split over the pool where torch has threads to spare."""
         threads = torch.get_num_threads()
-        if threads == 1 or rows < 64:
+        if threads == 1:
             run(0, rows)
         else:
             run_parts(run, row_parts(rows, threads))

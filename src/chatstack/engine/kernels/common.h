@@ -1,6 +1,6 @@
-/* Scalar helpers the C kernels share: bfloat16 <-> float32 (widening is a 16-bit shift;
- * narrowing rounds to nearest even and keeps NaN a quiet NaN, as torch rounds) and exp for
- * x <= 0. All vectorise inside `omp simd` loops. */
+/* Helpers the C kernels share: bfloat16 <-> float32 (widening is a 16-bit shift; narrowing
+ * rounds to nearest even and keeps NaN a quiet NaN, as torch rounds) and exp for x <= 0, as
+ * scalars that vectorise inside `omp simd` loops and, with AVX-512, sixteen lanes written out. */
 #ifndef CHATSTACK_KERNELS_COMMON_H
 #define CHATSTACK_KERNELS_COMMON_H
 #include <stdint.h>

@@ -58,6 +58,18 @@ INLINE __m256 sum_each_of_eight(const __m256 v[8]) {
 }
 #endif
 
+#ifdef __AVX512F__
+/* out[r] = scale * (the sum of the sixteen lanes of acc[r]), r < 8: each sum folded to eight
+ * lanes, then added across as sum_each_of_eight does. */
+INLINE void store_scaled_sums_of_eight(const __m512 acc[8], float scale, float *out) {
+    __m256 half[8];
+    for (int r = 0; r < 8; ++r)
+        half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
+                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
+    _mm256_storeu_ps(out, _mm256_mul_ps(sum_each_of_eight(half), _mm256_set1_ps(scale)));
+}
+#endif
+
 #define KV_T float
 #define SFX f32
 #define KV_IS_FLOAT 1

@@ -26,11 +26,7 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
     for (int64_t s = 0; s < count; ++s) {
         int64_t d = 0;
 #ifdef __AVX512F__
-        for (; d + 16 <= head_dim; d += 16) {
-            const __m256i raw = _mm256_loadu_si256((const __m256i *)(rows + s * row + d));
-            _mm512_storeu_ps(tile + s * head_dim + d,
-                             _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16)));
-        }
+        for (; d + 16 <= head_dim; d += 16) _mm512_storeu_ps(tile + s * head_dim + d, bf16x16_load(rows + s * row + d));
 #endif
 #ifdef __AVX2__
         for (; d + 8 <= head_dim; d += 8) {  /* bfloat16 -> float is a 16-bit shift */
@@ -60,8 +56,7 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                                              in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
 #ifdef __AVX512F__
-        /* Eight keys at once, sixteen dimensions per instruction; each sum is folded to eight
-         * lanes, then added across as in the AVX2 path below. */
+        /* Eight keys at once, sixteen dimensions per instruction. */
         if (head_dim % 16 == 0) {
             for (; s + 8 <= in_block; s += 8) {
                 for (int64_t h = 0; h < group; ++h) {
@@ -73,12 +68,7 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                         for (int r = 0; r < 8; ++r)
                             acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(keys + (s + r) * row + d), acc[r]);
                     }
-                    __m256 half[8];
-                    for (int r = 0; r < 8; ++r)
-                        half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
-                                                _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
-                    _mm256_storeu_ps(scores + h * length + j0 + s,
-                                     _mm256_mul_ps(sum_each_of_eight(half), _mm256_set1_ps(scale)));
+                    store_scaled_sums_of_eight(acc, scale, scores + h * length + j0 + s);
                 }
             }
         }
@@ -196,12 +186,7 @@ INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const in
                     for (int r = 0; r < 8; ++r)
                         acc[r] = _mm512_dpbf16_ps(acc[r], qv, (__m512bh)_mm512_loadu_si512(keys + (s + r) * row + d));
                 }
-                __m256 half[8];
-                for (int r = 0; r < 8; ++r)
-                    half[r] = _mm256_add_ps(_mm512_castps512_ps256(acc[r]),
-                                            _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r]), 1)));
-                _mm256_storeu_ps(scores + h * length + j0 + s,
-                                 _mm256_mul_ps(sum_each_of_eight(half), _mm256_set1_ps(scale)));
+                store_scaled_sums_of_eight(acc, scale, scores + h * length + j0 + s);
             }
         }
         for (; s < in_block; ++s) {
