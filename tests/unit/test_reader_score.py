@@ -9,3 +9,12 @@ def test_handled_right_weighs_every_conversation_once():
     assert always_declines.handled_right == 18 / 60
     assert cites_half.handled_right == 21 / 60 > always_declines.handled_right
     assert ReaderScore(0, 0.0, 0, 0.0).handled_right == 0.0
+
+
+def test_fact_recall_is_the_share_of_gold_words_in_the_reply():
+    from chatstack.alignment.reader_eval import fact_recall
+
+    gold = 'The "pass" statement is a null operation. [2]'
+    assert fact_recall('The "pass" statement is a null operation: nothing happens. [1]', gold) == 1.0
+    assert fact_recall("The statement does things.", gold) == 2 / 5  # the, statement of the, pass, statement, null, operation
+    assert fact_recall("", gold) == 0.0 and fact_recall("anything", "[3]") == 1.0

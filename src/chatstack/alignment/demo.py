@@ -29,21 +29,26 @@ def _registry(artifacts: Path):
 
 
 def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NAME,
-                  serve_if_better: bool = False) -> dict:
+                  serve_if_better: bool = False, passages=None) -> dict:
     """Register the candidate that reads best (reader evaluation) as a version of `name`, served
     unless `serve_if_better` and the served version handled at least as many conversations right.
 
-    Later candidates win ties. Returns the scores, the registered version and whether it is served.
+    `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, …) the evaluation
+    asks over (None: the default mix). Later candidates win ties. Returns the scores, the registered version and whether it is served.
     """
+    from chatstack.alignment.reader_data import ReaderMix
     from chatstack.alignment.reader_eval import evaluate_reader
 
-    reports = {str(c): evaluate_reader(c) for c in candidates}
+    passages = passages or ReaderMix()
+    shape = {"passages": passages.passages, "chunk_tokens": passages.chunk_tokens,
+             "chunk_overlap_tokens": passages.chunk_overlap_tokens}
+    reports = {str(c): evaluate_reader(c, **shape) for c in candidates}
     scores = {name: dataclasses.asdict(r) | {"handled_right": r.handled_right} for name, r in reports.items()}
     best = max(reversed(candidates), key=lambda c: reports[str(c)].handled_right)
     registry = _registry(artifacts)
     served = _served_handled_right(registry, name) if serve_if_better else None
     serve = served is None or reports[str(best)].handled_right > served
-    evaluation = {"reader_scores": scores,
+    evaluation = {"reader_scores": scores, "reader_passages": shape,
                   "rule": "highest share of held-out conversations handled right (cited / declined); later wins ties"}
     record = registry.register(best, name, evaluation, note="best reader of the demo pipeline", serve=serve)
     logger.info("registered %s as %s version %d (%s): %s", best, name, record.version,
@@ -110,9 +115,9 @@ def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float | None = None
     registry = _registry(artifacts)
     candidates = [sft_recipe.output_dir, dpo_recipe.output_dir]
     if registry.served_version(SERVED_NAME) is None:
-        register_best(candidates, artifacts)
+        register_best(candidates, artifacts, passages=sft_recipe.mix)
     elif reader and not _registered_from(registry, candidates):
-        register_best(candidates, artifacts, serve_if_better=True)
+        register_best(candidates, artifacts, serve_if_better=True, passages=sft_recipe.mix)
     elif not is_saved_model(artifacts / SERVED_NAME):  # the export was removed: restore the served version
         registry.promote(SERVED_NAME, registry.served_version(SERVED_NAME))
     return artifacts / SERVED_NAME

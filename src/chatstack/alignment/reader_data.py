@@ -44,8 +44,20 @@ class ReaderMix:
     multi_turn: float = 0.15
     distractors: int = 2
     quote: float = 0.0  # single-turn: the whole covering passage, cited
+    # "documents": each passage is a document's opening; "chunks": ingest's chunks of the served
+    # Python topics, labelled as retrieval labels them (`served_chunks`), cut as the deployment's
+    # retrieval.chunk_tokens / chunk_overlap_tokens cut them
+    passages: str = "documents"
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
 
     def __post_init__(self) -> None:
+        if self.passages not in ("documents", "chunks"):
+            raise ValueError(f"passages must be 'documents' or 'chunks', got {self.passages!r}")
+        if not 16 <= self.chunk_tokens <= 512:  # ChunkingParams' bounds
+            raise ValueError(f"chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
+        if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
+            raise ValueError(f"chunk_overlap_tokens must be in [0, chunk_tokens/2], got {self.chunk_overlap_tokens}")
         for name in ("unanswerable", "refusal", "multi_turn", "quote"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -82,7 +94,11 @@ def not_covered(document: Document) -> str:
 
 def is_held_out(document: Document, eval_fraction: float) -> bool:
     """Split by topic: a title lands on the same side in every run."""
-    return zlib.crc32(document.title.encode("utf-8")) % 1000 < eval_fraction * 1000
+    return title_is_held_out(document.title, eval_fraction)
+
+
+def title_is_held_out(title: str, eval_fraction: float) -> bool:
+    return zlib.crc32(title.encode("utf-8")) % 1000 < eval_fraction * 1000
 
 
 def _turn(rng: random.Random, target: Document, others: list[Document], mix: ReaderMix, answerable: bool):
@@ -119,6 +135,10 @@ def reader_conversation(rng: random.Random, target: Document, pool: list[Documen
 def reader_conversations(count: int, seed: int, mix: ReaderMix = ReaderMix(), held_out: bool = False,
                          eval_fraction: float = 0.1) -> list[list[Message]]:
     """`count` conversations about training topics (or, with `held_out`, evaluation topics)."""
+    if mix.passages == "chunks":
+        from chatstack.alignment.served_chunks import chunk_conversations
+
+        return chunk_conversations(count, seed, mix, held_out, eval_fraction)
     documents = [d for d in titled_documents() if len(d.body) >= 120]
     targets = [d for d in documents if is_held_out(d, eval_fraction) == held_out]
     rng = random.Random(seed)

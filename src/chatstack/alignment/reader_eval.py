@@ -1,5 +1,5 @@
-"""How well a model reads: on held-out topics, does it cite the right passage, and does
-it say so when no passage covers the question?"""
+"""How well a model reads: on held-out topics, does it cite the right passage, does its
+answer carry the gold answer's words, and does it say so when no passage covers the question?"""
 
 from __future__ import annotations
 
@@ -13,6 +13,16 @@ from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.text.chat_template import render_chat
 
 _CITATION = re.compile(r"\[(\d+)\]")
+_WORD = re.compile(r"[A-Za-z_]\w{2,}(?:\.\w+)*")
+
+
+def fact_recall(reply: str, gold: str) -> float:
+    """Share of the gold answer's distinct words (3+ characters, citations aside) found in the reply."""
+    wanted = {w.lower() for w in _WORD.findall(_CITATION.sub("", gold))}
+    if not wanted:
+        return 1.0
+    found = {w.lower() for w in _WORD.findall(reply)}
+    return len(wanted & found) / len(wanted)
 
 
 @dataclass(frozen=True)
@@ -21,6 +31,7 @@ class ReaderScore:
     cited_correctly: float  # share of answerable questions whose reply cites the right [n]
     unanswerable: int
     said_not_covered: float  # share of unanswerable questions answered "do not cover"
+    fact_recall: float = 0.0  # mean `fact_recall` of the answerable questions' replies
 
     @property
     def handled_right(self) -> float:
@@ -30,20 +41,29 @@ class ReaderScore:
         return (self.cited_correctly * self.answerable + self.said_not_covered * self.unanswerable) / max(total, 1)
 
 
-def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64) -> ReaderScore:
+def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
+                    passages: str = "documents", chunk_tokens: int = 200, chunk_overlap_tokens: int = 40) -> ReaderScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
-    return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens)
+    return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens, passages, chunk_tokens,
+                                  chunk_overlap_tokens)
 
 
-def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64) -> ReaderScore:
-    """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer)."""
+def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
+                           passages: str = "documents", chunk_tokens: int = 200,
+                           chunk_overlap_tokens: int = 40) -> ReaderScore:
+    """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer).
+
+    `passages`, `chunk_tokens`, `chunk_overlap_tokens`: as in `ReaderMix` — "chunks" asks over passages shaped as
+    the demo deployment retrieves them, with one more distractor (three passages, its top_k)."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=1)
+    mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=2 if passages == "chunks" else 1,
+                    passages=passages, chunk_tokens=chunk_tokens, chunk_overlap_tokens=chunk_overlap_tokens)
     cited = not_covered = answerable = unanswerable = 0
+    recall = 0.0
     for conversation in reader_conversations(count, seed, mix, held_out=True):
         *prompt, gold = conversation
         ids = tokenizer(render_chat(prompt), return_tensors="pt", add_special_tokens=False).input_ids
@@ -57,4 +77,6 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
         else:
             answerable += 1
             cited += gold_citation.group(0) in reply
-    return ReaderScore(answerable, cited / max(answerable, 1), unanswerable, not_covered / max(unanswerable, 1))
+            recall += fact_recall(reply, gold.content)
+    return ReaderScore(answerable, cited / max(answerable, 1), unanswerable, not_covered / max(unanswerable, 1),
+                       recall / max(answerable, 1))

@@ -16,8 +16,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("ingest", help="chunk, embed and store documents for retrieval")
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (.txt .md .html …)")
     p.add_argument("--demo-corpus", action="store_true", help="also ingest docs/, README.md and Python's topics")
-    p.add_argument("--max-tokens", type=int, default=200, help="chunk size in embedder tokens")
-    p.add_argument("--overlap-tokens", type=int, default=40)
+    p.add_argument("--max-tokens", type=int, help="chunk size in embedder tokens (default: retrieval.chunk_tokens)")
+    p.add_argument("--overlap-tokens", type=int, help="default: retrieval.chunk_overlap_tokens")
     _store_args(p)
     p.set_defaults(func=cmd_ingest)
     register_eval_suite(subparsers, "eval-rag")
@@ -103,7 +103,9 @@ def cmd_ingest(args) -> int:
     embedder = open_embedder(cfg)
     tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
     ingestor = Ingestor(VectorStore.open(cfg.milvus_uri, cfg.collection), embedder, token_offsets(tokenizer_dir),
-                        ChunkingParams(args.max_tokens, args.overlap_tokens), tenant=cfg.tenant,
+                        ChunkingParams(cfg.chunk_tokens if args.max_tokens is None else args.max_tokens,
+                                       cfg.chunk_overlap_tokens if args.overlap_tokens is None else args.overlap_tokens),
+                        tenant=cfg.tenant,
                         sentences=SentenceVectors(Path(cfg.sentence_vectors), embedder.dim) if cfg.sentence_vectors else None)
     roots = [discover(p) for p in paths]
     with tqdm(total=sum(len(r.files) for r in roots), unit="file", desc="ingest") as bar:

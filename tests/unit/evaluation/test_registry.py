@@ -97,7 +97,7 @@ def test_a_reader_candidate_is_served_only_when_it_handles_more_conversations_ri
     shutil.copytree(tiny_pair[0], first)
     shutil.copytree(tiny_pair[1], second)
     scores = {first: ReaderScore(42, 0.0, 18, 1.0), second: ReaderScore(42, 0.0, 18, 0.5)}  # 0.30, then 0.15
-    monkeypatch.setattr(reader_eval, "evaluate_reader", lambda path: scores[path])
+    monkeypatch.setattr(reader_eval, "evaluate_reader", lambda path, **shape: scores[path])
     artifacts = tmp_path / "artifacts"
     assert demo.register_best([first], artifacts)["served"]
     worse = demo.register_best([second], artifacts, serve_if_better=True)

@@ -39,3 +39,18 @@ def test_synthetic_benchmark_chunks_are_distinct():
     assert len(chunks) == 1200 and len({c.chunk_id for c in chunks}) == 1200
     perturbed = chunks[-200:]  # past the ~950 real topic chunks
     assert len({c.text for c in perturbed}) == 200
+
+
+def test_ingest_cuts_chunks_at_the_configured_size_unless_told_otherwise(tmp_path, onnx_path, capsys):
+    corpus = tmp_path / "kb"
+    corpus.mkdir()
+    (corpus / "long.md").write_text("# Long\n\n" + " ".join(f"Sentence number {i} says a little." for i in range(60)) + "\n")
+    added = {}
+    for name, chunking, flags in (("small", "chunk_tokens = 32\nchunk_overlap_tokens = 8\n", []),
+                                  ("default", "", []),
+                                  ("flag", "chunk_tokens = 32\nchunk_overlap_tokens = 8\n", ["--max-tokens", "200"])):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(f'[retrieval]\nmilvus_uri = "{name}.db"\nembedder_onnx = "{onnx_path}"\n{chunking}')
+        assert run(["--config", str(config), "ingest", str(corpus), *flags]) == 0
+        added[name] = int(capsys.readouterr().out.split("ingested: ", 1)[1].split(" chunk(s)", 1)[0])
+    assert added["small"] > 3 * added["default"] and added["flag"] == added["default"]

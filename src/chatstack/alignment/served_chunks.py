@@ -1,0 +1,218 @@
+"""Reference passages shaped exactly as the demo deployment retrieves them.
+
+Serving shows the model chunks of the ingested Python topics — cut by the ingest chunker
+(`chatstack.rag.chunking`), often starting mid-section, full of grammar rules and table
+rows, labelled `python_topics/<topic>.txt § <section path>`. A reader trained only on
+the clean opening paragraphs of documents meets something else at serving time and
+babbles, so reader conversations with `passages: chunks` are built from this pool:
+the same files, the same chunker and chunk size as `chatstack ingest --demo-corpus`.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from dataclasses import dataclass
+
+from chatstack.model.corpus import in_sentence, question_for
+from chatstack.rag.retriever import Passage, with_passages
+from chatstack.safety.rules import REFUSAL
+from chatstack.text.chat_template import Message
+
+SOURCE_PREFIX = "python_topics/"
+NOT_COVERED = "The documents I was given do not cover that, so I cannot answer it from them."
+# Users do not ask by section title, so questions name the topic several ways: by its title, by
+# the quoted keyword in it, or by words of the answer sentence itself, which makes the model find
+# the answer by what the question says rather than by matching a reference label.
+_BY_NAME = ("What is {name}?", "Explain {name}.", "Tell me about {name}.", "What does the documentation say about {name}?",
+            "How does {name} work?", "What does {name} do?", "What is {name} used for?", "How do I use {name}?")
+_BY_WORDS = ("What does the documentation say about {words}?", "How does {words} work?", "What about {words}?",
+             "Explain {words}.", "What happens with {words}?")
+_KEYWORD = re.compile(r'"([^"]+)"')
+_CONTENT_WORD = re.compile(r"[A-Za-z_]\w{3,}(?:\.\w+)*")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_NOT_PROSE_LINE = re.compile(r"^(\s|[+|=*-]|.*::=)")
+MAX_ANSWER_CHARS = 320
+
+
+@dataclass(frozen=True)
+class ChunkedSection:
+    """One section of a topic file as retrieval sees it: its chunks in order."""
+
+    source: str
+    section: str  # heading path, "Mapping Types — dict > Dictionary view objects"
+    chunks: tuple[Passage, ...]
+
+    @property
+    def name(self) -> str:
+        """What a question calls it: the last heading of the path."""
+        return self.section.rsplit(" > ", 1)[-1]
+
+
+def _prose_paragraphs(text: str) -> list[list[str]]:
+    """Each prose paragraph's sentences of four words or more, skipping grammar, code, table
+    rows and a sentence cut off at the chunk's start; each at most `MAX_ANSWER_CHARS`."""
+    paragraphs: list[list[str]] = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.splitlines()
+        if not lines or any(_NOT_PROSE_LINE.match(line) for line in lines):
+            continue
+        flat = " ".join(line.strip() for line in lines)
+        sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
+        if sentences and not paragraphs and not (sentences[0][:1].isupper() or sentences[0][:1] in "\"*("):
+            sentences = sentences[1:]  # continued from the previous chunk
+        kept = [s if len(s) <= MAX_ANSWER_CHARS else s[:MAX_ANSWER_CHARS].rsplit(" ", 1)[0] for s in sentences
+                if len(s.split()) >= 4 and (s[:1].isupper() or s[:1] in "\"*(")]
+        if kept:
+            paragraphs.append(kept)
+    return paragraphs
+
+
+def prose_sentences(text: str) -> list[str]:
+    """The chunk's prose sentences in order (see `_prose_paragraphs`)."""
+    return [sentence for paragraph in _prose_paragraphs(text) for sentence in paragraph]
+
+
+def first_prose_sentences(text: str) -> str:
+    """The chunk's first prose sentence, with the next of its paragraph if the first is short; "" when none."""
+    paragraphs = _prose_paragraphs(text)
+    if not paragraphs:
+        return ""
+    first = paragraphs[0]
+    return " ".join(first[:2]) if len(first[0]) < 80 and len(first) > 1 else first[0]
+
+
+@functools.lru_cache(maxsize=4)
+def served_sections(chunk_tokens: int = 200, overlap_tokens: int = 40) -> tuple[ChunkedSection, ...]:
+    """Every section of the demo corpus's Python topics, chunked as ingest chunks them."""
+    from chatstack.rag.chunking import ChunkingParams, chunk_document
+    from chatstack.rag.demo_corpus import write_python_topics
+    from chatstack.rag.documents import read_document
+    from chatstack.rag.embedder import token_offsets
+
+    offsets = token_offsets()
+    params = ChunkingParams(chunk_tokens, overlap_tokens)
+    sections: dict[tuple[str, str], list[Passage]] = {}
+    for path in sorted(write_python_topics().glob("*.txt")):
+        source = SOURCE_PREFIX + path.name
+        for chunk in chunk_document(read_document(path, source), offsets, params, tenant="reader-data"):
+            sections.setdefault((chunk.source, chunk.section), []).append(
+                Passage(text=chunk.text, source=chunk.source, score=1.0, section=chunk.section,
+                        chunk_id=chunk.chunk_id, title=chunk.title))
+    return tuple(ChunkedSection(source, section, tuple(chunks)) for (source, section), chunks in sections.items())
+
+
+def quoted_prose(text: str) -> str:
+    """The chunk's prose paragraphs flattened, up to `2 * MAX_ANSWER_CHARS`, ending at a sentence."""
+    paragraphs = [" ".join(line.strip() for line in p.splitlines()) for p in text.split("\n\n")
+                  if p.strip() and not any(_NOT_PROSE_LINE.match(line) for line in p.splitlines())]
+    flat = " ".join(paragraphs)
+    if len(flat) <= 2 * MAX_ANSWER_CHARS:
+        return flat
+    cut = flat[:2 * MAX_ANSWER_CHARS]
+    end = max(cut.rfind(". "), cut.rfind(": "))
+    return cut[:end + 1] if end > MAX_ANSWER_CHARS // 2 else cut.rsplit(" ", 1)[0]
+
+
+def _has_prose(section: ChunkedSection) -> bool:
+    return any(prose_sentences(c.text) for c in section.chunks)
+
+
+def question_and_answer(rng: random.Random, name: str, chunk: Passage, by_words: float = 0.5) -> tuple[str, str]:
+    """A question about section `name` answered from `chunk`, and that answer (uncited).
+
+    By name (the title, or the quoted keyword in it): the chunk's first prose sentences. By
+    words (a `by_words` share): a random prose sentence of the chunk, asked about by two or
+    three of its own content words, so the model must find the sentence the question means.
+    """
+    from chatstack.rag.grounding import STOPWORDS
+
+    sentences = prose_sentences(chunk.text)
+    if rng.random() < by_words:
+        sentence = rng.choice(sentences)
+        words = [w for w in _CONTENT_WORD.findall(sentence) if w.lower() not in STOPWORDS]
+        if len(words) >= 2:
+            start = rng.randrange(len(words) - 1)
+            asked = " ".join(words[start:start + rng.choice((2, 3))]).lower()
+            return rng.choice(_BY_WORDS).format(words=asked), sentence
+    keyword = _KEYWORD.search(name)
+    roll = rng.random()
+    if roll < 0.4:
+        question = question_for(name)
+    elif roll < 0.7 and keyword:
+        question = rng.choice(_BY_NAME).format(name=keyword.group(1))
+    else:
+        question = rng.choice(_BY_NAME).format(name=in_sentence(name))
+    return question, first_prose_sentences(chunk.text)
+
+
+def _answer_chunk(rng: random.Random, section: ChunkedSection) -> Passage:
+    """The chunk an answer quotes: the section's first chunk with prose, sometimes a later one."""
+    with_prose = [c for c in section.chunks if prose_sentences(c.text)]
+    return with_prose[0] if len(with_prose) == 1 or rng.random() < 0.6 else rng.choice(with_prose[1:])
+
+
+def _neighbours(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSection], count: int,
+                same_file: bool) -> list[Passage]:
+    """Chunks retrieval might put beside the answer: other sections, half of them (with
+    `same_file`) from the target's own topic file, as a similarity search tends to return."""
+    siblings = [s for s in pool if s.source == target.source and s.section != target.section]
+    strangers = [s for s in pool if s.source != target.source]
+    picked: list[Passage] = []
+    while len(picked) < count:
+        section = rng.choice(siblings if same_file and siblings and rng.random() < 0.5 else strangers)
+        chunk = rng.choice(section.chunks)
+        if chunk not in picked:
+            picked.append(chunk)
+    return picked
+
+
+def _place(rng: random.Random, answer: Passage, others: list[Passage]) -> list[Passage]:
+    """Best first, as retrieval ranks: the answer's chunk leads half the time."""
+    passages = list(others)
+    passages.insert(0 if rng.random() < 0.5 else rng.randrange(len(passages) + 1), answer)
+    return passages
+
+
+def chunk_conversation(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSection], mix) -> list[Message]:
+    from chatstack.alignment.reader_data import SYSTEM_PROMPT, UNSAFE_REQUESTS
+
+    roll = rng.random()
+    if roll < mix.refusal:
+        return [Message("system", SYSTEM_PROMPT), Message("user", rng.choice(UNSAFE_REQUESTS)),
+                Message("assistant", REFUSAL)]
+    if roll < mix.refusal + mix.unanswerable:
+        passages = _neighbours(rng, target, pool, mix.distractors + 1, same_file=False)
+        question, _ = question_and_answer(rng, target.name, _answer_chunk(rng, target))
+        return [Message("system", with_passages(SYSTEM_PROMPT, passages)), Message("user", question),
+                Message("assistant", NOT_COVERED)]
+    chunk = _answer_chunk(rng, target)
+    passages = _place(rng, chunk, _neighbours(rng, target, pool, mix.distractors, same_file=True))
+    n = passages.index(chunk) + 1
+    if roll < mix.refusal + mix.unanswerable + mix.quote:
+        turns = [Message("user", f"Quote what the references say about {in_sentence(target.name)}."),
+                 Message("assistant", f"{quoted_prose(chunk.text)} [{n}]")]
+    else:
+        question, answer = question_and_answer(rng, target.name, chunk)
+        turns = [Message("user", question), Message("assistant", f"{answer} [{n}]")]
+    if roll >= 1 - mix.multi_turn:
+        second = rng.choice([s for s in pool if s.section != target.section and _has_prose(s)])
+        second_chunk = _answer_chunk(rng, second)
+        if second_chunk not in passages:
+            passages.append(second_chunk)
+        second_question, second_answer = question_and_answer(rng, second.name, second_chunk)
+        turns += [Message("user", second_question),
+                  Message("assistant", f"{second_answer} [{passages.index(second_chunk) + 1}]")]
+    return [Message("system", with_passages(SYSTEM_PROMPT, passages)), *turns]
+
+
+def chunk_conversations(count: int, seed: int, mix, held_out: bool, eval_fraction: float) -> list[list[Message]]:
+    """`reader_conversations` over served chunks: targets are sections with a prose sentence,
+    split into training and held-out topics by a hash of the section path."""
+    from chatstack.alignment.reader_data import title_is_held_out
+
+    pool = list(served_sections(mix.chunk_tokens, mix.chunk_overlap_tokens))
+    targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and _has_prose(s)]
+    rng = random.Random(seed)
+    return [chunk_conversation(rng, rng.choice(targets), pool, mix) for _ in range(count)]

@@ -1,0 +1,107 @@
+"""Reader conversations over passages shaped as the demo deployment retrieves them."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from chatstack import project
+from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.alignment.served_chunks import first_prose_sentences, served_sections
+from chatstack.config import config_from_dict, load_config
+from chatstack.recipes import load_recipe
+from chatstack.rag.chunking import ChunkingParams, chunk_document
+from chatstack.rag.demo_corpus import write_python_topics
+from chatstack.rag.documents import read_document
+from chatstack.rag.embedder import token_offsets
+
+CHUNKS = ReaderMix(refusal=0, unanswerable=0, multi_turn=0, distractors=2, passages="chunks", chunk_tokens=120,
+                   chunk_overlap_tokens=24)
+_REFERENCE = re.compile(r'<reference n="(\d+)" source="(.*?)">\n(.*?)\n</reference>', re.DOTALL)
+
+
+def shown(system: str) -> dict[int, tuple[str, str]]:
+    return {int(n): (label, text) for n, label, text in _REFERENCE.findall(system)}
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_first_prose_sentences_skip_grammar_tables_code_and_cut_off_sentences():
+    text = ('continued from the chunk before.\n\n'
+            'assert_stmt ::= "assert" expression\n\n'
+            '| "s.pop()" | removes it |\n\n'
+            '   if x:\n       pass\n\n'
+            'Assert statements are a convenient way to insert debugging\nassertions into a program.  More follows.\n')
+    assert first_prose_sentences(text) == ("Assert statements are a convenient way to insert debugging assertions "
+                                           "into a program.")
+    assert first_prose_sentences("| a | b |\n\n   code\n") == ""
+    assert first_prose_sentences("This one is short.  The second sentence is kept with it.  Not a third.") == (
+        "This one is short. The second sentence is kept with it.")
+    assert first_prose_sentences("Too short.\n\nThe next paragraph has enough words.") == (
+        "The next paragraph has enough words.")
+
+
+def test_passages_are_ingest_chunks_labelled_as_retrieval_labels_them():
+    path = write_python_topics() / "assert.txt"
+    chunks = chunk_document(read_document(path, "python_topics/assert.txt"), token_offsets(), ChunkingParams(120, 24), "t")
+    section = next(s for s in served_sections(120, 24) if s.source == "python_topics/assert.txt")
+    assert [c.text for c in section.chunks] == [c.text for c in chunks if c.section == section.section]
+    for system, _question, _answer in reader_conversations(30, 0, CHUNKS):
+        for label, _text in shown(system.content).values():
+            assert re.fullmatch(r"python_topics/[\w-]+\.txt § .+", label)
+
+
+def test_answers_copy_a_prose_sentence_of_the_cited_chunk_of_the_asked_section():
+    for system, question, answer in reader_conversations(80, 0, CHUNKS):
+        text, citation = answer.content.rsplit(" [", 1)
+        label, passage = shown(system.content)[int(citation.rstrip("]"))]
+        assert flat(text) in flat(passage)
+        name, asked = label.rsplit(" > ", 1)[-1].rsplit(" § ", 1)[-1].lower(), question.content.lower()
+        keyword = re.search(r'"([^"]+)"', name)
+        answer_words = {w.lower() for w in re.findall(r"\w{4,}", text)}
+        assert (name in asked or (keyword and keyword.group(1) in asked)
+                or len(answer_words & set(re.findall(r"\w{4,}", asked))) >= 2), (question, label)
+        assert len(shown(system.content)) == 3
+
+
+def test_unanswerable_questions_show_no_chunk_of_the_asked_section():
+    mix = ReaderMix(refusal=0, unanswerable=1.0, multi_turn=0, distractors=2, passages="chunks", chunk_tokens=120,
+                    chunk_overlap_tokens=24)
+    for system, question, answer in reader_conversations(40, 0, mix):
+        assert "do not cover" in answer.content
+        name = answer.content.split("do not cover ", 1)[1].split(", so I", 1)[0]
+        assert all(not label.endswith(name) for label, _ in shown(system.content).values())
+
+
+def cited_label(conversation) -> str:
+    system, _question, answer = conversation
+    return shown(system.content)[int(answer.content.rsplit(" [", 1)[1].rstrip("]"))][0]
+
+
+def test_chunk_conversations_are_split_by_section():
+    train = {cited_label(c) for c in reader_conversations(300, 0, CHUNKS)}
+    held = {cited_label(c) for c in reader_conversations(60, 0, CHUNKS, held_out=True)}
+    assert train and held and not train & held
+
+
+def test_the_demo_reader_is_trained_on_the_demo_deployments_chunks():
+    mix = load_recipe(project.ROOT / "training" / "recipes" / "demo_sft.yaml")["mix"]
+    retrieval = load_config(project.ROOT / "deploy" / "demo.toml").retrieval
+    assert mix["passages"] == "chunks"
+    assert (mix["chunk_tokens"], mix["chunk_overlap_tokens"]) == (retrieval.chunk_tokens, retrieval.chunk_overlap_tokens)
+
+
+@pytest.mark.parametrize(("raw", "field"), [({"passages": "pages"}, "passages"), ({"chunk_tokens": 8}, "chunk_tokens")])
+def test_bad_passage_settings_are_rejected(raw, field):
+    with pytest.raises(ValueError, match=field):
+        ReaderMix(**raw)
+
+
+@pytest.mark.parametrize(("raw", "field"), [({"chunk_tokens": 600}, "chunk_tokens"),
+                                            ({"chunk_tokens": 100, "chunk_overlap_tokens": 60}, "chunk_overlap_tokens")])
+def test_bad_chunking_config_is_rejected(raw, field):
+    with pytest.raises(ValueError, match=f"retrieval.{field}"):
+        config_from_dict({"retrieval": raw})
