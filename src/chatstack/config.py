@@ -59,6 +59,7 @@ class GenerationSection:
     default_temperature: float = 0.7
     default_top_p: float = 0.95
     default_top_k: int = 0
+    default_frequency_penalty: float = 0.0  # requests that leave frequency_penalty out get this
 
     def __post_init__(self) -> None:
         if self.max_tokens_limit < 1:
@@ -74,6 +75,8 @@ class GenerationSection:
             raise ValueError(f"generation.default_top_p must be in (0, 1], got {self.default_top_p}")
         if self.default_top_k < 0:
             raise ValueError(f"generation.default_top_k must be >= 0 (0 disables it), got {self.default_top_k}")
+        if not -2 <= self.default_frequency_penalty <= 2:
+            raise ValueError(f"generation.default_frequency_penalty must be in [-2, 2], got {self.default_frequency_penalty}")
 
 
 @dataclass(frozen=True)

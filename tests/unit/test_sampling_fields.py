@@ -31,6 +31,16 @@ def test_new_fields_reach_sampling_params_and_default_to_off():
     assert parse(return_log_probs=False).logprobs is None
 
 
+def test_the_deployments_frequency_penalty_applies_unless_the_request_sets_one():
+    from chatstack.config import config_from_dict
+
+    cfg = config_from_dict({"generation": {"default_frequency_penalty": 0.5}})
+    assert parse_sampling({}, cfg).frequency_penalty == 0.5
+    assert parse_sampling({"frequency_penalty": np.array([[0.0]])}, cfg).frequency_penalty == 0.0
+    with pytest.raises(ValueError, match="generation.default_frequency_penalty"):
+        config_from_dict({"generation": {"default_frequency_penalty": 3.0}})
+
+
 @pytest.mark.parametrize(("values", "field"), [
     (dict(min_p=-0.5), "min_p"),
     (dict(repetition_penalty=0.0), "repetition_penalty"),

@@ -94,7 +94,9 @@ def test_the_demo_reader_is_trained_on_the_demo_deployments_chunks():
     assert (mix["chunk_tokens"], mix["chunk_overlap_tokens"]) == (retrieval.chunk_tokens, retrieval.chunk_overlap_tokens)
 
 
-@pytest.mark.parametrize(("raw", "field"), [({"passages": "pages"}, "passages"), ({"chunk_tokens": 8}, "chunk_tokens")])
+@pytest.mark.parametrize(("raw", "field"), [({"passages": "pages"}, "passages"), ({"chunk_tokens": 8}, "chunk_tokens"),
+                                            ({"chunk_overlap_tokens": 150}, "chunk_overlap_tokens"),
+                                            ({"by_words": 1.5}, "by_words")])
 def test_bad_passage_settings_are_rejected(raw, field):
     with pytest.raises(ValueError, match=field):
         ReaderMix(**raw)

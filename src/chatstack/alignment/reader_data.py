@@ -50,6 +50,7 @@ class ReaderMix:
     passages: str = "documents"
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 40
+    by_words: float = 0.5  # "chunks": share of questions asked by an answer sentence's own words
 
     def __post_init__(self) -> None:
         if self.passages not in ("documents", "chunks"):
@@ -58,7 +59,7 @@ class ReaderMix:
             raise ValueError(f"chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
         if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
             raise ValueError(f"chunk_overlap_tokens must be in [0, chunk_tokens/2], got {self.chunk_overlap_tokens}")
-        for name in ("unanswerable", "refusal", "multi_turn", "quote"):
+        for name in ("unanswerable", "refusal", "multi_turn", "quote", "by_words"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.unanswerable + self.refusal + self.multi_turn + self.quote > 1:

@@ -184,7 +184,7 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, pool: list[Ch
                 Message("assistant", REFUSAL)]
     if roll < mix.refusal + mix.unanswerable:
         passages = _neighbours(rng, target, pool, mix.distractors + 1, same_file=False)
-        question, _ = question_and_answer(rng, target.name, _answer_chunk(rng, target))
+        question, _ = question_and_answer(rng, target.name, _answer_chunk(rng, target), mix.by_words)
         return [Message("system", with_passages(SYSTEM_PROMPT, passages)), Message("user", question),
                 Message("assistant", NOT_COVERED)]
     chunk = _answer_chunk(rng, target)
@@ -194,14 +194,14 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, pool: list[Ch
         turns = [Message("user", f"Quote what the references say about {in_sentence(target.name)}."),
                  Message("assistant", f"{quoted_prose(chunk.text)} [{n}]")]
     else:
-        question, answer = question_and_answer(rng, target.name, chunk)
+        question, answer = question_and_answer(rng, target.name, chunk, mix.by_words)
         turns = [Message("user", question), Message("assistant", f"{answer} [{n}]")]
     if roll >= 1 - mix.multi_turn:
         second = rng.choice([s for s in pool if s.section != target.section and _has_prose(s)])
         second_chunk = _answer_chunk(rng, second)
         if second_chunk not in passages:
             passages.append(second_chunk)
-        second_question, second_answer = question_and_answer(rng, second.name, second_chunk)
+        second_question, second_answer = question_and_answer(rng, second.name, second_chunk, mix.by_words)
         turns += [Message("user", second_question),
                   Message("assistant", f"{second_answer} [{passages.index(second_chunk) + 1}]")]
     return [Message("system", with_passages(SYSTEM_PROMPT, passages)), *turns]

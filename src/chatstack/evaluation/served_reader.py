@@ -4,7 +4,8 @@ The reader evaluation (`alignment/reader_eval.py`) asks held-out questions of th
 form. This one asks the RAG QA set's questions (`data/rag_eval/demo_qa.jsonl`, written by
 people, about the Python topics), retrieves passages with the deployment's own retrieval
 (its index, embedder, top_k, threshold and token budget), renders the prompt as serving
-does, and answers greedily. Each answer is scored on:
+does, and answers with the deployment's sampling defaults (or `temperature`; 0 is greedy).
+Each answer is scored on:
 
 - **cites evidence**: it cites [n] of a retrieved passage that holds the item's evidence;
 - **copied**: ≥ 80 % of its words (4 or more) occur in a passage it cites — a quoted answer;
@@ -17,6 +18,7 @@ does, and answers greedily. Each answer is scored on:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -50,6 +52,8 @@ class ServedReaderReport:
     copied: float
     evidence_recall: float
     answers: tuple[ServedAnswer, ...]
+    temperature: float = 0.0
+    frequency_penalty: float = 0.0
 
     def summary(self) -> str:
         return (f"{self.questions} questions ({self.with_evidence_retrieved} with the evidence retrieved): "
@@ -78,11 +82,18 @@ def report_of(answers: list[ServedAnswer]) -> ServedReaderReport:
 
 
 def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = DEFAULT_QA,
-                           source_prefix: str = "python_topics/", max_new_tokens: int = 80) -> ServedReaderReport:
-    """Answer every QA item whose evidence lies under `source_prefix` ("" for all)."""
+                           source_prefix: str = "python_topics/", max_new_tokens: int = 80,
+                           temperature: float | None = None, frequency_penalty: float | None = None,
+                           seed: int = 0) -> ServedReaderReport:
+    """Answer every QA item whose evidence lies under `source_prefix` ("" for all).
+
+    `temperature`, `frequency_penalty` None: the deployment's `generation` defaults (with its top_p / top_k)."""
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from chatstack.backends.base import SamplingParams
+    from chatstack.backends.hf_logits import logits_processors
     from chatstack.config import load_config
     from chatstack.rag.retriever import with_passages
     from chatstack.rag.service import RetrievalService, RetrievalStatus
@@ -92,6 +103,14 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     retrieval = RetrievalService(cfg.retrieval)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    gen = cfg.generation
+    temperature = gen.default_temperature if temperature is None else temperature
+    frequency_penalty = gen.default_frequency_penalty if frequency_penalty is None else frequency_penalty
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=gen.default_top_p,
+                            top_k=gen.default_top_k, frequency_penalty=frequency_penalty)
+    # the server's processors (backends/hf_logits.py), with generate's own warpers turned off
+    plain = {"do_sample": not params.greedy, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+    torch.manual_seed(seed)
     items = [i for i in load_qa(qa_path) if all(e.source.startswith(source_prefix) for e in i.evidence)]
     answers = []
     for item in items:
@@ -103,10 +122,11 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
         ids = tokenizer(render_chat(prompt, add_generation_prompt=True), return_tensors="pt",
                         add_special_tokens=False).input_ids
         with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
+            out = model.generate(ids, max_new_tokens=max_new_tokens,
+                                 logits_processor=logits_processors(params, ids.shape[1]), **plain)
         answers.append(score_answer(item, result.passages, tokenizer.decode(out[0, ids.shape[1]:],
                                                                             skip_special_tokens=True)))
-    return report_of(answers)
+    return dataclasses.replace(report_of(answers), temperature=temperature, frequency_penalty=frequency_penalty)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,14 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="a saved causal-LM folder (e.g. artifacts/demo-chat)")
     parser.add_argument("--config", type=Path, default=Path("deploy/demo.toml"), help="the deployment whose retrieval to use")
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
+    parser.add_argument("--temperature", type=float, help="default: the deployment's; 0: greedy")
+    parser.add_argument("--frequency-penalty", type=float, help="default: the deployment's")
     parser.add_argument("--out", type=Path, help="write the report with every answer as JSON")
     parser.add_argument("--show", action="store_true", help="print every question and answer")
     args = parser.parse_args(argv)
-    report = evaluate_served_reader(args.config, args.model, args.qa)
+    report = evaluate_served_reader(args.config, args.model, args.qa, temperature=args.temperature,
+                                    frequency_penalty=args.frequency_penalty)
     if args.show:
         for a in report.answers:
             print(f"Q: {a.question}\n   evidence in {list(a.evidence_passages)}: {a.answer!r}")
-    print(f"{args.model}: {report.summary()}")
+    print(f"{args.model} (temperature {report.temperature}, frequency penalty {report.frequency_penalty}): "
+          f"{report.summary()}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(asdict(report), indent=1, ensure_ascii=False), encoding="utf-8")

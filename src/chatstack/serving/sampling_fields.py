@@ -38,6 +38,7 @@ def parse_sampling(tensors: fields.Tensors, cfg: DeploymentConfig) -> SamplingPa
     top_k = fields.optional_int(tensors, "top_k", 0)
     optional = {name: value for name in ("min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
                 if (value := fields.optional_float(tensors, name)) is not None}
+    optional.setdefault("frequency_penalty", gen.default_frequency_penalty)
     return SamplingParams(
         max_tokens=resolve_max_tokens(tensors, cfg),
         temperature=gen.default_temperature if temperature is None else temperature,
