@@ -76,14 +76,17 @@ def test_unanswerable_questions_show_no_chunk_of_the_asked_section():
         assert all(not label.endswith(name) for label, _ in shown(system.content).values())
 
 
-def cited_label(conversation) -> str:
-    system, _question, answer = conversation
-    return shown(system.content)[int(answer.content.rsplit(" [", 1)[1].rstrip("]"))][0]
+def cited_labels(conversation) -> set[str]:
+    system, *turns = conversation
+    return {shown(system.content)[int(m.content.rsplit(" [", 1)[1].rstrip("]"))][0]
+            for m in turns if m.role == "assistant"}
 
 
-def test_chunk_conversations_are_split_by_section():
-    train = {cited_label(c) for c in reader_conversations(300, 0, CHUNKS)}
-    held = {cited_label(c) for c in reader_conversations(60, 0, CHUNKS, held_out=True)}
+def test_chunk_conversations_are_split_by_section_in_every_turn():
+    mix = ReaderMix(refusal=0, unanswerable=0, multi_turn=1.0, distractors=2, passages="chunks", chunk_tokens=120,
+                    chunk_overlap_tokens=24)
+    train = set().union(*(cited_labels(c) for c in reader_conversations(300, 0, mix)))
+    held = set().union(*(cited_labels(c) for c in reader_conversations(60, 0, mix, held_out=True)))
     assert train and held and not train & held
 
 

@@ -160,12 +160,14 @@ def _neighbours(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSe
     siblings = [s for s in pool if s.source == target.source and s.section != target.section]
     strangers = [s for s in pool if s.source != target.source]
     picked: list[Passage] = []
-    while len(picked) < count:
+    for _ in range(100 * count):
         section = rng.choice(siblings if same_file and siblings and rng.random() < 0.5 else strangers)
         chunk = rng.choice(section.chunks)
         if chunk not in picked:
             picked.append(chunk)
-    return picked
+        if len(picked) == count:
+            return picked
+    raise ValueError(f"the chunk pool is too small for {count} distractors")
 
 
 def _place(rng: random.Random, answer: Passage, others: list[Passage]) -> list[Passage]:
@@ -175,7 +177,10 @@ def _place(rng: random.Random, answer: Passage, others: list[Passage]) -> list[P
     return passages
 
 
-def chunk_conversation(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSection], mix) -> list[Message]:
+def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list[ChunkedSection],
+                       pool: list[ChunkedSection], mix) -> list[Message]:
+    """One conversation about `target`; a second turn asks about another of `targets` (the same
+    side of the topic split); distractors come from the whole `pool`."""
     from chatstack.alignment.reader_data import SYSTEM_PROMPT, UNSAFE_REQUESTS
 
     roll = rng.random()
@@ -197,7 +202,7 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, pool: list[Ch
         question, answer = question_and_answer(rng, target.name, chunk, mix.by_words)
         turns = [Message("user", question), Message("assistant", f"{answer} [{n}]")]
     if roll >= 1 - mix.multi_turn:
-        second = rng.choice([s for s in pool if s.section != target.section and _has_prose(s)])
+        second = rng.choice([s for s in targets if s.section != target.section])
         second_chunk = _answer_chunk(rng, second)
         if second_chunk not in passages:
             passages.append(second_chunk)
@@ -215,4 +220,4 @@ def chunk_conversations(count: int, seed: int, mix, held_out: bool, eval_fractio
     pool = list(served_sections(mix.chunk_tokens, mix.chunk_overlap_tokens))
     targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and _has_prose(s)]
     rng = random.Random(seed)
-    return [chunk_conversation(rng, rng.choice(targets), pool, mix) for _ in range(count)]
+    return [chunk_conversation(rng, rng.choice(targets), targets, pool, mix) for _ in range(count)]
