@@ -42,25 +42,26 @@ class ReaderScore:
 
 
 def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
-                    passages: str = "documents", chunk_tokens: int = 200, chunk_overlap_tokens: int = 40) -> ReaderScore:
+                    passages: str = "documents", chunk_tokens: int = 200, chunk_overlap_tokens: int = 40,
+                    distractors: int = 1) -> ReaderScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens, passages, chunk_tokens,
-                                  chunk_overlap_tokens)
+                                  chunk_overlap_tokens, distractors)
 
 
 def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
                            passages: str = "documents", chunk_tokens: int = 200,
-                           chunk_overlap_tokens: int = 40) -> ReaderScore:
+                           chunk_overlap_tokens: int = 40, distractors: int = 1) -> ReaderScore:
     """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer).
 
-    `passages`, `chunk_tokens`, `chunk_overlap_tokens`: as in `ReaderMix` — "chunks" asks over passages shaped as
-    the demo deployment retrieves them, with one more distractor (three passages, its top_k)."""
+    `passages`, `chunk_tokens`, `chunk_overlap_tokens`, `distractors`: as in `ReaderMix` — "chunks" asks
+    over passages shaped as the demo deployment retrieves them."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=2 if passages == "chunks" else 1,
+    mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=distractors,
                     passages=passages, chunk_tokens=chunk_tokens, chunk_overlap_tokens=chunk_overlap_tokens)
     cited = not_covered = answerable = unanswerable = 0
     recall = 0.0
