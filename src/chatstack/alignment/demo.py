@@ -33,8 +33,9 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     """Register the candidate that reads best (reader evaluation) as a version of `name`, served
     unless `serve_if_better` and the served version handled at least as many conversations right.
 
-    `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`, …) the evaluation
-    asks over (None: the default mix). Later candidates win ties. Returns the scores, the registered version and whether it is served.
+    `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`, …)
+    the evaluation asks over (None: the default mix). Later candidates win ties. Returns the scores,
+    the registered version and whether it is served.
     """
     from chatstack.alignment.reader_data import ReaderMix
     from chatstack.alignment.reader_eval import evaluate_reader
