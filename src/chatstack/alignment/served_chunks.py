@@ -50,6 +50,10 @@ class ChunkedSection:
         return self.section.rsplit(" > ", 1)[-1]
 
 
+def _opens_sentence(text: str) -> bool:
+    return text[:1].isupper() or text[:1] in "\"*("
+
+
 def _prose_paragraphs(text: str) -> list[list[str]]:
     """Each prose paragraph's sentences of four words or more, skipping grammar, code, table
     rows and a sentence cut off at the chunk's start; each at most `MAX_ANSWER_CHARS`."""
@@ -60,10 +64,10 @@ def _prose_paragraphs(text: str) -> list[list[str]]:
             continue
         flat = " ".join(line.strip() for line in lines)
         sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
-        if sentences and not paragraphs and not (sentences[0][:1].isupper() or sentences[0][:1] in "\"*("):
+        if sentences and not paragraphs and not _opens_sentence(sentences[0]):
             sentences = sentences[1:]  # continued from the previous chunk
         kept = [s if len(s) <= MAX_ANSWER_CHARS else s[:MAX_ANSWER_CHARS].rsplit(" ", 1)[0] for s in sentences
-                if len(s.split()) >= 4 and (s[:1].isupper() or s[:1] in "\"*(")]
+                if len(s.split()) >= 4 and _opens_sentence(s)]
         if kept:
             paragraphs.append(kept)
     return paragraphs
