@@ -12,16 +12,16 @@ import torch
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.text.chat_template import render_chat
 
-_CITATION = re.compile(r"\[(\d+)\]")
-_WORD = re.compile(r"[A-Za-z_]\w{2,}(?:\.\w+)*")
+CITATION = re.compile(r"\[(\d+)\]")
+WORD = re.compile(r"[A-Za-z_]\w{2,}(?:\.\w+)*")  # 3+ characters, dotted names whole
 
 
 def fact_recall(reply: str, gold: str) -> float:
     """Share of the gold answer's distinct words (3+ characters, citations aside) found in the reply."""
-    wanted = {w.lower() for w in _WORD.findall(_CITATION.sub("", gold))}
+    wanted = {w.lower() for w in WORD.findall(CITATION.sub("", gold))}
     if not wanted:
         return 1.0
-    found = {w.lower() for w in _WORD.findall(reply)}
+    found = {w.lower() for w in WORD.findall(reply)}
     return len(wanted & found) / len(wanted)
 
 
@@ -71,7 +71,7 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
         reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-        gold_citation = _CITATION.search(gold.content)
+        gold_citation = CITATION.search(gold.content)
         if gold_citation is None:
             unanswerable += 1
             not_covered += "do not cover" in reply

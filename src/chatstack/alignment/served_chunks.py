@@ -15,9 +15,11 @@ import random
 import re
 from dataclasses import dataclass
 
+from chatstack.alignment.reader_data import (
+    SENTENCE_END, SYSTEM_PROMPT, quote_request, refusal_conversation, title_is_held_out,
+)
 from chatstack.model.corpus import in_sentence, question_for
 from chatstack.rag.retriever import Passage, with_passages
-from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import Message
 
 SOURCE_PREFIX = "python_topics/"
@@ -31,7 +33,6 @@ _BY_WORDS = ("What does the documentation say about {words}?", "How does {words}
              "Explain {words}.", "What happens with {words}?")
 _KEYWORD = re.compile(r'"([^"]+)"')
 _CONTENT_WORD = re.compile(r"[A-Za-z_]\w{3,}(?:\.\w+)*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _NOT_PROSE_LINE = re.compile(r"^(\s|[+|=*-]|.*::=)")
 MAX_ANSWER_CHARS = 320
 
@@ -63,7 +64,7 @@ def _prose_paragraphs(text: str) -> list[list[str]]:
         if not lines or any(_NOT_PROSE_LINE.match(line) for line in lines):
             continue
         flat = " ".join(line.strip() for line in lines)
-        sentences = [s.strip() for s in _SENTENCE_END.split(flat) if s.strip()]
+        sentences = [s.strip() for s in SENTENCE_END.split(flat) if s.strip()]
         if sentences and not paragraphs and not _opens_sentence(sentences[0]):
             sentences = sentences[1:]  # continued from the previous chunk
         kept = [s if len(s) <= MAX_ANSWER_CHARS else s[:MAX_ANSWER_CHARS].rsplit(" ", 1)[0] for s in sentences
@@ -185,12 +186,9 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
                        pool: list[ChunkedSection], mix) -> list[Message]:
     """One conversation about `target`; a second turn asks about another of `targets` (the same
     side of the topic split); distractors come from the whole `pool`."""
-    from chatstack.alignment.reader_data import SYSTEM_PROMPT, UNSAFE_REQUESTS
-
     roll = rng.random()
     if roll < mix.refusal:
-        return [Message("system", SYSTEM_PROMPT), Message("user", rng.choice(UNSAFE_REQUESTS)),
-                Message("assistant", REFUSAL)]
+        return refusal_conversation(rng)
     if roll < mix.refusal + mix.unanswerable:
         passages = _neighbours(rng, target, pool, mix.distractors + 1, same_file=False)
         question, _ = question_and_answer(rng, target.name, _answer_chunk(rng, target), mix.by_words)
@@ -200,7 +198,7 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
     passages = _place(rng, chunk, _neighbours(rng, target, pool, mix.distractors, same_file=True))
     n = passages.index(chunk) + 1
     if roll < mix.refusal + mix.unanswerable + mix.quote:
-        turns = [Message("user", f"Quote what the references say about {in_sentence(target.name)}."),
+        turns = [Message("user", quote_request(target.name)),
                  Message("assistant", f"{quoted_prose(chunk.text)} [{n}]")]
     else:
         question, answer = question_and_answer(rng, target.name, chunk, mix.by_words)
@@ -219,8 +217,6 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
 def chunk_conversations(count: int, seed: int, mix, held_out: bool, eval_fraction: float) -> list[list[Message]]:
     """`reader_conversations` over served chunks: targets are sections with a prose sentence,
     split into training and held-out topics by a hash of the section path."""
-    from chatstack.alignment.reader_data import title_is_held_out
-
     pool = list(served_sections(mix.chunk_tokens, mix.chunk_overlap_tokens))
     targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and _has_prose(s)]
     rng = random.Random(seed)

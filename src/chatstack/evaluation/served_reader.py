@@ -20,16 +20,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from chatstack.alignment.reader_eval import fact_recall
+from chatstack.alignment.reader_eval import CITATION, WORD, fact_recall
 from chatstack.rag.evaluate import DEFAULT_QA, QAItem, is_relevant, load_qa
 from chatstack.rag.retriever import Passage
 
-_CITATION = re.compile(r"\[(\d+)\]")
-_WORD = re.compile(r"[A-Za-z_]\w{2,}(?:\.\w+)*")
 COPIED_SHARE = 0.8
 
 
@@ -63,12 +60,12 @@ class ServedReaderReport:
 
 def score_answer(item: QAItem, passages: list[Passage], answer: str) -> ServedAnswer:
     evidence = tuple(n for n, p in enumerate(passages, start=1) if is_relevant(p, item))
-    cited = [int(c) for c in _CITATION.findall(answer) if 1 <= int(c) <= len(passages)]
-    words = [w.lower() for w in _WORD.findall(_CITATION.sub("", answer))]
+    cited = [int(c) for c in CITATION.findall(answer) if 1 <= int(c) <= len(passages)]
+    words = [w.lower() for w in WORD.findall(CITATION.sub("", answer))]
     copied = False
     if len(words) >= 4:
         for n in cited:
-            shown = {w.lower() for w in _WORD.findall(passages[n - 1].text)}
+            shown = {w.lower() for w in WORD.findall(passages[n - 1].text)}
             copied |= sum(w in shown for w in words) >= COPIED_SHARE * len(words)
     recall = max((fact_recall(answer, e.phrase) for e in item.evidence), default=0.0)
     return ServedAnswer(item.qid, item.question, answer, evidence, any(n in evidence for n in cited), copied, recall)
