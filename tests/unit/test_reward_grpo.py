@@ -87,10 +87,12 @@ def test_grpo_prompts_end_before_the_answer_and_carry_the_gold_citation():
 
 
 def test_preference_scores_count_strict_wins_per_objective(tiny_model):  # noqa: F811
-    records = [{"objective": "a", "chosen": [{"content": "x"}], "rejected": [{"content": "yy"}], "prompt": []},
+    records = [{"objective": "a", "chosen": [{"content": "x"}], "rejected": [{"content": "yy"}], "prompt": [],
+                "kind": "drift"},
                {"objective": "b", "chosen": [{"content": "zzz"}], "rejected": [{"content": "w"}], "prompt": []}]
     score = score_pairs(records, lambda messages: -len(messages[-1]["content"]))
     assert score.accuracy == 0.5 and score.by_objective == {"a": 1.0, "b": 0.0} and score.mean_margin == -0.5
+    assert score.by_kind == {"drift": 1.0}  # only pairs that name their kind
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
     same = dpo_preference_score(model, model, tokenizer, preference_records(4, 0, WEIGHTS), beta=0.1)

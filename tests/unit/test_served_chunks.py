@@ -7,8 +7,8 @@ import re
 import pytest
 
 from chatstack import project
-from chatstack.alignment.reader_data import ReaderMix, reader_conversations
-from chatstack.alignment.served_chunks import first_prose_sentences, served_sections
+from chatstack.alignment.reader_data import SYSTEM_PROMPT, ReaderMix, reader_conversations
+from chatstack.alignment.served_chunks import NOT_COVERED, first_prose_sentences, served_sections
 from chatstack.config import config_from_dict, load_config
 from chatstack.recipes import load_recipe
 from chatstack.rag.chunking import ChunkingParams, chunk_document
@@ -110,3 +110,22 @@ def test_bad_passage_settings_are_rejected(raw, field):
 def test_bad_chunking_config_is_rejected(raw, field):
     with pytest.raises(ValueError, match=f"retrieval.{field}"):
         config_from_dict({"retrieval": raw})
+
+
+def test_questions_retrieval_found_nothing_for_are_answered_not_covered_without_passages():
+    mix = ReaderMix(refusal=0, unanswerable=0, no_passages=1.0, multi_turn=0, distractors=1, passages="chunks")
+    for system, question, answer in reader_conversations(20, 0, mix):
+        assert system.content == SYSTEM_PROMPT and answer.content == NOT_COVERED and question.content.endswith(("?", "."))
+    half = ReaderMix(refusal=0, unanswerable=0, no_passages=0.5, multi_turn=0, distractors=1, passages="chunks")
+    declined = [c[-1].content == NOT_COVERED for c in reader_conversations(200, 0, half)]
+    assert 0.35 < sum(declined) / len(declined) < 0.65
+    assert all(shown(c[0].content) for c in reader_conversations(200, 0, half) if c[-1].content != NOT_COVERED)
+
+
+@pytest.mark.parametrize(("raw", "message"), [({"no_passages": 1.5}, "no_passages must be in"),
+                                              ({"no_passages": 0.1}, "no_passages needs passages: chunks"),
+                                              ({"passages": "chunks", "no_passages": 0.6, "quote": 0.5},
+                                               "must not exceed 1")])
+def test_bad_no_passages_shares_are_rejected(raw, message):
+    with pytest.raises(ValueError, match=message):
+        ReaderMix(**raw)

@@ -36,7 +36,10 @@ class DPORecipe:
     time_budget_s: float = 240.0
     seed: int = 0
     weights: ObjectiveWeights = ObjectiveWeights()
-    pair_construction: PairConstruction = PairConstruction.INDEPENDENT  # training helpfulness pairs only
+    pair_construction: PairConstruction = PairConstruction.INDEPENDENT  # see preference_data.py
+    # served_chunks pairs: ingest's chunking, as deploy/demo.toml's retrieval.chunk_tokens / chunk_overlap_tokens
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 40
     feedback_pairs: Path | None = None  # JSONL from `chatstack feedback export`, added to training
     loss_type: tuple[str, ...] = ("sigmoid",)
     loss_weights: tuple[float, ...] | None = None  # one per loss_type; None: all 1.0
@@ -57,6 +60,9 @@ class DPORecipe:
         object.__setattr__(self, "pair_construction", PairConstruction.coerce(self.pair_construction))
         object.__setattr__(self, "dataset", DatasetRef.coerce(self.dataset))
         object.__setattr__(self, "feedback_dataset", DatasetRef.coerce(self.feedback_dataset))
+        if not 16 <= self.chunk_tokens <= 512 or not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
+            raise ValueError(f"chunk_tokens must be in [16, 512] and chunk_overlap_tokens in [0, chunk_tokens/2], "
+                             f"got {self.chunk_tokens} / {self.chunk_overlap_tokens}")
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
         self._check_loss()
@@ -145,7 +151,8 @@ def main(recipe: DPORecipe) -> dict:
     summary = {
         "base_model": str(recipe.base_model), "steps": result.global_step, "train_loss": result.training_loss,
         "held_out_preference_accuracy": held.accuracy, "held_out_reward_margin": held.mean_margin,
-        "held_out_accuracy_by_objective": held.by_objective, "held_out_pairs": held.pairs,
+        "held_out_accuracy_by_objective": held.by_objective, "held_out_accuracy_by_kind": held.by_kind,
+        "held_out_pairs": held.pairs,
         "pair_construction": recipe.pair_construction.value, "trainable_parameters": trainable,
         "loss_type": list(recipe.loss_type), "beta": recipe.beta, "lr": recipe.lr, "epochs": recipe.epochs,
         "objectives": {o: sum(r["objective"] == o for r in train) for o in ("helpfulness", "safety", "feedback")},

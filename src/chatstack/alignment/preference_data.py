@@ -18,7 +18,11 @@ whether the reply is copied from a passage in the prompt separates chosen from r
 held-out document appears anywhere in those prompts. SWAPPED_WORDS (mirrored, the rejected
 reply is the chosen one with words of the other document swapped in) is kept as the record of
 a run that learned to spot broken sentences instead (docs/training.md, "DPO").
-Held-out pairs are always built the INDEPENDENT way, so every recipe is scored on the same set.
+SERVED_CHUNKS: pairs over passages shaped as the demo deployment retrieves them, training and
+held-out alike (`served_pairs`: a quote over its drift, over the wrong chunk, over "not covered";
+"not covered" over an answer when no shown chunk covers the question).
+Held-out pairs of the other constructions are built the INDEPENDENT way, so those recipes are
+scored on the same set.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ class PairConstruction(str, Enum):
     INDEPENDENT = "independent"
     MIRRORED = "mirrored"
     SWAPPED_WORDS = "swapped_words"  # mirrored, but rejected = chosen with some words from the other document
+    SERVED_CHUNKS = "served_chunks"  # over ingest's chunks, as serving shows them (served_pairs.py)
 
     @classmethod
     def coerce(cls, value: "PairConstruction | str") -> "PairConstruction":
@@ -152,11 +157,19 @@ def safety_pair(rng: random.Random, held_out: bool = False) -> dict:
 
 
 def preference_records(count: int, seed: int, weights: ObjectiveWeights, held_out: bool = False,
-                       construction: PairConstruction = PairConstruction.INDEPENDENT) -> list[dict]:
-    """`count` pairs mixed by `weights`; `construction` shapes training helpfulness pairs only."""
+                       construction: PairConstruction = PairConstruction.INDEPENDENT,
+                       chunking: tuple[int, int] = (200, 40)) -> list[dict]:
+    """`count` pairs mixed by `weights`; `construction` shapes helpfulness pairs (held-out ones
+    only for SERVED_CHUNKS); `chunking`: (chunk_tokens, chunk_overlap_tokens) of served chunks."""
     rng = random.Random(seed)
     share = weights.safety / (weights.helpfulness + weights.safety)
     construction = PairConstruction.coerce(construction)
+    if construction is PairConstruction.SERVED_CHUNKS:
+        from chatstack.alignment.served_pairs import served_preference_pairs
+
+        safe = [rng.random() < share for _ in range(count)]
+        helpful = iter(served_preference_pairs(count - sum(safe), rng, held_out, *chunking))
+        return [safety_pair(rng, held_out) if s else next(helpful) for s in safe]
     if held_out or construction is PairConstruction.INDEPENDENT:
         return [safety_pair(rng, held_out) if rng.random() < share else helpfulness_pair(rng, held_out)
                 for _ in range(count)]

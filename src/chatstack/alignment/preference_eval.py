@@ -21,10 +21,11 @@ class PreferenceScore:
     accuracy: float  # share of pairs whose chosen reply scores strictly higher
     mean_margin: float  # mean of score(chosen) - score(rejected)
     by_objective: dict[str, float] = field(default_factory=dict)  # accuracy per objective
+    by_kind: dict[str, float] = field(default_factory=dict)  # accuracy per rejected-reply kind, where pairs name one
 
     def as_dict(self) -> dict:
         return {"pairs": self.pairs, "accuracy": self.accuracy, "mean_margin": self.mean_margin,
-                "by_objective": dict(self.by_objective)}
+                "by_objective": dict(self.by_objective), "by_kind": dict(self.by_kind)}
 
 
 def _messages(record: dict, side: str) -> list[dict]:
@@ -53,14 +54,18 @@ def score_pairs(records: list[dict], score: Callable[[list[dict]], float]) -> Pr
         raise ValueError("records must hold at least one preference pair")
     margins: list[float] = []
     per_objective: dict[str, list[bool]] = defaultdict(list)
+    per_kind: dict[str, list[bool]] = defaultdict(list)
     for record in records:
         margin = score(_messages(record, "chosen")) - score(_messages(record, "rejected"))
         margins.append(margin)
         per_objective[record.get("objective", "all")].append(margin > 0)
+        if record.get("kind"):
+            per_kind[record["kind"]].append(margin > 0)
     return PreferenceScore(
         pairs=len(records), accuracy=sum(m > 0 for m in margins) / len(margins),
         mean_margin=sum(margins) / len(margins),
         by_objective={o: sum(v) / len(v) for o, v in sorted(per_objective.items())},
+        by_kind={k: sum(v) / len(v) for k, v in sorted(per_kind.items())},
     )
 
 

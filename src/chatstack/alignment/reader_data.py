@@ -51,6 +51,9 @@ class ReaderMix:
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 40
     by_words: float = 0.5  # "chunks": share of questions asked by an answer sentence's own words
+    # "chunks": questions shown no passage at all, as when retrieval finds nothing above its score
+    # threshold, answered "not covered"; an unsafe request without passages is refused instead
+    no_passages: float = 0.0
 
     def __post_init__(self) -> None:
         if self.passages not in ("documents", "chunks"):
@@ -59,11 +62,13 @@ class ReaderMix:
             raise ValueError(f"chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
         if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
             raise ValueError(f"chunk_overlap_tokens must be in [0, chunk_tokens/2], got {self.chunk_overlap_tokens}")
-        for name in ("unanswerable", "refusal", "multi_turn", "quote", "by_words"):
+        for name in ("unanswerable", "refusal", "multi_turn", "quote", "by_words", "no_passages"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        if self.unanswerable + self.refusal + self.multi_turn + self.quote > 1:
-            raise ValueError("unanswerable + refusal + multi_turn + quote must not exceed 1")
+        if self.unanswerable + self.refusal + self.no_passages + self.multi_turn + self.quote > 1:
+            raise ValueError("unanswerable + refusal + no_passages + multi_turn + quote must not exceed 1")
+        if self.no_passages and self.passages != "chunks":
+            raise ValueError("no_passages needs passages: chunks")
         if self.distractors < 1:
             raise ValueError(f"distractors must be >= 1, got {self.distractors}")
 

@@ -35,6 +35,26 @@ _KEYWORD = re.compile(r'"([^"]+)"')
 _CONTENT_WORD = re.compile(r"[A-Za-z_]\w{3,}(?:\.\w+)*")
 _NOT_PROSE_LINE = re.compile(r"^(\s|[+|=*-]|.*::=)")
 MAX_ANSWER_CHARS = 320
+# Things people ask a Python assistant about that the demo corpus does not cover, for the questions
+# retrieval finds nothing for. None of them is a subject of the served-reader evaluation's uncovered
+# questions (data/rag_eval/uncovered_questions.jsonl), so that evaluation asks about unseen subjects.
+OFF_CORPUS_SUBJECTS = (
+    "the French Revolution", "a sourdough starter", "the offside rule in football", "a Go goroutine",
+    "a C++ virtual destructor", "a SQL left join", "a Docker volume", "TypeScript generics",
+    "the Linux kernel scheduler", "a PHP session", "compound interest", "the water cycle", "jet lag",
+    "a car's timing belt", "the Spanish subjunctive", "black holes", "a fixed-rate mortgage", "the Roman Empire",
+    "Vim macros", "a Terraform module", "a Swift optional", "Haskell monads", "a Redis cluster",
+    "the Elixir pipe operator", "a Ruby gem", "the Krebs cycle", "an electric guitar amplifier",
+    "the Olympic marathon", "a Postgres index", "a Scala case class", "impressionist painting", "a solar panel",
+)
+OFF_CORPUS_TASKS = (
+    "bake banana bread", "change a bicycle tyre", "write a cover letter", "install Android Studio",
+    "train for a half marathon", "set up a Wi-Fi router", "grow tomatoes on a balcony", "make cold brew coffee",
+    "learn to juggle", "reset a forgotten email password", "write a haiku", "compile a Go program",
+    "deploy a website to a static host", "merge cells in a spreadsheet", "remove a wine stain",
+    "book a cheap flight", "speed up a slow laptop", "center text in a Word document",
+)
+_OFF_CORPUS_ASKS = ("How do I {task}?", "What is the best way to {task}?", "Can you tell me how to {task}?")
 
 
 @dataclass(frozen=True)
@@ -120,7 +140,7 @@ def quoted_prose(text: str) -> str:
     return cut[:end + 1] if end > MAX_ANSWER_CHARS // 2 else cut.rsplit(" ", 1)[0]
 
 
-def _has_prose(section: ChunkedSection) -> bool:
+def has_prose(section: ChunkedSection) -> bool:
     return any(prose_sentences(c.text) for c in section.chunks)
 
 
@@ -152,13 +172,20 @@ def question_and_answer(rng: random.Random, name: str, chunk: Passage, by_words:
     return question, first_prose_sentences(chunk.text)
 
 
-def _answer_chunk(rng: random.Random, section: ChunkedSection) -> Passage:
+def off_corpus_question(rng: random.Random) -> str:
+    """A question about something outside the demo corpus."""
+    if rng.random() < 0.5:
+        return rng.choice(_BY_NAME).format(name=rng.choice(OFF_CORPUS_SUBJECTS))
+    return rng.choice(_OFF_CORPUS_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
+
+
+def answer_chunk(rng: random.Random, section: ChunkedSection) -> Passage:
     """The chunk an answer quotes: the section's first chunk with prose, sometimes a later one."""
     with_prose = [c for c in section.chunks if prose_sentences(c.text)]
     return with_prose[0] if len(with_prose) == 1 or rng.random() < 0.6 else rng.choice(with_prose[1:])
 
 
-def _neighbours(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSection], count: int,
+def neighbour_chunks(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSection], count: int,
                 same_file: bool) -> list[Passage]:
     """Chunks retrieval might put beside the answer: other sections, half of them (with
     `same_file`) from the target's own topic file, as a similarity search tends to return."""
@@ -175,7 +202,7 @@ def _neighbours(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSe
     raise ValueError(f"the chunk pool is too small for {count} distractors")
 
 
-def _place(rng: random.Random, answer: Passage, others: list[Passage]) -> list[Passage]:
+def ranked(rng: random.Random, answer: Passage, others: list[Passage]) -> list[Passage]:
     """Best first, as retrieval ranks: the answer's chunk leads half the time."""
     passages = list(others)
     passages.insert(0 if rng.random() < 0.5 else rng.randrange(len(passages) + 1), answer)
@@ -190,14 +217,18 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
     if roll < mix.refusal:
         return refusal_conversation(rng)
     if roll < mix.refusal + mix.unanswerable:
-        passages = _neighbours(rng, target, pool, mix.distractors + 1, same_file=False)
-        question, _ = question_and_answer(rng, target.name, _answer_chunk(rng, target), mix.by_words)
+        passages = neighbour_chunks(rng, target, pool, mix.distractors + 1, same_file=False)
+        question, _ = question_and_answer(rng, target.name, answer_chunk(rng, target), mix.by_words)
         return [Message("system", with_passages(SYSTEM_PROMPT, passages)), Message("user", question),
                 Message("assistant", NOT_COVERED)]
-    chunk = _answer_chunk(rng, target)
-    passages = _place(rng, chunk, _neighbours(rng, target, pool, mix.distractors, same_file=True))
+    if roll < mix.refusal + mix.unanswerable + mix.no_passages:  # about the corpus or not, nothing was found
+        question = (question_and_answer(rng, target.name, answer_chunk(rng, target), mix.by_words)[0]
+                    if rng.random() < 0.5 else off_corpus_question(rng))
+        return [Message("system", SYSTEM_PROMPT), Message("user", question), Message("assistant", NOT_COVERED)]
+    chunk = answer_chunk(rng, target)
+    passages = ranked(rng, chunk, neighbour_chunks(rng, target, pool, mix.distractors, same_file=True))
     n = passages.index(chunk) + 1
-    if roll < mix.refusal + mix.unanswerable + mix.quote:
+    if roll < mix.refusal + mix.unanswerable + mix.no_passages + mix.quote:
         turns = [Message("user", quote_request(target.name)),
                  Message("assistant", f"{quoted_prose(chunk.text)} [{n}]")]
     else:
@@ -205,7 +236,7 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
         turns = [Message("user", question), Message("assistant", f"{answer} [{n}]")]
     if roll >= 1 - mix.multi_turn:
         second = rng.choice([s for s in targets if s.section != target.section])
-        second_chunk = _answer_chunk(rng, second)
+        second_chunk = answer_chunk(rng, second)
         if second_chunk not in passages:
             passages.append(second_chunk)
         second_question, second_answer = question_and_answer(rng, second.name, second_chunk, mix.by_words)
@@ -218,6 +249,6 @@ def chunk_conversations(count: int, seed: int, mix, held_out: bool, eval_fractio
     """`reader_conversations` over served chunks: targets are sections with a prose sentence,
     split into training and held-out topics by a hash of the section path."""
     pool = list(served_sections(mix.chunk_tokens, mix.chunk_overlap_tokens))
-    targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and _has_prose(s)]
+    targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and has_prose(s)]
     rng = random.Random(seed)
     return [chunk_conversation(rng, rng.choice(targets), targets, pool, mix) for _ in range(count)]

@@ -65,10 +65,10 @@ def dpo_pairs(recipe: "DPORecipe") -> tuple[list[dict], list[dict], dict[str, Da
     used: dict[str, DatasetVersion] = {}
 
     def build() -> list[dict]:
-        return (_labelled(preference_records(recipe.train_pairs, recipe.seed, recipe.weights,
-                                             construction=recipe.pair_construction), "train")
-                + _labelled(preference_records(recipe.eval_pairs, recipe.seed + 1, recipe.weights, held_out=True),
-                            "eval"))
+        shape = {"construction": recipe.pair_construction, "chunking": (recipe.chunk_tokens, recipe.chunk_overlap_tokens)}
+        return (_labelled(preference_records(recipe.train_pairs, recipe.seed, recipe.weights, **shape), "train")
+                + _labelled(preference_records(recipe.eval_pairs, recipe.seed + 1, recipe.weights, held_out=True,
+                                               **shape), "eval"))
 
     if recipe.dataset is None:
         records = build()
@@ -76,7 +76,8 @@ def dpo_pairs(recipe: "DPORecipe") -> tuple[list[dict], list[dict], dict[str, Da
         records, used["preferences"] = resolve_dataset(recipe.dataset, DatasetKind.PREFERENCES, build, {
             "stage": "dpo", "seed": recipe.seed, "train_pairs": recipe.train_pairs,
             "eval_pairs": recipe.eval_pairs, "weights": recipe.weights,
-            "pair_construction": recipe.pair_construction.value})
+            "pair_construction": recipe.pair_construction.value, "chunk_tokens": recipe.chunk_tokens,
+            "chunk_overlap_tokens": recipe.chunk_overlap_tokens})
     train, held_out = _split(records, "train"), _split(records, "eval")
     if recipe.feedback_pairs is not None:
         train += feedback_records(recipe.feedback_pairs)

@@ -10,7 +10,11 @@ Each answer is scored on:
 - **cites evidence**: it cites [n] of a retrieved passage that holds the item's evidence;
 - **copied**: ≥ 80 % of its words (4 or more) occur in a passage it cites — a quoted answer;
 - **evidence recall**: the share of the evidence phrase's words the answer contains (the
-  best of the item's evidence phrases) — whether it carries the gold passage's key facts.
+  best of the item's evidence phrases) — whether it carries the gold passage's key facts;
+- **declined**: it says the documents do not cover the question. It should for the questions of
+  `data/rag_eval/uncovered_questions.jsonl` (nothing in the demo corpus answers them: other
+  languages and tools, the wider world), whatever retrieval returns for them, and should not for
+  the QA set's questions.
 
     python -m chatstack.evaluation.served_reader --config deploy/demo.toml artifacts/demo-chat
 """
@@ -23,11 +27,39 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from chatstack import project
 from chatstack.alignment.reader_eval import CITATION, WORD, fact_recall
+from chatstack.alignment.rule_rewards import NOT_COVERED_PHRASE
 from chatstack.rag.evaluate import DEFAULT_QA, QAItem, is_relevant, load_qa
 from chatstack.rag.retriever import Passage
 
 COPIED_SHARE = 0.8
+DEFAULT_UNCOVERED = project.ROOT / "data" / "rag_eval" / "uncovered_questions.jsonl"
+
+
+def declines(answer: str) -> bool:
+    return NOT_COVERED_PHRASE in answer.lower()
+
+
+@dataclass(frozen=True)
+class UncoveredAnswer:
+    qid: str
+    question: str
+    answer: str
+    passages: int  # how many passages retrieval showed
+    declined: bool
+
+
+def load_uncovered(path: Path) -> list[tuple[str, str]]:
+    """(id, question) of each line of a JSONL file of questions the corpus does not cover."""
+    items = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            raw = json.loads(line)
+            if not isinstance(raw.get("id"), str) or not isinstance(raw.get("question"), str) or not raw["question"]:
+                raise ValueError(f"{path}:{number}: each line needs a string 'id' and a non-empty 'question'")
+            items.append((raw["id"], raw["question"]))
+    return items
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,7 @@ class ServedAnswer:
     cites_evidence: bool
     copied: bool
     evidence_recall: float
+    declined: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,11 +84,18 @@ class ServedReaderReport:
     answers: tuple[ServedAnswer, ...]
     temperature: float = 0.0
     frequency_penalty: float = 0.0
+    declined_covered: float = 0.0  # share of the QA questions declined (wrongly)
+    uncovered: int = 0
+    declined_uncovered: float = 0.0  # share of the uncovered questions declined (rightly)
+    uncovered_answers: tuple[UncoveredAnswer, ...] = ()
 
     def summary(self) -> str:
-        return (f"{self.questions} questions ({self.with_evidence_retrieved} with the evidence retrieved): "
+        text = (f"{self.questions} questions ({self.with_evidence_retrieved} with the evidence retrieved): "
                 f"cites evidence {self.cites_evidence:.2f}, copied from a cited passage {self.copied:.2f}, "
-                f"evidence recall {self.evidence_recall:.2f}")
+                f"evidence recall {self.evidence_recall:.2f}, declined {self.declined_covered:.2f}")
+        if self.uncovered:
+            text += f"; {self.uncovered} uncovered questions: declined {self.declined_uncovered:.2f}"
+        return text
 
 
 def score_answer(item: QAItem, passages: list[Passage], answer: str) -> ServedAnswer:
@@ -68,21 +108,26 @@ def score_answer(item: QAItem, passages: list[Passage], answer: str) -> ServedAn
             shown = {w.lower() for w in WORD.findall(passages[n - 1].text)}
             copied |= sum(w in shown for w in words) >= COPIED_SHARE * len(words)
     recall = max((fact_recall(answer, e.phrase) for e in item.evidence), default=0.0)
-    return ServedAnswer(item.qid, item.question, answer, evidence, any(n in evidence for n in cited), copied, recall)
+    return ServedAnswer(item.qid, item.question, answer, evidence, any(n in evidence for n in cited), copied, recall,
+                        declines(answer))
 
 
-def report_of(answers: list[ServedAnswer]) -> ServedReaderReport:
+def report_of(answers: list[ServedAnswer], uncovered: list[UncoveredAnswer] = ()) -> ServedReaderReport:
     n = max(len(answers), 1)
     return ServedReaderReport(len(answers), sum(bool(a.evidence_passages) for a in answers),
                               sum(a.cites_evidence for a in answers) / n, sum(a.copied for a in answers) / n,
-                              sum(a.evidence_recall for a in answers) / n, tuple(answers))
+                              sum(a.evidence_recall for a in answers) / n, tuple(answers),
+                              declined_covered=sum(a.declined for a in answers) / n, uncovered=len(uncovered),
+                              declined_uncovered=sum(a.declined for a in uncovered) / max(len(uncovered), 1),
+                              uncovered_answers=tuple(uncovered))
 
 
 def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = DEFAULT_QA,
                            source_prefix: str = "python_topics/", max_new_tokens: int = 80,
                            temperature: float | None = None, frequency_penalty: float | None = None,
-                           seed: int = 0) -> ServedReaderReport:
-    """Answer every QA item whose evidence lies under `source_prefix` ("" for all).
+                           seed: int = 0, uncovered_path: Path | None = DEFAULT_UNCOVERED) -> ServedReaderReport:
+    """Answer every QA item whose evidence lies under `source_prefix` ("" for all), then every
+    question of `uncovered_path` (None: none).
 
     `temperature`, `frequency_penalty` None: the deployment's `generation` defaults (with its top_p / top_k)."""
 
@@ -108,22 +153,28 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     # the server's processors (backends/hf_logits.py), with generate's own warpers turned off
     plain = {"do_sample": not params.greedy, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
     torch.manual_seed(seed)
-    items = [i for i in load_qa(qa_path) if all(e.source.startswith(source_prefix) for e in i.evidence)]
-    answers = []
-    for item in items:
-        result = retrieval.retrieve(item.question)
+
+    def answer(question: str) -> tuple[list[Passage], str]:
+        result = retrieval.retrieve(question)
         if result.status is not RetrievalStatus.OK:
             raise RuntimeError(f"retrieval is {result.status.value}: {result.detail or 'enable it in the config'}")
         prompt = [Message("system", with_passages(cfg.sessions.system_prompt, result.passages)),
-                  Message("user", item.question)]
+                  Message("user", question)]
         ids = tokenizer(render_chat(prompt, add_generation_prompt=True), return_tensors="pt",
                         add_special_tokens=False).input_ids
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=max_new_tokens,
                                  logits_processor=logits_processors(params, ids.shape[1]), **plain)
-        answers.append(score_answer(item, result.passages, tokenizer.decode(out[0, ids.shape[1]:],
-                                                                            skip_special_tokens=True)))
-    return dataclasses.replace(report_of(answers), temperature=temperature, frequency_penalty=frequency_penalty)
+        return result.passages, tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    items = [i for i in load_qa(qa_path) if all(e.source.startswith(source_prefix) for e in i.evidence)]
+    answers = [score_answer(item, *answer(item.question)) for item in items]
+    uncovered = []
+    for qid, question in load_uncovered(uncovered_path) if uncovered_path else ():
+        passages, text = answer(question)
+        uncovered.append(UncoveredAnswer(qid, question, text, len(passages), declines(text)))
+    return dataclasses.replace(report_of(answers, uncovered), temperature=temperature,
+                               frequency_penalty=frequency_penalty)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,16 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="a saved causal-LM folder (e.g. artifacts/demo-chat)")
     parser.add_argument("--config", type=Path, default=Path("deploy/demo.toml"), help="the deployment whose retrieval to use")
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
+    parser.add_argument("--uncovered", type=Path, default=DEFAULT_UNCOVERED,
+                        help="questions the corpus does not cover, which the reader should decline")
+    parser.add_argument("--no-uncovered", action="store_true", help="skip the uncovered questions")
     parser.add_argument("--temperature", type=float, help="default: the deployment's; 0: greedy")
     parser.add_argument("--frequency-penalty", type=float, help="default: the deployment's")
     parser.add_argument("--out", type=Path, help="write the report with every answer as JSON")
     parser.add_argument("--show", action="store_true", help="print every question and answer")
     args = parser.parse_args(argv)
     report = evaluate_served_reader(args.config, args.model, args.qa, temperature=args.temperature,
-                                    frequency_penalty=args.frequency_penalty)
+                                    frequency_penalty=args.frequency_penalty,
+                                    uncovered_path=None if args.no_uncovered else args.uncovered)
     if args.show:
         for a in report.answers:
             print(f"Q: {a.question}\n   evidence in {list(a.evidence_passages)}: {a.answer!r}")
+        for u in report.uncovered_answers:
+            print(f"Q (uncovered): {u.question}\n   {u.passages} passage(s) shown: {u.answer!r}")
     print(f"{args.model} (temperature {report.temperature}, frequency penalty {report.frequency_penalty}): "
           f"{report.summary()}")
     if args.out:

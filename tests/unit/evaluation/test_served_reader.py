@@ -1,6 +1,8 @@
 """Scoring of answers to the RAG QA questions over retrieved passages."""
 
-from chatstack.evaluation.served_reader import report_of, score_answer
+import pytest
+
+from chatstack.evaluation.served_reader import DEFAULT_UNCOVERED, UncoveredAnswer, load_uncovered, report_of, score_answer
 from chatstack.rag.evaluate import Evidence, QAItem
 from chatstack.rag.retriever import Passage
 
@@ -30,3 +32,25 @@ def test_the_report_averages_over_every_question():
                         score_answer(ITEM, PASSAGES[:1], "I do not know.")])
     assert (report.questions, report.with_evidence_retrieved) == (2, 1)
     assert report.cites_evidence == 0.5 and report.copied == 0.5 and 0 < report.evidence_recall < 1
+
+
+def test_declines_are_counted_apart_for_covered_and_uncovered_questions():
+    declined = score_answer(ITEM, PASSAGES, "The documents I was given do not cover that, so I cannot answer it.")
+    assert declined.declined and not declined.cites_evidence
+    answered = score_answer(ITEM, PASSAGES, 'The "with" statement is used to wrap the execution of a block. [2]')
+    uncovered = [UncoveredAnswer("u1", "Who wrote Emma?", "The documents I was given do not cover that.", 0, True),
+                 UncoveredAnswer("u2", "How do I tune a guitar?", "I can't help with that request.", 0, False),
+                 UncoveredAnswer("u3", "What is a pod?", "The following methods can be defined. [1]", 2, False)]
+    report = report_of([declined, answered], uncovered)
+    assert report.declined_covered == 0.5 and report.uncovered == 3 and report.declined_uncovered == 1 / 3
+    assert "declined 0.50" in report.summary() and "3 uncovered questions: declined 0.33" in report.summary()
+    assert report_of([answered]).uncovered == 0 and "uncovered" not in report_of([answered]).summary()
+
+
+def test_the_shipped_uncovered_questions_load_and_a_bad_line_is_named(tmp_path):
+    items = load_uncovered(DEFAULT_UNCOVERED)
+    assert len(items) >= 20 and len({qid for qid, _ in items}) == len(items)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "question": "Fine?"}\n{"id": "b"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: .*'question'"):
+        load_uncovered(bad)
