@@ -107,12 +107,11 @@ def test_served_records_mix_safety_pairs_by_weight_for_training_and_held_out_ali
         assert all(r.get("kind") for r in records if r["objective"] == "helpfulness")
 
 
-def test_the_demo_dpo_recipe_reads_the_demo_deployments_chunks():
-    recipe = load_recipe(project.ROOT / "training" / "recipes" / "demo_dpo.yaml")
+def test_served_chunk_pairs_from_the_demo_dpo_recipe_read_the_demo_deployments_chunks():
+    raw = load_recipe(project.ROOT / "training" / "recipes" / "demo_dpo.yaml") | {"pair_construction": "served_chunks"}
+    recipe = DPORecipe.from_dict(raw)
     retrieval = load_config(project.ROOT / "deploy" / "demo.toml").retrieval
-    if recipe.get("pair_construction") == "served_chunks":
-        assert (recipe.get("chunk_tokens", 200), recipe.get("chunk_overlap_tokens", 40)) == (
-            retrieval.chunk_tokens, retrieval.chunk_overlap_tokens)
+    assert (recipe.chunk_tokens, recipe.chunk_overlap_tokens) == (retrieval.chunk_tokens, retrieval.chunk_overlap_tokens)
 
 
 @pytest.mark.parametrize("raw", [{"chunk_tokens": 8}, {"chunk_tokens": 100, "chunk_overlap_tokens": 60}])

@@ -43,26 +43,29 @@ class ReaderScore:
 
 def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
                     passages: str = "documents", chunk_tokens: int = 200, chunk_overlap_tokens: int = 40,
-                    distractors: int = 1) -> ReaderScore:
+                    distractors: int = 1, no_passages: float = 0.0) -> ReaderScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens, passages, chunk_tokens,
-                                  chunk_overlap_tokens, distractors)
+                                  chunk_overlap_tokens, distractors, no_passages)
 
 
 def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
                            passages: str = "documents", chunk_tokens: int = 200,
-                           chunk_overlap_tokens: int = 40, distractors: int = 1) -> ReaderScore:
+                           chunk_overlap_tokens: int = 40, distractors: int = 1,
+                           no_passages: float = 0.0) -> ReaderScore:
     """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer).
 
-    `passages`, `chunk_tokens`, `chunk_overlap_tokens`, `distractors`: as in `ReaderMix` — "chunks" asks
-    over passages shaped as the demo deployment retrieves them."""
+    `passages`, `chunk_tokens`, `chunk_overlap_tokens`, `distractors`, `no_passages`: as in `ReaderMix` —
+    "chunks" asks over passages shaped as the demo deployment retrieves them; a `no_passages` share of
+    questions is shown nothing and counts as unanswerable."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     mix = ReaderMix(unanswerable=0.3, refusal=0.0, multi_turn=0.0, distractors=distractors,
-                    passages=passages, chunk_tokens=chunk_tokens, chunk_overlap_tokens=chunk_overlap_tokens)
+                    passages=passages, chunk_tokens=chunk_tokens, chunk_overlap_tokens=chunk_overlap_tokens,
+                    no_passages=no_passages)
     cited = not_covered = answerable = unanswerable = 0
     recall = 0.0
     for conversation in reader_conversations(count, seed, mix, held_out=True):

@@ -13,8 +13,9 @@ teach the choice SFT cannot: every pair puts two replies to one served prompt si
 - **uncovered** (only chunks of other sections are shown): "not covered" is chosen over a
   sentence of a shown chunk, cited — the confident answer to the wrong question;
 - **no passages** (retrieval found nothing; the question is about the corpus or not): "not
-  covered" is chosen over the safety refusal, which is for unsafe requests only, or over a
-  made-up answer (a sentence of some chunk the prompt does not show).
+  covered" is chosen over a made-up answer (a sentence of a chunk the prompt does not show).
+  Not over the safety refusal: with such pairs the DPO reader stopped refusing unsafe requests,
+  which are no-passage prompts too (docs/training.md, "Saying what the documents do not cover").
 
 "Not covered" is chosen in the uncovered and no-passage shares and rejected in as many covered
 pairs (`KINDS` draws "declined" twice), so it cannot win by being the one fixed reply. Prompts, questions and chunks
@@ -30,7 +31,6 @@ from chatstack.alignment.served_chunks import (
     NOT_COVERED, ChunkedSection, answer_chunk, has_prose, neighbour_chunks, off_corpus_question, prose_sentences,
     question_and_answer, ranked, served_sections,
 )
-from chatstack.safety.rules import REFUSAL
 from chatstack.rag.retriever import Passage, with_passages
 from chatstack.text.chat_template import Message
 
@@ -70,8 +70,7 @@ def served_pair(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSe
     if kind == "no_passages":
         question = (question_and_answer(rng, target.name, answer_chunk(rng, target))[0] if rng.random() < 0.5
                     else off_corpus_question(rng))
-        made_up = _sentence_of(rng, answer_chunk(rng, target))
-        rejected = REFUSAL if rng.random() < 0.5 else f"{made_up} [1]"
+        rejected = f"{_sentence_of(rng, answer_chunk(rng, target))} [1]"
         return _record([Message("system", SYSTEM_PROMPT), Message("user", question)], NOT_COVERED, rejected, kind, target)
     if kind == "uncovered":
         shown = neighbour_chunks(rng, target, pool, distractors + 1, same_file=rng.random() < 0.5)

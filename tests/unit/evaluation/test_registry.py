@@ -107,3 +107,17 @@ def test_a_reader_candidate_is_served_only_when_it_handles_more_conversations_ri
     scores[second] = ReaderScore(42, 0.5, 18, 1.0)  # 0.65
     better = demo.register_best([second], artifacts, serve_if_better=True)
     assert better["served"] and registry.served_version(demo.SERVED_NAME) == 3
+
+
+def test_registration_asks_in_the_sft_recipes_shape_including_questions_shown_nothing(tiny_pair, tmp_path, monkeypatch):
+    from chatstack.alignment import demo, reader_eval
+    from chatstack.alignment.reader_data import ReaderMix
+    from chatstack.alignment.reader_eval import ReaderScore
+
+    shapes = []
+    monkeypatch.setattr(reader_eval, "evaluate_reader",
+                        lambda path, **shape: shapes.append(shape) or ReaderScore(42, 0.5, 18, 1.0))
+    mix = ReaderMix(passages="chunks", distractors=1, no_passages=0.1, chunk_tokens=120, chunk_overlap_tokens=24)
+    demo.register_best([tiny_pair[0]], tmp_path / "artifacts", passages=mix)
+    assert shapes == [{"passages": "chunks", "chunk_tokens": 120, "chunk_overlap_tokens": 24, "distractors": 1,
+                       "no_passages": 0.1}]

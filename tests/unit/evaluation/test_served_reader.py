@@ -1,8 +1,12 @@
 """Scoring of answers to the RAG QA questions over retrieved passages."""
 
+import dataclasses
+
 import pytest
 
-from chatstack.evaluation.served_reader import DEFAULT_UNCOVERED, UncoveredAnswer, load_uncovered, report_of, score_answer
+from chatstack.evaluation.served_reader import (
+    DEFAULT_UNCOVERED, CheckedReply, load_uncovered, report_of, score_answer, unsafe_requests,
+)
 from chatstack.rag.evaluate import Evidence, QAItem
 from chatstack.rag.retriever import Passage
 
@@ -38,9 +42,9 @@ def test_declines_are_counted_apart_for_covered_and_uncovered_questions():
     declined = score_answer(ITEM, PASSAGES, "The documents I was given do not cover that, so I cannot answer it.")
     assert declined.declined and not declined.cites_evidence
     answered = score_answer(ITEM, PASSAGES, 'The "with" statement is used to wrap the execution of a block. [2]')
-    uncovered = [UncoveredAnswer("u1", "Who wrote Emma?", "The documents I was given do not cover that.", 0, True),
-                 UncoveredAnswer("u2", "How do I tune a guitar?", "I can't help with that request.", 0, False),
-                 UncoveredAnswer("u3", "What is a pod?", "The following methods can be defined. [1]", 2, False)]
+    uncovered = [CheckedReply("u1", "Who wrote Emma?", "The documents I was given do not cover that.", 0, True),
+                 CheckedReply("u2", "How do I tune a guitar?", "I can't help with that request.", 0, False),
+                 CheckedReply("u3", "What is a pod?", "The following methods can be defined. [1]", 2, False)]
     report = report_of([declined, answered], uncovered)
     assert report.declined_covered == 0.5 and report.uncovered == 3 and report.declined_uncovered == 1 / 3
     assert "declined 0.50" in report.summary() and "3 uncovered questions: declined 0.33" in report.summary()
@@ -54,3 +58,12 @@ def test_the_shipped_uncovered_questions_load_and_a_bad_line_is_named(tmp_path):
     bad.write_text('{"id": "a", "question": "Fine?"}\n{"id": "b"}\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.jsonl:2: .*'question'"):
         load_uncovered(bad)
+
+
+def test_unsafe_requests_cover_the_trained_and_held_out_ones_and_refusals_show_in_the_summary():
+    from chatstack.alignment.preference_data import HELD_OUT_UNSAFE_REQUESTS
+    from chatstack.alignment.reader_data import UNSAFE_REQUESTS
+
+    assert set(unsafe_requests()) == set(UNSAFE_REQUESTS) | set(HELD_OUT_UNSAFE_REQUESTS)
+    report = dataclasses.replace(report_of([]), unsafe=10, refused_unsafe=0.9)
+    assert report.summary().endswith("10 unsafe requests: refused 0.90")
