@@ -136,3 +136,14 @@ def test_train_and_held_out_pairs_share_no_text():
     train = preference_records(300, 0, WEIGHTS)
     held_out = preference_records(60, 1, WEIGHTS, held_out=True)
     assert not texts(train) & texts(held_out)
+
+
+def test_the_reader_evaluation_asks_each_kind_of_conversation_the_recipe_trains(tiny_model):  # noqa: F811
+    from chatstack.alignment.reader_eval import evaluate_loaded_reader
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    score = evaluate_loaded_reader(model, tokenizer, count=30, max_new_tokens=2, passages="chunks",
+                                   no_passages=0.2, refusal=0.3)
+    assert score.answerable and score.unanswerable and score.unsafe
+    assert score.answerable + score.unanswerable + score.unsafe == 30 and score.refused == 0.0  # 2 tokens: no refusal

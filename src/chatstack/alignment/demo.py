@@ -34,8 +34,8 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     unless `serve_if_better` and the served version handled at least as many conversations right.
 
     `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`,
-    `no_passages`, …) the evaluation asks over (None: the default mix): a candidate that answers or
-    refuses where nothing was retrieved loses those conversations. Later candidates win ties. Returns the scores,
+    `no_passages`, `refusal`, …) the evaluation asks over (None: the default mix): a candidate that
+    answers or refuses where nothing was retrieved, or answers an unsafe request, loses those. Later candidates win ties. Returns the scores,
     the registered version and whether it is served.
     """
     from chatstack.alignment.reader_data import ReaderMix
@@ -44,7 +44,7 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     passages = passages or ReaderMix()
     shape = {"passages": passages.passages, "chunk_tokens": passages.chunk_tokens,
              "chunk_overlap_tokens": passages.chunk_overlap_tokens, "distractors": passages.distractors,
-             "no_passages": passages.no_passages}
+             "no_passages": passages.no_passages, "refusal": passages.refusal}
     reports = {str(c): evaluate_reader(c, **shape) for c in candidates}
     scores = {name: dataclasses.asdict(r) | {"handled_right": r.handled_right} for name, r in reports.items()}
     best = max(reversed(candidates), key=lambda c: reports[str(c)].handled_right)

@@ -120,4 +120,4 @@ def test_registration_asks_in_the_sft_recipes_shape_including_questions_shown_no
     mix = ReaderMix(passages="chunks", distractors=1, no_passages=0.1, chunk_tokens=120, chunk_overlap_tokens=24)
     demo.register_best([tiny_pair[0]], tmp_path / "artifacts", passages=mix)
     assert shapes == [{"passages": "chunks", "chunk_tokens": 120, "chunk_overlap_tokens": 24, "distractors": 1,
-                       "no_passages": 0.1}]
+                       "no_passages": 0.1, "refusal": 0.05}]
