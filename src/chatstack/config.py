@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from chatstack.engine.config import EngineConfig
+from chatstack.rag.chunking import check_chunk_sizes
 
 
 @dataclass(frozen=True)
@@ -148,11 +149,8 @@ class RetrievalSection:
             raise ValueError(f"retrieval.score_threshold must be in [-1, 1], got {self.score_threshold}")
         if self.max_context_tokens < 1:
             raise ValueError(f"retrieval.max_context_tokens must be >= 1, got {self.max_context_tokens}")
-        if not 16 <= self.chunk_tokens <= 512:  # ChunkingParams' bounds
-            raise ValueError(f"retrieval.chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
-        if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
-            raise ValueError(f"retrieval.chunk_overlap_tokens must be in [0, chunk_tokens/2={self.chunk_tokens // 2}], "
-                             f"got {self.chunk_overlap_tokens}")
+        check_chunk_sizes(self.chunk_tokens, self.chunk_overlap_tokens,
+                          ("retrieval.chunk_tokens", "retrieval.chunk_overlap_tokens"))
         for name in ("milvus_uri", "collection", "tenant", "embedder_onnx"):
             if not getattr(self, name):
                 raise ValueError(f"retrieval.{name} must not be empty")

@@ -35,8 +35,8 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
 
     `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`,
     `no_passages`, `refusal`, …) the evaluation asks over (None: the default mix): a candidate that
-    answers or refuses where nothing was retrieved, or answers an unsafe request, loses those. Later candidates win ties. Returns the scores,
-    the registered version and whether it is served.
+    answers or refuses where nothing was retrieved, or answers an unsafe request, loses those.
+    Later candidates win ties. Returns the scores, the registered version and whether it is served.
     """
     from chatstack.alignment.reader_data import ReaderMix
     from chatstack.alignment.reader_eval import evaluate_reader

@@ -13,6 +13,7 @@ from typing import Any
 from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.preference_data import ObjectiveWeights, PairConstruction
 from chatstack.datasets import DatasetRef
+from chatstack.rag.chunking import check_chunk_sizes
 from chatstack.recipes import check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
@@ -60,9 +61,7 @@ class DPORecipe:
         object.__setattr__(self, "pair_construction", PairConstruction.coerce(self.pair_construction))
         object.__setattr__(self, "dataset", DatasetRef.coerce(self.dataset))
         object.__setattr__(self, "feedback_dataset", DatasetRef.coerce(self.feedback_dataset))
-        if not 16 <= self.chunk_tokens <= 512 or not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
-            raise ValueError(f"chunk_tokens must be in [16, 512] and chunk_overlap_tokens in [0, chunk_tokens/2], "
-                             f"got {self.chunk_tokens} / {self.chunk_overlap_tokens}")
+        check_chunk_sizes(self.chunk_tokens, self.chunk_overlap_tokens, ("chunk_tokens", "chunk_overlap_tokens"))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
         self._check_loss()

@@ -18,6 +18,7 @@ import zlib
 from dataclasses import dataclass
 
 from chatstack.model.corpus import Document, in_sentence, question_for, titled_documents
+from chatstack.rag.chunking import check_chunk_sizes
 from chatstack.rag.retriever import Passage, with_passages
 from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import Message
@@ -58,10 +59,7 @@ class ReaderMix:
     def __post_init__(self) -> None:
         if self.passages not in ("documents", "chunks"):
             raise ValueError(f"passages must be 'documents' or 'chunks', got {self.passages!r}")
-        if not 16 <= self.chunk_tokens <= 512:  # ChunkingParams' bounds
-            raise ValueError(f"chunk_tokens must be in [16, 512], got {self.chunk_tokens}")
-        if not 0 <= self.chunk_overlap_tokens <= self.chunk_tokens // 2:
-            raise ValueError(f"chunk_overlap_tokens must be in [0, chunk_tokens/2], got {self.chunk_overlap_tokens}")
+        check_chunk_sizes(self.chunk_tokens, self.chunk_overlap_tokens, ("chunk_tokens", "chunk_overlap_tokens"))
         for name in ("unanswerable", "refusal", "multi_turn", "quote", "by_words", "no_passages"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

@@ -179,6 +179,13 @@ def off_corpus_question(rng: random.Random) -> str:
     return rng.choice(_OFF_CORPUS_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
 
 
+def nothing_found_question(rng: random.Random, target: ChunkedSection, by_words: float = 0.5) -> str:
+    """A question retrieval found nothing for: about `target` half the time, else off the corpus."""
+    if rng.random() < 0.5:
+        return question_and_answer(rng, target.name, answer_chunk(rng, target), by_words)[0]
+    return off_corpus_question(rng)
+
+
 def answer_chunk(rng: random.Random, section: ChunkedSection) -> Passage:
     """The chunk an answer quotes: the section's first chunk with prose, sometimes a later one."""
     with_prose = [c for c in section.chunks if prose_sentences(c.text)]
@@ -221,9 +228,8 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
         question, _ = question_and_answer(rng, target.name, answer_chunk(rng, target), mix.by_words)
         return [Message("system", with_passages(SYSTEM_PROMPT, passages)), Message("user", question),
                 Message("assistant", NOT_COVERED)]
-    if roll < mix.refusal + mix.unanswerable + mix.no_passages:  # about the corpus or not, nothing was found
-        question = (question_and_answer(rng, target.name, answer_chunk(rng, target), mix.by_words)[0]
-                    if rng.random() < 0.5 else off_corpus_question(rng))
+    if roll < mix.refusal + mix.unanswerable + mix.no_passages:
+        question = nothing_found_question(rng, target, mix.by_words)
         return [Message("system", SYSTEM_PROMPT), Message("user", question), Message("assistant", NOT_COVERED)]
     chunk = answer_chunk(rng, target)
     passages = ranked(rng, chunk, neighbour_chunks(rng, target, pool, mix.distractors, same_file=True))

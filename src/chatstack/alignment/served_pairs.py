@@ -18,8 +18,8 @@ teach the choice SFT cannot: every pair puts two replies to one served prompt si
   which are no-passage prompts too (docs/training.md, "Saying what the documents do not cover").
 
 "Not covered" is chosen in the uncovered and no-passage shares and rejected in as many covered
-pairs (`KINDS` draws "declined" twice), so it cannot win by being the one fixed reply. Prompts, questions and chunks
-are built by `served_chunks`, split by section path as the SFT reader data is.
+pairs (`KINDS` draws "declined" twice), so it cannot win by being the one fixed reply. Prompts,
+questions and chunks are built by `served_chunks`, split by section path as the SFT reader data is.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import random
 
 from chatstack.alignment.reader_data import SYSTEM_PROMPT, title_is_held_out
 from chatstack.alignment.served_chunks import (
-    NOT_COVERED, ChunkedSection, answer_chunk, has_prose, neighbour_chunks, off_corpus_question, prose_sentences,
+    NOT_COVERED, ChunkedSection, answer_chunk, has_prose, neighbour_chunks, nothing_found_question, prose_sentences,
     question_and_answer, ranked, served_sections,
 )
 from chatstack.rag.retriever import Passage, with_passages
@@ -68,10 +68,8 @@ def served_pair(rng: random.Random, target: ChunkedSection, pool: list[ChunkedSe
                 distractors: int = 1) -> dict | None:
     """One pair of `kind` about `target` (None when the drawn chunks give no such rejected reply)."""
     if kind == "no_passages":
-        question = (question_and_answer(rng, target.name, answer_chunk(rng, target))[0] if rng.random() < 0.5
-                    else off_corpus_question(rng))
-        rejected = f"{_sentence_of(rng, answer_chunk(rng, target))} [1]"
-        return _record([Message("system", SYSTEM_PROMPT), Message("user", question)], NOT_COVERED, rejected, kind, target)
+        prompt = [Message("system", SYSTEM_PROMPT), Message("user", nothing_found_question(rng, target))]
+        return _record(prompt, NOT_COVERED, f"{_sentence_of(rng, answer_chunk(rng, target))} [1]", kind, target)
     if kind == "uncovered":
         shown = neighbour_chunks(rng, target, pool, distractors + 1, same_file=rng.random() < 0.5)
         question, _ = question_and_answer(rng, target.name, answer_chunk(rng, target))

@@ -65,7 +65,8 @@ def dpo_pairs(recipe: "DPORecipe") -> tuple[list[dict], list[dict], dict[str, Da
     used: dict[str, DatasetVersion] = {}
 
     def build() -> list[dict]:
-        shape = {"construction": recipe.pair_construction, "chunking": (recipe.chunk_tokens, recipe.chunk_overlap_tokens)}
+        shape = {"construction": recipe.pair_construction,
+                 "chunking": (recipe.chunk_tokens, recipe.chunk_overlap_tokens)}
         return (_labelled(preference_records(recipe.train_pairs, recipe.seed, recipe.weights, **shape), "train")
                 + _labelled(preference_records(recipe.eval_pairs, recipe.seed + 1, recipe.weights, held_out=True,
                                                **shape), "eval"))

@@ -123,14 +123,19 @@ def score_answer(item: QAItem, passages: list[Passage], answer: str) -> ServedAn
                         declines(answer))
 
 
-def report_of(answers: list[ServedAnswer], uncovered: list[CheckedReply] = ()) -> ServedReaderReport:
+def _share_as_wanted(replies: list[CheckedReply]) -> float:
+    return sum(r.as_wanted for r in replies) / max(len(replies), 1)
+
+
+def report_of(answers: list[ServedAnswer], uncovered: list[CheckedReply] = (),
+              unsafe: list[CheckedReply] = ()) -> ServedReaderReport:
     n = max(len(answers), 1)
     return ServedReaderReport(len(answers), sum(bool(a.evidence_passages) for a in answers),
                               sum(a.cites_evidence for a in answers) / n, sum(a.copied for a in answers) / n,
                               sum(a.evidence_recall for a in answers) / n, tuple(answers),
                               declined_covered=sum(a.declined for a in answers) / n, uncovered=len(uncovered),
-                              declined_uncovered=sum(a.as_wanted for a in uncovered) / max(len(uncovered), 1),
-                              uncovered_answers=tuple(uncovered))
+                              declined_uncovered=_share_as_wanted(uncovered), uncovered_answers=tuple(uncovered),
+                              unsafe=len(unsafe), refused_unsafe=_share_as_wanted(unsafe), unsafe_answers=tuple(unsafe))
 
 
 def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = DEFAULT_QA,
@@ -189,10 +194,8 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     for number, request in enumerate(unsafe_requests() if unsafe else (), start=1):
         passages, text = answer(request)
         refusals.append(CheckedReply(f"unsafe-{number}", request, text, len(passages), REFUSAL in text))
-    return dataclasses.replace(report_of(answers, uncovered), temperature=temperature,
-                               frequency_penalty=frequency_penalty, unsafe=len(refusals),
-                               refused_unsafe=sum(r.as_wanted for r in refusals) / max(len(refusals), 1),
-                               unsafe_answers=tuple(refusals))
+    return dataclasses.replace(report_of(answers, uncovered, refusals), temperature=temperature,
+                               frequency_penalty=frequency_penalty)
 
 
 def unsafe_requests() -> tuple[str, ...]:

@@ -27,11 +27,17 @@ class ChunkingParams:
     overlap_tokens: int = 40
 
     def __post_init__(self) -> None:
-        if not 16 <= self.max_tokens <= 512:
-            raise ValueError(f"max_tokens must be in [16, 512], got {self.max_tokens}")
-        if not 0 <= self.overlap_tokens <= self.max_tokens // 2:
-            raise ValueError(f"overlap_tokens must be in [0, max_tokens/2={self.max_tokens // 2}], "
-                             f"got {self.overlap_tokens}")
+        check_chunk_sizes(self.max_tokens, self.overlap_tokens)
+
+
+def check_chunk_sizes(max_tokens: int, overlap_tokens: int, names: tuple[str, str] = ("max_tokens", "overlap_tokens")):
+    """The bounds every chunk size setting shares (ingest, the deployment config, the reader data),
+    with the error naming the caller's own fields."""
+    size, overlap = names
+    if not 16 <= max_tokens <= 512:
+        raise ValueError(f"{size} must be in [16, 512], got {max_tokens}")
+    if not 0 <= overlap_tokens <= max_tokens // 2:
+        raise ValueError(f"{overlap} must be in [0, {size}/2={max_tokens // 2}], got {overlap_tokens}")
 
 
 @dataclass(frozen=True)
