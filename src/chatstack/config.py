@@ -42,6 +42,7 @@ class EngineSection:
     enable_prefix_caching: bool = True
     quantization: str | None = None  # None, "int8" or "int4" (weight-only)
     attention: str = "auto"  # "auto", "kernel" (the C decode kernel) or "torch"
+    single_decode: str = "auto"  # "auto", "on" (bfloat16 too, at twice the layer weight memory) or "off"
 
     def __post_init__(self) -> None:
         try:

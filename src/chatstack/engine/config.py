@@ -11,6 +11,11 @@ QUANTIZATIONS = (None, "int8", "int4")
 # How decodes are attended: "kernel" = the C kernel reading KV blocks in place (CPU, float32 / bfloat16);
 # "torch" = gathered keys + masked SDPA (any device); "auto" = the kernel where it applies.
 ATTENTION_BACKENDS = ("auto", "kernel", "torch")
+# A step that holds one decoding sequence and nothing else runs every layer in one C call
+# (single_decode.py): "auto" = where that costs no memory (float32, unquantized, C kernels, no compile);
+# "on" = in bfloat16 too, which keeps a plain copy of the layer weights beside the oneDNN-packed ones
+# (the layers' weight memory twice over); "off" = never.
+SINGLE_DECODE_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,7 @@ class EngineConfig:
     quantization: str | None = None  # see QUANTIZATIONS (weight-only; engine/quant.py)
     compile: bool = False
     attention: str = "auto"  # see ATTENTION_BACKENDS
+    single_decode: str = "auto"  # see SINGLE_DECODE_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
 
     def __post_init__(self) -> None:
@@ -38,6 +44,8 @@ class EngineConfig:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
+        if self.single_decode not in SINGLE_DECODE_MODES:
+            raise ValueError(f"single_decode must be one of {SINGLE_DECODE_MODES}, got {self.single_decode!r}")
         if not 0 <= self.max_logprobs <= MAX_LOGPROBS:
             raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {self.max_logprobs}")
 

@@ -171,31 +171,47 @@ class ArgmaxKernel:
 
 
 class DecodeStepKernel:
-    """`chatstack_decode_step_f32`: every layer for one decoding token (see kernels/decode_step.c)."""
+    """`chatstack_decode_step_f32` / `_bf16`: every layer, the final norm and the LM head for one decoding
+    token (see kernels/decode_step.c)."""
 
     LAYER_POINTERS = 10
+    DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
 
     def __init__(self, library: ctypes.CDLL):
-        fn = library.chatstack_decode_step_f32
         p, i64 = ctypes.c_void_p, ctypes.c_int64
-        fn.argtypes = [p, p, i64, p, p, p, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
-        fn.restype = ctypes.c_int
-        self._fn = fn
+        self._fns = {}
+        for dtype, suffix in self.DTYPES.items():
+            fn = getattr(library, f"chatstack_decode_step_{suffix}")
+            fn.argtypes = [p, p, p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64,
+                           ctypes.c_float]
+            fn.restype = ctypes.c_int
+            self._fns[dtype] = fn
 
-    def __call__(self, x: torch.Tensor, layers, num_layers: int, cos: torch.Tensor, sin: torch.Tensor,
-                 block_table: torch.Tensor, position: int, hidden: int, n_heads: int, n_kv_heads: int,
-                 head_dim: int, intermediate: int, block_size: int, eps: float) -> None:
-        """x: (hidden,) float32, updated in place; `layers`: a ctypes array of LAYER_POINTERS pointers per
-        layer, kept alive by the caller; cos, sin: (head_dim,) rows for `position`; block_table: (n,) int32."""
-        require_contiguous_cpu(("x", x, torch.float32), ("cos", cos, torch.float32), ("sin", sin, torch.float32),
-                               ("block_table", block_table, torch.int32))
-        if not 0 <= position < block_table.shape[0] * block_size:
-            raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks)")
-        status = self._fn(x.data_ptr(), layers, num_layers, cos.data_ptr(), sin.data_ptr(), block_table.data_ptr(),
-                          block_table.shape[0], position, hidden, n_heads, n_kv_heads, head_dim, intermediate,
-                          block_size, eps)
+    def __call__(self, x: torch.Tensor, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor,
+                 cos: torch.Tensor, sin: torch.Tensor, block_table: torch.Tensor, cache_slots: int, position: int,
+                 n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, block_size: int,
+                 eps: float) -> torch.Tensor:
+        """x: (hidden,) the token's embedding, overwritten with its residual stream; `layers`: a ctypes array of
+        LAYER_POINTERS pointers per layer (of x's dtype), kept alive by the caller; lm_head_t: (hidden, vocab);
+        cos, sin: the whole (positions, head_dim) tables; block_table: (n,) int32 -> the logits, (vocab,)."""
+        if x.dtype not in self._fns:
+            raise ValueError(f"the decode step takes float32 or bfloat16, got {x.dtype}")
+        require_contiguous_cpu(("x", x, x.dtype), ("final_norm", final_norm, x.dtype),
+                               ("lm_head_t", lm_head_t, x.dtype), ("cos", cos, x.dtype),
+                               ("sin", sin, x.dtype), ("block_table", block_table, torch.int32))
+        if not 0 <= position < min(block_table.shape[0] * block_size, cos.shape[0]):
+            raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
+                             f"or the RoPE tables ({cos.shape[0]} positions)")
+        if lm_head_t.shape[0] != x.shape[0]:
+            raise ValueError(f"lm_head_t must be (hidden={x.shape[0]}, vocab), got {tuple(lm_head_t.shape)}")
+        out = x.new_empty(lm_head_t.shape[1])
+        status = self._fns[x.dtype](x.data_ptr(), out.data_ptr(), layers, num_layers, final_norm.data_ptr(),
+                                    lm_head_t.data_ptr(), lm_head_t.shape[1], cos.data_ptr(), sin.data_ptr(), cos.shape[0], block_table.data_ptr(),
+                                    block_table.shape[0], cache_slots, position, x.shape[0], n_heads, n_kv_heads,
+                                    head_dim, intermediate, block_size, eps)
         if status != 0:
-            raise MemoryError("decode step kernel could not allocate its scratch memory")
+            raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
+        return out
 
 
 def load(source: str, wrapper):

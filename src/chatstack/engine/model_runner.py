@@ -23,7 +23,8 @@ class ModelRunner:
         self.config = config
         self.device = torch.device(device)
         # compile traces plain matmuls (a prepacked oneDNN weight is opaque to it and failed every bf16 step)
-        self.model = load_llama(model_dir, dtype, self.device, config.quantization, prepack=not config.compile)
+        self.model = load_llama(model_dir, dtype, self.device, config.quantization, prepack=not config.compile,
+                                keep_plain=config.single_decode == "on")
         self.spec = spec = self.model.spec
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
         self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
@@ -37,8 +38,18 @@ class ModelRunner:
         if self.device.type == "cpu" and dtype in LayerOpsKernel.DTYPES and not config.compile:
             self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
-        self.single_decode = SingleDecodePath.create(self.model, self.kv_cache) \
-            if self.decode_kernel and not config.compile else None
+        self.single_decode = self._single_decode_path(config)
+
+    def _single_decode_path(self, config: EngineConfig) -> SingleDecodePath | None:
+        if config.single_decode == "off":
+            return None
+        why_not = ("it is not used with compile" if config.compile else
+                   SingleDecodePath.applies(self.model, self.kv_cache)
+                   or (None if self.decode_kernel else "it needs the C attention kernel"))
+        path = None if why_not else SingleDecodePath.create(self.model, self.kv_cache)
+        if config.single_decode == "on" and path is None:
+            raise ValueError(f"single_decode 'on' does not apply here: {why_not or 'the C kernel could not be built'}")
+        return path
 
     def _use_decode_kernel(self, attention: str, dtype: torch.dtype) -> bool:
         if attention == "torch":

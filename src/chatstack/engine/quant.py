@@ -56,12 +56,15 @@ class PackedDense(nn.Module):
     pass of the eight layers' projections took 5.8 ms at 8 rows and 6.8 ms at 40 rows, against 3.9
     and 4.7 ms prepacked. Without a bias the results are bit-identical; a bias is added before the
     one rounding (the plain path rounds twice), so the result is at least as close to float32.
+    `keep_plain` also keeps W transposed (in, out) as `weight_t`, for the one-call decode step
+    (single_decode.py), at twice the weight memory.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, keep_plain: bool = False):
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.register_buffer("packed", torch.ops.mkldnn._reorder_linear_weight(weight, None))
+        self.register_buffer("weight_t", weight.T.contiguous() if keep_plain else None)
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
 
     @staticmethod
@@ -119,11 +122,14 @@ class Int4Linear(nn.Module):
 
 
 def dense(weight: torch.Tensor, bias: torch.Tensor | None, quantization: str | None,
-          prepack: bool = True) -> nn.Module:
+          prepack: bool = True, keep_plain: bool = False) -> nn.Module:
     """A projection holding `weight` (out, in), quantized if asked; `prepack=False` keeps a plain matmul (what
-    torch.compile can trace: it does its own weight layout)."""
+    torch.compile can trace: it does its own weight layout); `keep_plain` keeps a plain (in, out) copy beside a
+    prepacked weight."""
     if quantization == "int8":
         return Int8Linear(weight, bias)
     if quantization == "int4":
         return Int4Linear(weight, bias)
-    return PackedDense(weight, bias) if prepack and PackedDense.applies(weight) else Dense(weight, bias)
+    if prepack and PackedDense.applies(weight):
+        return PackedDense(weight, bias, keep_plain)
+    return Dense(weight, bias)

@@ -1,8 +1,9 @@
 """The one-call decode step: a scheduled step that holds a single decoding sequence runs every
-layer in C (`kernels/decode_step.c`) instead of ~25 torch ops per layer.
+layer, the final norm and the LM head in C (`kernels/decode_step.c`) instead of ~25 torch ops per layer.
 
-Applies on the CPU in float32 with unquantized weights and the C kernels available; the
-engine's batched path handles everything else. The final norm and the LM head stay in torch.
+Applies on the CPU with unquantized weights and the C kernels available, in float32, and in
+bfloat16 where the layers' prepacked projections keep a plain copy (`EngineConfig.single_decode`
+"on"); the engine's batched path handles everything else.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import torch
 
 from chatstack.engine.cpu_kernels import DecodeStepKernel, decode_step_kernel
 from chatstack.engine.llama import LlamaForPagedDecoding
-from chatstack.engine.quant import Dense
+from chatstack.engine.quant import Dense, PackedDense
 
 
 class SingleDecodePath:
     def __init__(self, model: LlamaForPagedDecoding, kv_cache: torch.Tensor, kernel: DecodeStepKernel):
         self.model, self.kernel = model, kernel
+        self.cache_slots = kv_cache.shape[2] * kv_cache.shape[3]  # num_blocks * block_size
         pointers: list[int | None] = []
         for layer, kv in zip(model.layers, kv_cache):
             for tensor in (layer.input_norm.weight, layer.qkv.weight_t, layer.qkv.bias, layer.o_proj.weight_t,
@@ -28,12 +30,23 @@ class SingleDecodePath:
         # (layers * LAYER_POINTERS,) addresses; the tensors live as long as the model and the cache
         self.layers = (ctypes.c_void_p * len(pointers))(*pointers)
 
+    @staticmethod
+    def applies(model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> str | None:
+        """None where the path applies to this model and cache, else why not."""
+        if kv_cache.device.type != "cpu" or kv_cache.dtype not in DecodeStepKernel.DTYPES:
+            return f"it runs float32 or bfloat16 on the CPU, not {kv_cache.dtype} on {kv_cache.device.type}"
+        projections = [m for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
+        projections.append(model.lm_head)
+        if not all(isinstance(m, (Dense, PackedDense)) for m in projections):
+            return "it needs unquantized weights"
+        if not all(m.weight_t is not None and m.weight_t.dtype == kv_cache.dtype for m in projections):
+            return "the prepacked bfloat16 projections keep no plain copy (single_decode 'on' keeps one)"
+        return None
+
     @classmethod
     def create(cls, model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> "SingleDecodePath | None":
         """The path for this model and cache, or None where it does not apply."""
-        dense = all(isinstance(m, Dense) for layer in model.layers
-                    for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down))
-        if not dense or kv_cache.dtype != torch.float32 or kv_cache.device.type != "cpu":
+        if cls.applies(model, kv_cache) is not None:
             return None
         kernel = decode_step_kernel()
         return None if kernel is None else cls(model, kv_cache, kernel)
@@ -42,7 +55,8 @@ class SingleDecodePath:
         """The next-token logits (1, vocab) of one sequence; writes its K/V at `position` on every layer."""
         spec, model = self.model.spec, self.model
         x = model.embed.weight[token].clone()  # (hidden,) the residual stream, updated in place
-        self.kernel(x, self.layers, spec.num_layers, model.cos[position], model.sin[position],
-                    torch.tensor(block_table, dtype=torch.int32), position, spec.hidden_size, spec.num_heads,
-                    spec.num_kv_heads, spec.head_dim, spec.intermediate_size, block_size, spec.rms_norm_eps)
-        return model.lm_head(model.norm(x[None])).float()
+        logits = self.kernel(x, self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
+                             model.sin, torch.tensor(block_table, dtype=torch.int32), self.cache_slots, position,
+                             spec.num_heads, spec.num_kv_heads, spec.head_dim, spec.intermediate_size, block_size,
+                             spec.rms_norm_eps)
+        return logits[None].float()

@@ -37,8 +37,11 @@ def save_random_llama(path: Path, seed: int = 0, **overrides) -> Path:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = LlamaForCausalLM(LlamaConfig(**settings))
-        for param in model.parameters():  # larger weights than the init: peaked logits, no near-ties
-            param.data.mul_(4.0 if param.dim() > 1 else 1.0)
+        for name, param in model.named_parameters():  # larger weights than the init: peaked logits, no near-ties
+            if name.endswith(".bias"):  # biases start at zero, which would leave every bias path untested
+                param.data.normal_(0.0, 0.5)
+            else:
+                param.data.mul_(4.0 if param.dim() > 1 else 1.0)
     model.save_pretrained(path)
     return path
 
