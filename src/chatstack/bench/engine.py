@@ -267,6 +267,9 @@ def run_all(args, model_dir: Path, command: str) -> str:
                      + (" (its own defaults)" if args.vllm_own_limits else " (the native engine's KV bytes and step limits)"))
     progress("native throughput")
     native = native_throughput(model_dir, workload, base, args.dtype)
+    lines.append(f"single-stream decode: {single:.2f} ms/token, {single / floor:.2f}× the {floor:.2f} ms floor"
+                 + ("" if one_call is None else f"; one-call step (single_decode 'on'): {one_call[0]:.2f} ms/token, "
+                                                f"{one_call[0] / floor:.2f}×"))
     if args.throughput_only:
         return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab, limits))
     progress("HF generate throughput")
