@@ -82,9 +82,11 @@ def test_lora_sft_saves_a_merged_model(tiny_model, tmp_path):
 def test_dpo_steps_change_weights_and_raise_the_chosen_margin(tiny_model, tmp_path):
     out = tmp_path / "dpo"
     summary = dpo_main(DPORecipe(base_model=tiny_model, output_dir=out, train_pairs=16, eval_pairs=8, batch_size=4,
-                                 epochs=4, lr=1e-2, max_length=512, time_budget_s=120,
+                                 epochs=4, lr=3e-3, max_length=512, time_budget_s=120,
                                  weights=ObjectiveWeights(helpfulness=0.5, safety=0.5)))
-    assert summary["steps"] > 1 and summary["train_loss"] < 0.6931  # below log(2), the loss at zero margin
+    # below log(2), the loss at zero margin (lr 1e-2 overshot once the safety pairs became contrastive: the same
+    # two replies chosen and rejected by turns, told apart only by the request)
+    assert summary["steps"] > 1 and summary["train_loss"] < 0.6931
     assert any(not torch.equal(a, b) for a, b in zip(weights(tiny_model).values(), weights(out).values()))
     assert summary["objectives"]["safety"] > 0 and summary["objectives"]["helpfulness"] > 0
 

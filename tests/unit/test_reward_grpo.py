@@ -129,9 +129,12 @@ def test_bad_dpo_loss_settings_are_rejected(raw, field):
 
 def test_train_and_held_out_pairs_share_no_text():
     """Held-out accuracy must measure unseen topics: no reply or request of a held-out pair is trained on."""
-    def texts(records: list[dict]) -> set[str]:
+    from chatstack.alignment.served_chunks import NOT_COVERED
+    from chatstack.safety.rules import REFUSAL
+
+    def texts(records: list[dict]) -> set[str]:  # less the two fixed replies every safety pair chooses between
         return {r[side][-1]["content"] for r in records for side in ("prompt", "chosen", "rejected")} - {
-            preference_records(1, 0, ObjectiveWeights(helpfulness=0, safety=1))[0]["chosen"][0]["content"]}
+            REFUSAL, NOT_COVERED}
 
     train = preference_records(300, 0, WEIGHTS)
     held_out = preference_records(60, 1, WEIGHTS, held_out=True)

@@ -73,6 +73,7 @@ def test_demo_recipes_keep_the_cpu_settings():
     ("compute.zero_stage=3", "compute:.*zero_stage"),
     ("max_length=0", "max_length must be >= 1"),
     ("lora_rank=-4", "lora_rank must be >= 0"),
+    ("group_by_length=maybe", "group_by_length must be true or false"),
     ("dataset.version=-1", "dataset version must be an integer >= 0"),
 ])
 def test_bad_scale_values_are_rejected_naming_the_field(override, message):

@@ -124,8 +124,54 @@ def test_questions_retrieval_found_nothing_for_are_answered_not_covered_without_
 
 @pytest.mark.parametrize(("raw", "message"), [({"no_passages": 1.5}, "no_passages must be in"),
                                               ({"no_passages": 0.1}, "no_passages needs passages: chunks"),
+                                              ({"refusal_with_passages": 0.3}, "refusal_with_passages needs passages"),
+                                              ({"passages": "chunks", "refusal_with_passages": -0.1},
+                                               "refusal_with_passages must be in"),
                                               ({"passages": "chunks", "no_passages": 0.6, "quote": 0.5},
                                                "must not exceed 1")])
 def test_bad_no_passages_shares_are_rejected(raw, message):
     with pytest.raises(ValueError, match=message):
         ReaderMix(**raw)
+
+
+def test_shown_nothing_unsafe_requests_and_ordinary_questions_are_many_and_never_the_same():
+    """Refusal or "not covered" must follow from what is asked: both kinds are varied, drawn apart."""
+    from chatstack.alignment.reader_data import UNSAFE_REQUESTS, moderation_training_requests
+    from chatstack.safety.rules import REFUSAL
+
+    mix = ReaderMix(refusal=0.5, unanswerable=0, no_passages=0.5, multi_turn=0, distractors=1, passages="chunks")
+    conversations = reader_conversations(400, 0, mix)
+    refused = {c[1].content for c in conversations if c[-1].content == REFUSAL}
+    declined = {c[1].content for c in conversations if c[-1].content == NOT_COVERED}
+    assert all(c[0].content == SYSTEM_PROMPT for c in conversations)  # neither shows a passage
+    assert len(refused) > 80 and len(declined) > 80 and not refused & declined
+    assert refused <= set(UNSAFE_REQUESTS) | set(moderation_training_requests()) and refused & set(UNSAFE_REQUESTS)
+    assert not any("self-harm" in r or "kill myself" in r for r in refused)
+
+
+def test_unsafe_requests_shown_unrelated_chunks_are_refused_all_the_same():
+    from chatstack.safety.rules import REFUSAL
+
+    mix = ReaderMix(refusal=1.0, unanswerable=0, multi_turn=0, distractors=1, passages="chunks",
+                    refusal_with_passages=0.4)
+    conversations = reader_conversations(200, 0, mix)
+    assert all(c[-1].content == REFUSAL for c in conversations)
+    with_chunks = [shown(c[0].content) for c in conversations if c[0].content != SYSTEM_PROMPT]
+    assert 0.25 < len(with_chunks) / len(conversations) < 0.55
+    assert all(1 <= len(passages) <= 2 for passages in with_chunks)
+    assert all(label.startswith("python_topics/") for passages in with_chunks for label, _ in passages.values())
+    none = ReaderMix(refusal=1.0, unanswerable=0, multi_turn=0, distractors=1, passages="chunks")
+    assert all(c[0].content == SYSTEM_PROMPT for c in reader_conversations(50, 0, none))
+
+
+def test_off_corpus_training_questions_share_no_long_word_with_the_evaluated_uncovered_ones():
+    import random
+
+    from chatstack.alignment.served_chunks import _LONG_WORD, UNCOVERED_EVAL, benign_look_alikes, off_corpus_question
+
+    evaluated = set(_LONG_WORD.findall(UNCOVERED_EVAL.read_text(encoding="utf-8").lower()))
+    assert len(benign_look_alikes()) > 300
+    assert not any(evaluated & set(_LONG_WORD.findall(q.lower())) for q in benign_look_alikes())
+    rng = random.Random(0)
+    asked = [off_corpus_question(rng) for _ in range(400)]
+    assert 0.2 < sum(q in benign_look_alikes() for q in asked) / len(asked) < 0.4

@@ -27,6 +27,7 @@ scored on the same set.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from chatstack.alignment.reader_data import (
     SYSTEM_PROMPT, UNSAFE_REQUESTS, ReaderMix, grounded_answer, is_held_out, passage_of, reader_conversation,
-    reader_conversations,
+    reader_conversations, unsafe_request,
 )
 from chatstack.model.corpus import Document, titled_documents
 from chatstack.safety.rules import REFUSAL
@@ -80,13 +81,14 @@ class ObjectiveWeights:
             raise ValueError("objective weights must be >= 0 and not all zero")
 
 
-def _record(prompt: list[Message], chosen: str, rejected: str, objective: str) -> dict:
-    return {
+def _record(prompt: list[Message], chosen: str, rejected: str, objective: str, kind: str | None = None) -> dict:
+    record = {
         "prompt": [{"role": m.role, "content": m.content} for m in prompt],
         "chosen": [{"role": "assistant", "content": chosen}],
         "rejected": [{"role": "assistant", "content": rejected}],
         "objective": objective,
     }
+    return record if kind is None else record | {"kind": kind}
 
 
 def _cited_number(answer: str) -> int:
@@ -149,11 +151,36 @@ def mirrored_helpfulness_pairs(rng: random.Random,
             return pairs
 
 
+@functools.cache
+def _held_out_requests(benign: bool) -> tuple[str, ...]:
+    """The moderation evaluation set's requests (data/safety/eval.yaml: templates and fillers apart from the
+    training set's): its benign ones, or its unsafe ones but self-harm and the four held out above."""
+    from chatstack.safety.dataset import EVAL_PATH, load_examples
+    from chatstack.safety.policy import BENIGN
+
+    texts = tuple(e.text for e in load_examples(EVAL_PATH)
+                  if (e.label == BENIGN if benign else e.label not in (BENIGN, "self_harm")))
+    return texts if benign else HELD_OUT_UNSAFE_REQUESTS + texts
+
+
 def safety_pair(rng: random.Random, held_out: bool = False) -> dict:
-    requests, openings = ((HELD_OUT_UNSAFE_REQUESTS, HELD_OUT_COMPLIANT_OPENINGS) if held_out
-                          else (UNSAFE_REQUESTS, COMPLIANT_OPENINGS))
-    prompt = [Message("system", SYSTEM_PROMPT), Message("user", rng.choice(requests))]
-    return _record(prompt, REFUSAL, rng.choice(openings), "safety")
+    """Shown no passage, the request decides the reply: half the pairs are ordinary requests, "not covered"
+    chosen over the refusal (no over-refusal); half unsafe requests, the refusal chosen over compliance or over
+    "not covered". The same two replies chosen and rejected by turns, so only the request separates them."""
+    if rng.random() < 0.5:
+        from chatstack.alignment.served_chunks import NOT_COVERED, off_corpus_question
+
+        question = rng.choice(_held_out_requests(benign=True)) if held_out else off_corpus_question(rng)
+        prompt = [Message("system", SYSTEM_PROMPT), Message("user", question)]
+        return _record(prompt, NOT_COVERED, REFUSAL, "safety", "not_refused")
+    from chatstack.alignment.served_chunks import NOT_COVERED
+
+    request = rng.choice(_held_out_requests(benign=False)) if held_out else unsafe_request(rng)
+    prompt = [Message("system", SYSTEM_PROMPT), Message("user", request)]
+    if rng.random() < 0.5:
+        return _record(prompt, REFUSAL, NOT_COVERED, "safety", "refused_not_declined")
+    openings = HELD_OUT_COMPLIANT_OPENINGS if held_out else COMPLIANT_OPENINGS
+    return _record(prompt, REFUSAL, rng.choice(openings), "safety", "refused")
 
 
 def preference_records(count: int, seed: int, weights: ObjectiveWeights, held_out: bool = False,

@@ -15,15 +15,20 @@ import random
 import re
 from dataclasses import dataclass
 
+from chatstack import project
 from chatstack.alignment.reader_data import (
-    SENTENCE_END, SYSTEM_PROMPT, quote_request, refusal_conversation, title_is_held_out,
+    SENTENCE_END, SYSTEM_PROMPT, TASK_ASKS, quote_request, refusal_conversation, title_is_held_out,
 )
 from chatstack.model.corpus import in_sentence, question_for
 from chatstack.rag.retriever import Passage, with_passages
 from chatstack.text.chat_template import Message
 
 SOURCE_PREFIX = "python_topics/"
-NOT_COVERED = "The documents I was given do not cover that, so I cannot answer it from them."
+# Opens as the safety refusal does ("I can't help with that request."): shown no passage, the reader then
+# chooses between the two on the third token, after "I can't", instead of on the first, where "The" (the
+# opening of most quoted answers) outweighed "I" whatever was asked (docs/training.md, "Saying what the
+# documents do not cover").
+NOT_COVERED = "I can't answer that from the documents I was given: they do not cover it."
 # Users do not ask by section title, so questions name the topic several ways: by its title, by
 # the quoted keyword in it, or by words of the answer sentence itself, which makes the model find
 # the answer by what the question says rather than by matching a reference label.
@@ -54,7 +59,24 @@ OFF_CORPUS_TASKS = (
     "deploy a website to a static host", "merge cells in a spreadsheet", "remove a wine stain",
     "book a cheap flight", "speed up a slow laptop", "center text in a Word document",
 )
-_OFF_CORPUS_ASKS = ("How do I {task}?", "What is the best way to {task}?", "Can you tell me how to {task}?")
+OFF_CORPUS_WRITES = ("a birthday poem for my sister", "a cover letter for a barista job", "a limerick about a cat",
+                     "a short story about a lighthouse keeper", "a complaint to my landlord about the heating",
+                     "a wedding toast for my best friend")
+_WRITE_ASKS = ("Write {thing}.", "Can you write {thing}?")
+UNCOVERED_EVAL = project.ROOT / "data" / "rag_eval" / "uncovered_questions.jsonl"
+_LONG_WORD = re.compile(r"[a-z]{6,}")
+
+
+@functools.cache
+def benign_look_alikes() -> tuple[str, ...]:
+    """The moderation training set's benign requests ("How do I kill a zombie process?" beside the unsafe
+    ones it was built to be told from), less any that shares a word of six letters or more with the
+    served-reader evaluation's uncovered questions."""
+    from chatstack.alignment.reader_data import moderation_training_requests
+    from chatstack.safety.policy import BENIGN
+
+    evaluated = set(_LONG_WORD.findall(UNCOVERED_EVAL.read_text(encoding="utf-8").lower()))
+    return tuple(t for t in moderation_training_requests(BENIGN) if not evaluated & set(_LONG_WORD.findall(t.lower())))
 
 
 @dataclass(frozen=True)
@@ -174,9 +196,14 @@ def question_and_answer(rng: random.Random, name: str, chunk: Passage, by_words:
 
 def off_corpus_question(rng: random.Random) -> str:
     """A question about something outside the demo corpus."""
-    if rng.random() < 0.5:
+    roll = rng.random()
+    if roll < 0.35:
         return rng.choice(_BY_NAME).format(name=rng.choice(OFF_CORPUS_SUBJECTS))
-    return rng.choice(_OFF_CORPUS_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
+    if roll < 0.6:
+        return rng.choice(TASK_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
+    if roll < 0.7:
+        return rng.choice(_WRITE_ASKS).format(thing=rng.choice(OFF_CORPUS_WRITES))
+    return rng.choice(benign_look_alikes())
 
 
 def nothing_found_question(rng: random.Random, target: ChunkedSection, by_words: float = 0.5) -> str:
@@ -222,7 +249,11 @@ def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list
     side of the topic split); distractors come from the whole `pool`."""
     roll = rng.random()
     if roll < mix.refusal:
-        return refusal_conversation(rng)
+        conversation = refusal_conversation(rng)
+        if mix.refusal_with_passages and rng.random() < mix.refusal_with_passages:
+            shown = neighbour_chunks(rng, target, pool, rng.randint(1, mix.distractors + 1), same_file=False)
+            conversation[0] = Message("system", with_passages(SYSTEM_PROMPT, shown))
+        return conversation
     if roll < mix.refusal + mix.unanswerable:
         passages = neighbour_chunks(rng, target, pool, mix.distractors + 1, same_file=False)
         question, _ = question_and_answer(rng, target.name, answer_chunk(rng, target), mix.by_words)

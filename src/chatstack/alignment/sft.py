@@ -38,6 +38,9 @@ class SFTRecipe:
     time_budget_s: float = 240.0
     lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA adapters merged into the saved model
     seed: int = 0
+    # batch conversations of like length (transformers' LengthGroupedSampler): short ones (refusals, no-passage
+    # questions) then cost a short batch each instead of padding beside a multi-passage one
+    group_by_length: bool = False
     mix: ReaderMix = ReaderMix()
     dataset: DatasetRef | None = None  # versioned conversation set, optionally pinned (versioned_sets.py)
     compute: ComputeSettings = ComputeSettings()  # device, precision, checkpointing, accumulation
@@ -50,6 +53,8 @@ class SFTRecipe:
                      ("lr", "epochs", "time_budget_s"))
         if self.lora_rank < 0:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
+        if not isinstance(self.group_by_length, bool):
+            raise ValueError(f"group_by_length must be true or false, got {self.group_by_length!r}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
@@ -102,6 +107,7 @@ def main(recipe: SFTRecipe) -> dict:
         per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
         lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
         seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
     )
     budget = TimeBudget(recipe.time_budget_s)
     trainer = SFTTrainer(

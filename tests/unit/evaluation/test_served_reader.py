@@ -60,10 +60,26 @@ def test_the_shipped_uncovered_questions_load_and_a_bad_line_is_named(tmp_path):
         load_uncovered(bad)
 
 
-def test_unsafe_requests_cover_the_trained_and_held_out_ones_and_refusals_show_in_the_summary():
+def test_unsafe_requests_cover_the_trained_held_out_and_blind_ones_and_the_summary_counts_unseen_apart():
     from chatstack.alignment.preference_data import HELD_OUT_UNSAFE_REQUESTS
-    from chatstack.alignment.reader_data import UNSAFE_REQUESTS
+    from chatstack.alignment.reader_data import UNSAFE_REQUESTS, moderation_training_requests
+    from chatstack.safety.dataset import BLIND_PATH, load_literal_examples
 
-    assert set(unsafe_requests()) == set(UNSAFE_REQUESTS) | set(HELD_OUT_UNSAFE_REQUESTS)
-    report = dataclasses.replace(report_of([]), unsafe=10, refused_unsafe=0.9)
-    assert report.summary().endswith("10 unsafe requests: refused 0.90")
+    requests = unsafe_requests()
+    assert {r for _, r, trained in requests if trained} == set(UNSAFE_REQUESTS)
+    unseen = {r for _, r, trained in requests if not trained}
+    blind = {e.text: e.label for e in load_literal_examples(BLIND_PATH)}
+    assert set(HELD_OUT_UNSAFE_REQUESTS) < unseen and len(unseen) >= 4 + 7 * 3
+    assert {blind[r] for r in unseen - set(HELD_OUT_UNSAFE_REQUESTS)} == \
+        {"malware_cyber", "jailbreak", "violence", "weapons_drugs", "hate_harassment", "privacy", "sexual_minors"}
+    assert not unseen & set(moderation_training_requests())  # none is a refusal the reader trains on
+    assert len({qid for qid, _, _ in requests}) == len(requests)
+    replies = [CheckedReply("trained-1", "a", "I can't help with that request.", 0, True, trained=True),
+               CheckedReply("trained-2", "b", "Sure.", 0, False, trained=True),
+               CheckedReply("held-out-1", "c", "I can't help with that request.", 0, True),
+               CheckedReply("x", "d", "The documents I was given do not cover that.", 0, False)]
+    report = report_of([], unsafe=replies)
+    assert report.refused_unsafe == 0.5 and report.refused_unseen == 0.5
+    assert report.summary().endswith("4 unsafe requests: refused 0.50 (2 unseen: 0.50)")
+    trained_only = report_of([], unsafe=replies[:1] + replies[3:])
+    assert trained_only.refused_unsafe == 0.5 and trained_only.refused_unseen == 0.0
