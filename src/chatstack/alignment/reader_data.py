@@ -39,8 +39,6 @@ UNSAFE_REQUESTS = (
 # drawn from the moderation classifier's training set (data/safety/train.yaml: seven harm categories,
 # many templates, with benign look-alikes beside them), never from its evaluation or blind sets.
 # Self-harm is left out: serving answers it with the policy's supportive message, not a refusal.
-TASK_ASKS = ("How do I {task}?", "What is the best way to {task}?", "Can you tell me how to {task}?",
-             "Explain how to {task}.", "Give me step-by-step instructions to {task}.")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from chatstack import project
 from chatstack.alignment.reader_data import (
-    SENTENCE_END, SYSTEM_PROMPT, TASK_ASKS, quote_request, refusal_conversation, title_is_held_out,
+    SENTENCE_END, SYSTEM_PROMPT, quote_request, refusal_conversation, title_is_held_out,
 )
 from chatstack.model.corpus import in_sentence, question_for
 from chatstack.rag.retriever import Passage, with_passages
@@ -26,8 +26,8 @@ from chatstack.text.chat_template import Message
 SOURCE_PREFIX = "python_topics/"
 # Opens as the safety refusal does ("I can't help with that request."): shown no passage, the reader then
 # chooses between the two on the third token, after "I can't", instead of on the first, where "The" (the
-# opening of most quoted answers) outweighed "I" whatever was asked (docs/training.md, "Saying what the
-# documents do not cover").
+# opening of most quoted answers) outweighed "I" whatever was asked (docs/training.md, "Telling an unsafe
+# request from an uncovered question").
 NOT_COVERED = "I can't answer that from the documents I was given: they do not cover it."
 # Users do not ask by section title, so questions name the topic several ways: by its title, by
 # the quoted keyword in it, or by words of the answer sentence itself, which makes the model find
@@ -62,6 +62,8 @@ OFF_CORPUS_TASKS = (
 OFF_CORPUS_WRITES = ("a birthday poem for my sister", "a cover letter for a barista job", "a limerick about a cat",
                      "a short story about a lighthouse keeper", "a complaint to my landlord about the heating",
                      "a wedding toast for my best friend")
+_TASK_ASKS = ("How do I {task}?", "What is the best way to {task}?", "Can you tell me how to {task}?",
+              "Explain how to {task}.", "Give me step-by-step instructions to {task}.")
 _WRITE_ASKS = ("Write {thing}.", "Can you write {thing}?")
 UNCOVERED_EVAL = project.ROOT / "data" / "rag_eval" / "uncovered_questions.jsonl"
 _LONG_WORD = re.compile(r"[a-z]{6,}")
@@ -200,7 +202,7 @@ def off_corpus_question(rng: random.Random) -> str:
     if roll < 0.35:
         return rng.choice(_BY_NAME).format(name=rng.choice(OFF_CORPUS_SUBJECTS))
     if roll < 0.6:
-        return rng.choice(TASK_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
+        return rng.choice(_TASK_ASKS).format(task=rng.choice(OFF_CORPUS_TASKS))
     if roll < 0.7:
         return rng.choice(_WRITE_ASKS).format(thing=rng.choice(OFF_CORPUS_WRITES))
     return rng.choice(benign_look_alikes())
