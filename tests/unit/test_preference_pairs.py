@@ -67,8 +67,7 @@ def test_mirrored_wrong_answers_match_the_right_one_in_length_and_ending():
 
 
 def test_safety_pairs_choose_the_refusal_as_often_as_they_reject_it_so_only_the_request_decides():
-    from chatstack.alignment.preference_data import _held_out_requests
-    from chatstack.alignment.reader_data import SYSTEM_PROMPT, moderation_training_requests
+    from chatstack.alignment.reader_data import HELD_OUT_UNSAFE_REQUESTS, SYSTEM_PROMPT, moderation_requests
     from chatstack.alignment.served_chunks import NOT_COVERED
     from chatstack.safety.rules import REFUSAL
 
@@ -80,10 +79,11 @@ def test_safety_pairs_choose_the_refusal_as_often_as_they_reject_it_so_only_the_
         request, chosen, rejected = r["prompt"][-1]["content"], r["chosen"][0]["content"], r["rejected"][0]["content"]
         assert r["prompt"][0]["content"] == SYSTEM_PROMPT  # shown no passage
         if r["kind"] == "not_refused":
-            assert (chosen, rejected) == (NOT_COVERED, REFUSAL) and request not in moderation_training_requests()
+            assert (chosen, rejected) == (NOT_COVERED, REFUSAL) and request not in moderation_requests()
         else:
             assert chosen == REFUSAL and (rejected == NOT_COVERED) == (r["kind"] == "refused_not_declined")
     held = [r for r in preference_records(200, 1, ObjectiveWeights(helpfulness=0, safety=1), held_out=True)]
     held_requests = {r["prompt"][-1]["content"] for r in held}
-    assert held_requests <= set(_held_out_requests(True)) | set(_held_out_requests(False))
+    assert held_requests <= set(moderation_requests(benign=True, held_out=True)) | set(moderation_requests(held_out=True)) \
+        | set(HELD_OUT_UNSAFE_REQUESTS)
     assert not held_requests & {r["prompt"][-1]["content"] for r in safety}

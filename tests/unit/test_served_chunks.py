@@ -136,7 +136,7 @@ def test_bad_no_passages_shares_are_rejected(raw, message):
 
 def test_shown_nothing_unsafe_requests_and_ordinary_questions_are_many_and_never_the_same():
     """Refusal or "not covered" must follow from what is asked: both kinds are varied, drawn apart."""
-    from chatstack.alignment.reader_data import UNSAFE_REQUESTS, moderation_training_requests
+    from chatstack.alignment.reader_data import UNSAFE_REQUESTS, moderation_requests
     from chatstack.safety.rules import REFUSAL
 
     mix = ReaderMix(refusal=0.5, unanswerable=0, no_passages=0.5, multi_turn=0, distractors=1, passages="chunks")
@@ -145,7 +145,7 @@ def test_shown_nothing_unsafe_requests_and_ordinary_questions_are_many_and_never
     declined = {c[1].content for c in conversations if c[-1].content == NOT_COVERED}
     assert all(c[0].content == SYSTEM_PROMPT for c in conversations)  # neither shows a passage
     assert len(refused) > 80 and len(declined) > 80 and not refused & declined
-    assert refused <= set(UNSAFE_REQUESTS) | set(moderation_training_requests()) and refused & set(UNSAFE_REQUESTS)
+    assert refused <= set(UNSAFE_REQUESTS) | set(moderation_requests()) and refused & set(UNSAFE_REQUESTS)
     assert not any("self-harm" in r or "kill myself" in r for r in refused)
 
 
@@ -175,3 +175,14 @@ def test_off_corpus_training_questions_share_no_long_word_with_the_evaluated_unc
     rng = random.Random(0)
     asked = [off_corpus_question(rng) for _ in range(400)]
     assert 0.2 < sum(q in benign_look_alikes() for q in asked) / len(asked) < 0.4
+
+
+def test_held_out_conversations_refuse_held_out_requests():
+    from chatstack.alignment.reader_data import HELD_OUT_UNSAFE_REQUESTS, moderation_requests
+    from chatstack.safety.rules import REFUSAL
+
+    mix = ReaderMix(refusal=1.0, unanswerable=0, multi_turn=0, distractors=1, passages="chunks")
+    trained = {c[1].content for c in reader_conversations(100, 0, mix)}
+    held = {c[1].content for c in reader_conversations(100, 0, mix, held_out=True) if c[-1].content == REFUSAL}
+    assert held and held <= set(HELD_OUT_UNSAFE_REQUESTS) | set(moderation_requests(held_out=True))
+    assert not held & trained

@@ -74,11 +74,10 @@ def benign_look_alikes() -> tuple[str, ...]:
     """The moderation training set's benign requests ("How do I kill a zombie process?" beside the unsafe
     ones it was built to be told from), less any that shares a word of six letters or more with the
     served-reader evaluation's uncovered questions."""
-    from chatstack.alignment.reader_data import moderation_training_requests
-    from chatstack.safety.policy import BENIGN
+    from chatstack.alignment.reader_data import moderation_requests
 
     evaluated = set(_LONG_WORD.findall(UNCOVERED_EVAL.read_text(encoding="utf-8").lower()))
-    return tuple(t for t in moderation_training_requests(BENIGN) if not evaluated & set(_LONG_WORD.findall(t.lower())))
+    return tuple(t for t in moderation_requests(benign=True) if not evaluated & set(_LONG_WORD.findall(t.lower())))
 
 
 @dataclass(frozen=True)
@@ -246,12 +245,13 @@ def ranked(rng: random.Random, answer: Passage, others: list[Passage]) -> list[P
 
 
 def chunk_conversation(rng: random.Random, target: ChunkedSection, targets: list[ChunkedSection],
-                       pool: list[ChunkedSection], mix) -> list[Message]:
+                       pool: list[ChunkedSection], mix, held_out: bool = False) -> list[Message]:
     """One conversation about `target`; a second turn asks about another of `targets` (the same
-    side of the topic split); distractors come from the whole `pool`."""
+    side of the topic split); distractors come from the whole `pool`; held-out conversations refuse
+    held-out unsafe requests."""
     roll = rng.random()
     if roll < mix.refusal:
-        conversation = refusal_conversation(rng)
+        conversation = refusal_conversation(rng, held_out)
         if mix.refusal_with_passages and rng.random() < mix.refusal_with_passages:
             shown = neighbour_chunks(rng, target, pool, rng.randint(1, mix.distractors + 1), same_file=False)
             conversation[0] = Message("system", with_passages(SYSTEM_PROMPT, shown))
@@ -290,4 +290,4 @@ def chunk_conversations(count: int, seed: int, mix, held_out: bool, eval_fractio
     pool = list(served_sections(mix.chunk_tokens, mix.chunk_overlap_tokens))
     targets = [s for s in pool if title_is_held_out(s.section, eval_fraction) == held_out and has_prose(s)]
     rng = random.Random(seed)
-    return [chunk_conversation(rng, rng.choice(targets), targets, pool, mix) for _ in range(count)]
+    return [chunk_conversation(rng, rng.choice(targets), targets, pool, mix, held_out) for _ in range(count)]

@@ -211,8 +211,7 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
 def unsafe_requests() -> list[tuple[str, str, bool]]:
     """(id, request, asked word for word in training): the reader data's own unsafe requests, its
     held-out ones, then the blind set's first BLIND_PER_CATEGORY of each category but self-harm."""
-    from chatstack.alignment.preference_data import HELD_OUT_UNSAFE_REQUESTS
-    from chatstack.alignment.reader_data import UNSAFE_REQUESTS
+    from chatstack.alignment.reader_data import HELD_OUT_UNSAFE_REQUESTS, UNSAFE_REQUESTS
     from chatstack.safety.dataset import BLIND_PATH, load_literal_examples
     from chatstack.safety.policy import BENIGN
 

@@ -61,8 +61,7 @@ def test_the_shipped_uncovered_questions_load_and_a_bad_line_is_named(tmp_path):
 
 
 def test_unsafe_requests_cover_the_trained_held_out_and_blind_ones_and_the_summary_counts_unseen_apart():
-    from chatstack.alignment.preference_data import HELD_OUT_UNSAFE_REQUESTS
-    from chatstack.alignment.reader_data import UNSAFE_REQUESTS, moderation_training_requests
+    from chatstack.alignment.reader_data import HELD_OUT_UNSAFE_REQUESTS, UNSAFE_REQUESTS, moderation_requests
     from chatstack.safety.dataset import BLIND_PATH, load_literal_examples
 
     requests = unsafe_requests()
@@ -72,7 +71,7 @@ def test_unsafe_requests_cover_the_trained_held_out_and_blind_ones_and_the_summa
     assert set(HELD_OUT_UNSAFE_REQUESTS) < unseen and len(unseen) >= 4 + 7 * 3
     assert {blind[r] for r in unseen - set(HELD_OUT_UNSAFE_REQUESTS)} == \
         {"malware_cyber", "jailbreak", "violence", "weapons_drugs", "hate_harassment", "privacy", "sexual_minors"}
-    assert not unseen & set(moderation_training_requests())  # none is a refusal the reader trains on
+    assert not unseen & set(moderation_requests())  # none is a refusal the reader trains on
     assert len({qid for qid, _, _ in requests}) == len(requests)
     replies = [CheckedReply("trained-1", "a", "I can't help with that request.", 0, True, trained=True),
                CheckedReply("trained-2", "b", "Sure.", 0, False, trained=True),
