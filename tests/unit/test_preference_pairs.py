@@ -87,3 +87,13 @@ def test_safety_pairs_choose_the_refusal_as_often_as_they_reject_it_so_only_the_
     assert held_requests <= set(moderation_requests(benign=True, held_out=True)) | set(moderation_requests(held_out=True)) \
         | set(HELD_OUT_UNSAFE_REQUESTS)
     assert not held_requests & {r["prompt"][-1]["content"] for r in safety}
+
+
+@pytest.mark.parametrize("construction", list(PairConstruction))
+def test_every_construction_writes_pairs_the_versioned_table_accepts(construction):
+    """The demo pipeline versions its pairs: a field the table does not know fails `make demo` at DPO."""
+    from chatstack.datasets import DatasetKind
+
+    for held_out in (False, True):
+        for row, record in enumerate(preference_records(40, 0, WEIGHTS, held_out=held_out, construction=construction)):
+            DatasetKind.PREFERENCES.check(record | {"split": "eval" if held_out else "train"}, row)

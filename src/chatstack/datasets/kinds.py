@@ -68,7 +68,10 @@ _FIELDS = {
                               pa.field("prompt", _MESSAGES, nullable=False),
                               pa.field("chosen", _MESSAGES, nullable=False),
                               pa.field("rejected", _MESSAGES, nullable=False),
-                              pa.field("objective", pa.string()), pa.field("source", pa.string())),
+                              pa.field("objective", pa.string()), pa.field("source", pa.string()),
+                              # what a pair tests ("drift", "not_refused", ...) and the section it asks about,
+                              # where its construction names them: held-out accuracy is reported per kind
+                              pa.field("kind", pa.string()), pa.field("section", pa.string())),
 }
 
 

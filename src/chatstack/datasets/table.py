@@ -76,7 +76,8 @@ class VersionedTable:
             if _is_local(self.uri):
                 Path(self.uri.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
             with pa.memory_map(str(spool)) as source:
-                write_deltalake(self.uri, pa.ipc.open_stream(source), mode="overwrite",
+                # schema_mode: a version may carry a field its kind gained since the table's last version
+                write_deltalake(self.uri, pa.ipc.open_stream(source), mode="overwrite", schema_mode="overwrite",
                                 storage_options=self.storage_options or None,
                                 commit_properties=CommitProperties(custom_metadata=pending.commit_metadata()))
         return self._version_with_hash(pending.content_hash)

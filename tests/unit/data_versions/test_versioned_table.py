@@ -16,10 +16,11 @@ def docs(n: int, tag: str = "v") -> list[dict]:
     return [{"id": f"doc-{i}", "text": f"{tag} text {i} — ünïcode ✓"} for i in range(n)]
 
 
-def pair(split: str, objective: str | None = None, source: str | None = None) -> dict:
+def pair(split: str, objective: str | None = None, source: str | None = None, kind: str | None = None) -> dict:
     return {"split": split, "prompt": [{"role": "user", "content": "Hi?"}],
             "chosen": [{"role": "assistant", "content": "Hello."}],
-            "rejected": [{"role": "assistant", "content": "Go away."}], "objective": objective, "source": source}
+            "rejected": [{"role": "assistant", "content": "Go away."}], "objective": objective, "source": source,
+            "kind": kind, "section": None if kind is None else "python_topics/x.txt § X"}
 
 
 def test_versions_are_snapshots_read_back_in_order(tmp_path):
@@ -47,6 +48,21 @@ def test_nested_messages_and_optional_fields_round_trip(tmp_path):
     records = [pair("train", objective="safety"), pair("eval", source="correction")]
     table.write(records)
     assert table.read() == records
+
+
+def test_a_field_the_kind_gained_is_written_beside_versions_without_it(tmp_path, monkeypatch):
+    """A table written before preference pairs carried `kind` / `section` takes a version with them."""
+    from chatstack.datasets import kinds
+
+    table = VersionedTable(tmp_path / "pairs", DatasetKind.PREFERENCES)
+    older = tuple(f for f in DatasetKind.PREFERENCES.fields if f.name not in ("kind", "section"))
+    with monkeypatch.context() as patched:
+        patched.setitem(kinds._FIELDS, DatasetKind.PREFERENCES, older)
+        old = [{k: v for k, v in pair("train", objective="safety").items() if k not in ("kind", "section")}]
+        first = table.write(old)
+    second = table.write([pair("train", objective="safety", kind="not_refused")])
+    assert (first.version, second.version) == (0, 1)
+    assert table.read(0) == old and table.read()[0]["kind"] == "not_refused"
 
 
 def test_empty_version_is_a_version(tmp_path):
