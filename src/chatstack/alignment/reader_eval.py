@@ -65,7 +65,7 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
     `passages`, `chunk_tokens`, `chunk_overlap_tokens`, `distractors`, `no_passages`: as in `ReaderMix` —
     "chunks" asks over passages shaped as the demo deployment retrieves them; a `no_passages` share of
     questions is shown nothing and counts as unanswerable; a `refusal` share are unsafe requests
-    (the trained ones: refusal conversations draw from one list), right when refused."""
+    (held-out ones: the moderation evaluation set's and the four held out), right when refused."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     mix = ReaderMix(unanswerable=0.3, refusal=refusal, multi_turn=0.0, distractors=distractors,
