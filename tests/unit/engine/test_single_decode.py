@@ -23,6 +23,18 @@ def prefilled(engine: LLMEngine, prompt) -> ScheduledChunk:
     return chunk
 
 
+def both_paths(engine: LLMEngine, chunk: ScheduledChunk):
+    """The next decode of `chunk` both ways from the same cache -> (one-call logits, the cache it wrote,
+    batched logits, the cache the batched step wrote, the cache before either)."""
+    runner = engine.runner
+    cache_before = runner.kv_cache.clone()
+    one_call = runner._single_decode_logits(SchedulerOutput((chunk,)))
+    cache_one_call = runner.kv_cache.clone()
+    runner.kv_cache.copy_(cache_before)
+    batched = runner._batched_logits(SchedulerOutput((chunk,)))
+    return one_call, cache_one_call, batched, runner.kv_cache, cache_before
+
+
 @pytest.mark.parametrize("variant", [{}, {"attention_bias": True, "tie_word_embeddings": True},
                                      {"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96}],
                          ids=["gqa", "biases-tied", "mqa-odd-head"])
@@ -31,14 +43,9 @@ def test_one_call_logits_equal_the_batched_forward(tmp_path, variant):
     engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64))
     runner = engine.runner
     assert runner.single_decode is not None
-    chunk = prefilled(engine, PROMPTS[2])
-    cache_before = runner.kv_cache.clone()
-    one_call = runner._single_decode_logits(SchedulerOutput((chunk,)))
-    cache_one_call = runner.kv_cache.clone()
-    runner.kv_cache.copy_(cache_before)
-    batched = runner._batched_logits(SchedulerOutput((chunk,)))
+    one_call, cache_one_call, batched, cache_batched, _ = both_paths(engine, prefilled(engine, PROMPTS[2]))
     torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(cache_one_call, runner.kv_cache, rtol=1e-5, atol=1e-5)  # same K/V written
+    torch.testing.assert_close(cache_one_call, cache_batched, rtol=1e-5, atol=1e-5)  # same K/V written
     engine.abort("r")
     assert_engine_idle(engine)
 
@@ -89,15 +96,10 @@ def test_bfloat16_one_call_step_rounds_where_the_batched_step_rounds(tmp_path, v
                        dtype=torch.bfloat16)
     runner = engine.runner
     assert runner.single_decode is not None and runner.model.layers[0].qkv.weight_t.dtype == torch.bfloat16
-    chunk = prefilled(engine, PROMPTS[2])
-    cache_before = runner.kv_cache.clone()
-    one_call = runner._single_decode_logits(SchedulerOutput((chunk,)))
-    cache_one_call = runner.kv_cache.clone()
-    runner.kv_cache.copy_(cache_before)
-    batched = runner._batched_logits(SchedulerOutput((chunk,)))
+    one_call, cache_one_call, batched, cache_batched, cache_before = both_paths(engine, prefilled(engine, PROMPTS[2]))
     written = (cache_one_call != cache_before).float().sum()
-    assert written > 0 and (cache_one_call != runner.kv_cache).float().sum() <= 0.02 * written
-    torch.testing.assert_close(cache_one_call, runner.kv_cache, rtol=1e-2, atol=1e-2)
+    assert written > 0 and (cache_one_call != cache_batched).float().sum() <= 0.02 * written
+    torch.testing.assert_close(cache_one_call, cache_batched, rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(one_call, batched, rtol=0, atol=0.05)
     assert (one_call != batched).float().mean() <= 0.05
     assert one_call.argmax() == batched.argmax()

@@ -15,20 +15,7 @@
  * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache.
  */
 #include "paged_attention.c"
-#undef KV_T
-#undef SFX
-#undef KV_IS_FLOAT
-#undef KV_TO_F32
-#undef KV_FROM_F32
 #include "layer_ops.c"
-#undef T
-#undef SFX
-#undef TO_F32
-#undef FROM_F32
-#undef ROUND
-#undef LOAD16
-#undef STORE16
-#undef ROUND16
 
 enum { LAYER_POINTERS = 10 };
 
@@ -38,11 +25,6 @@ enum { LAYER_POINTERS = 10 };
 #define FROM_F32(x) (x)
 #define WIDENS 0
 #include "decode_step_impl.h"
-#undef T
-#undef SFX
-#undef TO_F32
-#undef FROM_F32
-#undef WIDENS
 
 #define T uint16_t
 #define SFX bf16

@@ -110,3 +110,9 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, const void *const *layers,
 
 #undef CAT
 #undef CAT_
+/* the parameters this file was included with, so the next inclusion defines its own */
+#undef T
+#undef SFX
+#undef TO_F32
+#undef FROM_F32
+#undef WIDENS

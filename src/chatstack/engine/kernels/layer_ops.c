@@ -31,14 +31,6 @@
 #define STORE16(p, v) _mm512_storeu_ps(p, v)
 #define ROUND16(v) (v)
 #include "layer_ops_impl.h"
-#undef T
-#undef SFX
-#undef TO_F32
-#undef FROM_F32
-#undef ROUND
-#undef LOAD16
-#undef STORE16
-#undef ROUND16
 
 #define T uint16_t
 #define SFX bf16

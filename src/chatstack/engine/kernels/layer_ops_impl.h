@@ -96,3 +96,12 @@ int CAT(chatstack_rope_store_, SFX)(const T *qkv, int64_t rows, const int64_t *p
 
 #undef CAT
 #undef CAT_
+/* the parameters this file was included with, so the next inclusion defines its own */
+#undef T
+#undef SFX
+#undef TO_F32
+#undef FROM_F32
+#undef ROUND
+#undef LOAD16
+#undef STORE16
+#undef ROUND16

@@ -76,11 +76,6 @@ INLINE void store_scaled_sums_of_eight(const __m512 acc[8], float scale, float *
 #define KV_TO_F32(x) (x)
 #define KV_FROM_F32(x) (x)
 #include "paged_attention_impl.h"
-#undef KV_T
-#undef SFX
-#undef KV_IS_FLOAT
-#undef KV_TO_F32
-#undef KV_FROM_F32
 
 #define KV_T uint16_t
 #define SFX bf16

@@ -323,3 +323,9 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
 #undef NAME
 #undef NAME_
 #undef NAME__
+/* the parameters this file was included with, so the next inclusion defines its own */
+#undef KV_T
+#undef SFX
+#undef KV_IS_FLOAT
+#undef KV_TO_F32
+#undef KV_FROM_F32
