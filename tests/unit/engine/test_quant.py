@@ -73,7 +73,7 @@ def test_int4_engine_equals_hf_generate_on_the_dequantized_weights(tiny_llama):
     assert_engine_idle(engine)
 
 
-@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="no oneDNN in this torch")
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="oneDNN cannot run bfloat16 on this CPU (or torch has no oneDNN)")
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_packed_projection_equals_the_plain_matmul(dtype):
     generator = torch.Generator().manual_seed(0)
@@ -89,7 +89,7 @@ def test_packed_projection_equals_the_plain_matmul(dtype):
     assert isinstance(dense(weight.float(), None, None), Dense)  # float32 stays with the plain matmul (MKL)
 
 
-@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="no oneDNN in this torch")
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="oneDNN cannot run bfloat16 on this CPU (or torch has no oneDNN)")
 def test_bfloat16_engine_with_packed_weights_generates_what_plain_weights_do(tiny_llama, monkeypatch):
     requests = [GenerationRequest(f"r{i}", prompt, SamplingParams(max_tokens=12, temperature=0.0))
                 for i, prompt in enumerate(PROMPTS)]
@@ -101,3 +101,15 @@ def test_bfloat16_engine_with_packed_weights_generates_what_plain_weights_do(tin
     assert isinstance(plain.runner.model.layers[0].gate_up, Dense)
     assert got == plain.generate(requests)
     assert_engine_idle(packed)
+
+
+@pytest.mark.parametrize("dtype, supported", [(torch.bfloat16, "_is_mkldnn_bf16_supported"),
+                                              (torch.float16, "_is_mkldnn_fp16_supported")])
+def test_half_precision_weights_are_prepacked_only_where_onednn_runs_that_dtype(dtype, supported):
+    """oneDNN refuses to reorder bfloat16 weights on an AVX2-only CPU: there the plain matmul is used, and the
+    projection still computes x @ W.T + b."""
+    weight, bias = torch.randn(24, 16).to(dtype), torch.randn(24).to(dtype)
+    projection = dense(weight, bias, None)
+    assert isinstance(projection, PackedDense) == bool(getattr(torch.ops.mkldnn, supported)())
+    x = torch.randn(3, 16).to(dtype)
+    torch.testing.assert_close(projection(x).float(), (x.float() @ weight.float().T + bias.float()), rtol=2e-2, atol=5e-2)

@@ -8,6 +8,7 @@ import torch
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
+from chatstack.engine.quant import PackedDense
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
 from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, hf_greedy, needs_c_compiler, save_random_llama
 
@@ -62,15 +63,24 @@ def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, referen
     assert_engine_idle(engine)
 
 
-@pytest.mark.parametrize("settings, dtype", [(dict(attention="torch"), torch.float32),
-                                             (dict(quantization="int8"), torch.float32),
-                                             (dict(single_decode="off"), torch.float32),
-                                             ({}, torch.bfloat16)], ids=["torch-attention", "int8", "off", "bfloat16"])
-def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings, dtype):
-    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, **settings), dtype=dtype)
+@pytest.mark.parametrize("settings", [dict(attention="torch"), dict(quantization="int8"), dict(single_decode="off")],
+                         ids=["torch-attention", "int8", "off"])
+def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings):
+    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, **settings))
     assert engine.runner.single_decode is None
-    if dtype == torch.bfloat16:  # "auto" keeps no second copy of the prepacked weights
-        assert all(layer.qkv.weight_t is None for layer in engine.runner.model.layers)
+    out = engine.generate([GenerationRequest("x", PROMPTS[0], SamplingParams(max_tokens=4, temperature=0.0))])
+    assert len(out["x"]) == 4
+
+
+def test_bfloat16_auto_takes_the_one_call_step_only_where_it_needs_no_second_weight_copy(tiny_llama):
+    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16), dtype=torch.bfloat16)
+    layers = engine.runner.model.layers
+    if isinstance(layers[0].qkv, PackedDense):  # oneDNN runs bfloat16 here: "auto" keeps no plain copy
+        assert engine.runner.single_decode is None
+        assert all(layer.qkv.weight_t is None for layer in layers)
+    else:  # a CPU oneDNN cannot run bfloat16 on (AVX2 only): the plain weights are the one copy
+        assert engine.runner.single_decode is not None
+        assert not any(isinstance(m, PackedDense) for m in engine.runner.model.modules())
     out = engine.generate([GenerationRequest("x", PROMPTS[0], SamplingParams(max_tokens=4, temperature=0.0))])
     assert len(out["x"]) == 4
 

@@ -39,6 +39,15 @@ static inline uint16_t f32_to_bf16(float f) {
     return (uint16_t)((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
 }
 
+#ifdef __AVX2__
+#include <immintrin.h>
+
+/* Eight bfloat16 values widened to floats (a 16-bit shift). */
+static inline __m256 bf16x8_load(const uint16_t *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+#endif
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 

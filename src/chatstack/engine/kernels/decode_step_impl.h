@@ -31,6 +31,22 @@ static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, 
             _mm512_storeu_ps(acc + j, _mm512_add_ps(a, b));
         }
 #endif
+#if defined(__AVX2__) && WIDENS
+        /* the same, eight columns per pass, where the CPU has AVX2 only */
+        const __m256 u0 = _mm256_set1_ps(x0), u1 = _mm256_set1_ps(x1), u2 = _mm256_set1_ps(x2), u3 = _mm256_set1_ps(x3);
+        const __m256 u4 = _mm256_set1_ps(x4), u5 = _mm256_set1_ps(x5), u6 = _mm256_set1_ps(x6), u7 = _mm256_set1_ps(x7);
+        for (; j + 8 <= n; j += 8) {
+            __m256 a = _mm256_fmadd_ps(u0, bf16x8_load(r + j), _mm256_loadu_ps(acc + j));
+            __m256 b = _mm256_mul_ps(u1, bf16x8_load(r + n + j));
+            a = _mm256_fmadd_ps(u2, bf16x8_load(r + 2 * n + j), a);
+            b = _mm256_fmadd_ps(u3, bf16x8_load(r + 3 * n + j), b);
+            a = _mm256_fmadd_ps(u4, bf16x8_load(r + 4 * n + j), a);
+            b = _mm256_fmadd_ps(u5, bf16x8_load(r + 5 * n + j), b);
+            a = _mm256_fmadd_ps(u6, bf16x8_load(r + 6 * n + j), a);
+            b = _mm256_fmadd_ps(u7, bf16x8_load(r + 7 * n + j), b);
+            _mm256_storeu_ps(acc + j, _mm256_add_ps(a, b));
+        }
+#endif
         #pragma omp simd
         for (int64_t c = j; c < n; ++c)
             acc[c] += x0 * TO_F32(r[c]) + x1 * TO_F32(r[n + c]) + x2 * TO_F32(r[2 * n + c])

@@ -29,11 +29,7 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
         for (; d + 16 <= head_dim; d += 16) _mm512_storeu_ps(tile + s * head_dim + d, bf16x16_load(rows + s * row + d));
 #endif
 #ifdef __AVX2__
-        for (; d + 8 <= head_dim; d += 8) {  /* bfloat16 -> float is a 16-bit shift */
-            const __m128i raw = _mm_loadu_si128((const __m128i *)(rows + s * row + d));
-            _mm256_storeu_ps(tile + s * head_dim + d,
-                             _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(raw), 16)));
-        }
+        for (; d + 8 <= head_dim; d += 8) _mm256_storeu_ps(tile + s * head_dim + d, bf16x8_load(rows + s * row + d));
 #endif
         for (; d < head_dim; ++d) tile[s * head_dim + d] = KV_TO_F32(rows[s * row + d]);
     }
