@@ -21,6 +21,7 @@ RUN_S = 6
 TINY_MIX = """
 max_tokens: 6
 temperature: 0.0
+ignore_eos: true
 short: {weight: 1, prompts: ["What is a tuple?", "What is a set?"]}
 multi_turn: {weight: 1, conversations: [["What is a dict?", "How do I add a key?"]]}
 """

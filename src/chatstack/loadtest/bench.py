@@ -24,7 +24,6 @@ from pathlib import Path
 
 from chatstack import project
 from chatstack.bench.stats import Summary
-from chatstack.client import ChatOptions
 from chatstack.config import DeploymentConfig
 from chatstack.loadtest.grpc_stream import ChatStream
 from chatstack.loadtest.prompts import PromptCursor, PromptMix
@@ -163,14 +162,15 @@ def baseline(server: TritonServer, prompts: Path, requests: int = 12) -> Summary
     try:
         for i in range(requests + 3):
             turn = cursor.next_turn()
-            measured = stream.ask(turn.text, ChatOptions(session_id=turn.session_id, max_tokens=mix.max_tokens,
-                                                         temperature=mix.temperature))
+            measured = stream.ask(turn.text, mix.chat_options(turn.session_id))
             if measured.failure is not None:
                 raise RuntimeError(f"baseline request failed: {measured.failure}")
-            if i >= 3:
+            if i >= 3 and measured.ttft_s is not None:  # a reply the model ended at once has no first token
                 ttfts.append(measured.ttft_s)
     finally:
         stream.close()
+    if not ttfts:
+        raise RuntimeError(f"baseline: none of {requests} replies streamed a token; set ignore_eos: true in {prompts}")
     return Summary.of(ttfts)
 
 

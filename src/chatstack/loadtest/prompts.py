@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from chatstack.client import ChatOptions
+
 KINDS = ("short", "rag", "multi_turn")
 
 
@@ -24,6 +26,9 @@ class PromptMix:
     weights: tuple[float, float, float]  # short, rag, multi_turn
     max_tokens: int = 32
     temperature: float = 0.0
+    # every reply runs to max_tokens (as vLLM's serving benchmark runs): output lengths, and so load, stay the same
+    # from one model version to the next, and a model that ends a reply at once still streams a first token
+    ignore_eos: bool = False
 
     def __post_init__(self) -> None:
         pools = {"short": self.short, "rag": self.rag, "multi_turn": self.conversations}
@@ -42,13 +47,20 @@ class PromptMix:
             raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not isinstance(self.ignore_eos, bool):
+            raise ValueError(f"ignore_eos must be true or false, got {self.ignore_eos!r}")
+
+    def chat_options(self, session_id: str | None) -> ChatOptions:
+        """The request fields every turn of this mix sends."""
+        return ChatOptions(session_id=session_id, max_tokens=self.max_tokens, temperature=self.temperature,
+                           ignore_eos=self.ignore_eos or None)
 
     @classmethod
     def load(cls, path: Path) -> "PromptMix":
         if not path.is_file():
             raise ValueError(f"prompt mix file {path} does not exist")
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        unknown = set(raw) - {"short", "rag", "multi_turn", "max_tokens", "temperature"}
+        unknown = set(raw) - {"short", "rag", "multi_turn", "max_tokens", "temperature", "ignore_eos"}
         if unknown:
             raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
         sections = {kind: raw.get(kind) or {} for kind in KINDS}
@@ -59,6 +71,7 @@ class PromptMix:
             weights=tuple(float(sections[k].get("weight", 0)) for k in KINDS),
             max_tokens=int(raw.get("max_tokens", 32)),
             temperature=float(raw.get("temperature", 0.0)),
+            ignore_eos=raw.get("ignore_eos", False),
         )
 
 

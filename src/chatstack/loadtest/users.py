@@ -20,7 +20,6 @@ grpc_gevent.init_gevent()
 from locust import User, events, task  # noqa: E402  (after init_gevent, before any channel)
 from locust.user.wait_time import between, constant_throughput  # noqa: E402
 
-from chatstack.client import ChatOptions  # noqa: E402
 from chatstack.loadtest import settings as load_settings  # noqa: E402
 from chatstack.loadtest.grpc_stream import ChatStream  # noqa: E402
 from chatstack.loadtest.measurement import ChatMeasurement, report  # noqa: E402
@@ -112,9 +111,7 @@ class GrpcChatUser(ChatUser):
         return ChatStream(self.settings.grpc_url, timeout_s=self.settings.request_timeout_s)
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
-        options = ChatOptions(session_id=turn.session_id, max_tokens=self.mix.max_tokens,
-                              temperature=self.mix.temperature)
-        return self.connection.ask(turn.text, options)
+        return self.connection.ask(turn.text, self.mix.chat_options(turn.session_id))
 
 
 class SseChatUser(ChatUser):
@@ -127,6 +124,8 @@ class SseChatUser(ChatUser):
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
         fields = {"max_tokens": self.mix.max_tokens, "temperature": self.mix.temperature}
+        if self.mix.ignore_eos:
+            fields["ignore_eos"] = True
         if turn.session_id is not None:
             fields["session_id"] = turn.session_id
         return self.connection.ask(turn.text, fields)

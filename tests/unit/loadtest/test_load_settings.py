@@ -35,6 +35,14 @@ def test_the_shipped_prompt_mix_loads():
     assert mix.short and mix.rag and mix.conversations and all(w > 0 for w in mix.weights)
 
 
+def test_ignore_eos_reaches_every_request_of_the_mix_and_is_left_to_the_server_otherwise(tmp_path):
+    path = tmp_path / "mix.yaml"
+    path.write_text("max_tokens: 6\nignore_eos: true\nshort: {weight: 1, prompts: [a]}")
+    options = PromptMix.load(path).chat_options("s1")
+    assert (options.ignore_eos, options.max_tokens, options.session_id) == (True, 6, "s1")
+    assert PromptMix.load(DEFAULT_PROMPTS).chat_options(None).ignore_eos is None
+
+
 def test_a_multi_turn_conversation_keeps_one_session_then_a_new_one_starts():
     mix = PromptMix(short=(), rag=(), conversations=(("a", "b", "c"),), weights=(0, 0, 1))
     cursor = PromptCursor(mix, random.Random(1))
@@ -57,6 +65,7 @@ def test_weights_pick_kinds_and_stateless_turns_have_no_session():
     ("multi_turn: {weight: 1, conversations: [[]]}", "multi_turn.conversations"),
     ("max_tokens: 0\nshort: {weight: 1, prompts: [a]}", "max_tokens"),
     ("shrt: {weight: 1}", "unknown keys"),
+    ("ignore_eos: sometimes\nshort: {weight: 1, prompts: [a]}", "ignore_eos"),
 ])
 def test_bad_prompt_mix_is_rejected_naming_the_field(tmp_path, body, field):
     path = tmp_path / "mix.yaml"
