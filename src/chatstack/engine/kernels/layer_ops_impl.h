@@ -47,6 +47,16 @@ void CAT(chatstack_silu_mul_, SFX)(const T *gate_up, int64_t rows, int64_t inter
             const __m512 sigmoid = _mm512_div_ps(num, _mm512_add_ps(one, e));
             STORE16(o + j, _mm512_mul_ps(ROUND16(_mm512_mul_ps(x, sigmoid)), LOAD16(u + j)));
         }
+#elif defined(__AVX2__)
+        const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        for (; j + 8 <= inter; j += 8) {
+            const __m256 x = LOAD8(g + j);
+            const __m256 e = exp_nonpositive8(_mm256_or_ps(x, sign));  /* -|x| */
+            const __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(x, zero, _CMP_GE_OQ));
+            const __m256 sigmoid = _mm256_div_ps(num, _mm256_add_ps(one, e));
+            STORE8(o + j, _mm256_mul_ps(ROUND8(_mm256_mul_ps(x, sigmoid)), LOAD8(u + j)));
+        }
 #endif
         #pragma omp simd
         for (int64_t k = j; k < inter; ++k) {
@@ -105,3 +115,6 @@ int CAT(chatstack_rope_store_, SFX)(const T *qkv, int64_t rows, const int64_t *p
 #undef LOAD16
 #undef STORE16
 #undef ROUND16
+#undef LOAD8
+#undef STORE8
+#undef ROUND8
