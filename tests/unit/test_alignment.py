@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM, LlamaModel
 
 from chatstack.alignment.chat_loss import assistant_token_loss
 from chatstack.alignment.dpo import DPORecipe
@@ -69,6 +69,25 @@ def test_sft_steps_change_weights_and_lower_assistant_loss(tiny_model, tmp_path)
     tuned = assistant_token_loss(AutoModelForCausalLM.from_pretrained(str(out)), tokenizer, fixed, 512)
     assert tuned < base
     assert json.loads((out / "sft_summary.json").read_text())["steps"] == summary["steps"]
+
+
+def test_sft_runs_one_forward_pass_per_training_step(tiny_model, tmp_path, monkeypatch):
+    """The loss and the token accuracy come from the step's own forward (TRL's `compute_loss_func` path added a
+    gradient-free second one each step)."""
+    calls = {"with_grad": 0, "without_grad": 0}
+    forward = LlamaModel.forward  # the decoder body: TRL's fused LM head calls it without the causal-LM wrapper
+
+    def counted(self, *args, **kwargs):
+        if self.training:
+            calls["with_grad" if torch.is_grad_enabled() else "without_grad"] += 1
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaModel, "forward", counted)
+    summary = sft_main(SFTRecipe(base_model=tiny_model, output_dir=tmp_path / "sft", train_conversations=8,
+                                 eval_conversations=4, batch_size=4, epochs=2, lr=1e-2, max_length=512,
+                                 time_budget_s=120))
+    assert summary["steps"] >= 2
+    assert calls == {"with_grad": summary["steps"], "without_grad": 0}
 
 
 def test_lora_sft_saves_a_merged_model(tiny_model, tmp_path):
