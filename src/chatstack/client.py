@@ -41,6 +41,13 @@ class ChatOptions:
     ignore_eos: bool | None = None
     tenant: str | None = None  # whose documents retrieval searches
 
+    def request_fields(self) -> dict:
+        """The fields a request sends, by input name (the ones left None are left out)."""
+        fields = {name: getattr(self, name) for name in _SCALARS if getattr(self, name) is not None}
+        if self.stop_words:
+            fields["stop_words"] = list(self.stop_words)
+        return fields
+
 
 @dataclass
 class ChatReply:
@@ -81,14 +88,13 @@ def build_inputs(text: str | bytes, stream: bool, options: ChatOptions) -> list[
         _tensor("text_input", "BYTES", np.array([[raw]], dtype=np.object_)),
         _tensor("stream", "BOOL", np.array([[stream]], dtype=np.bool_)),
     ]
-    for name, (datatype, dtype) in _SCALARS.items():
-        value = getattr(options, name)
-        if value is not None:
+    for name, value in options.request_fields().items():
+        if name == "stop_words":
+            inputs.append(_tensor(name, "BYTES", np.array([[w.encode("utf-8") for w in value]], dtype=np.object_)))
+        else:
+            datatype, dtype = _SCALARS[name]
             value = value.encode("utf-8") if isinstance(value, str) else value
             inputs.append(_tensor(name, datatype, np.array([[value]], dtype=dtype)))
-    if options.stop_words:
-        words = np.array([[w.encode("utf-8") for w in options.stop_words]], dtype=np.object_)
-        inputs.append(_tensor("stop_words", "BYTES", words))
     return inputs
 
 

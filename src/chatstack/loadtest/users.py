@@ -123,9 +123,4 @@ class SseChatUser(ChatUser):
         return SseChat(self.settings.http_url, timeout_s=self.settings.request_timeout_s)
 
     def ask(self, turn: ChatTurn) -> ChatMeasurement:
-        fields = {"max_tokens": self.mix.max_tokens, "temperature": self.mix.temperature}
-        if self.mix.ignore_eos:
-            fields["ignore_eos"] = True
-        if turn.session_id is not None:
-            fields["session_id"] = turn.session_id
-        return self.connection.ask(turn.text, fields)
+        return self.connection.ask(turn.text, self.mix.chat_options(turn.session_id).request_fields())
