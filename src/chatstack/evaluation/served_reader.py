@@ -3,7 +3,9 @@
 The reader evaluation (`alignment/reader_eval.py`) asks held-out questions of the training
 form. This one asks the RAG QA set's questions (`data/rag_eval/demo_qa.jsonl`, written by
 people, about the Python topics), retrieves passages with the deployment's own retrieval
-(its index, embedder, top_k, threshold and token budget), renders the prompt as serving
+(its embedder, chunk sizes, top_k, threshold and token budget) from an index of the Python
+topics alone (`TOPICS_INDEX`, filled on first use; `--index deployment`: the deployment's own
+index, whose docs/ and README quote this evaluation's questions and answers), renders the prompt as serving
 does, and answers with the deployment's sampling defaults (or `temperature`; 0 is greedy).
 Each answer is scored on:
 
@@ -37,11 +39,13 @@ from pathlib import Path
 from chatstack import project
 from chatstack.alignment.reader_eval import CITATION, WORD, fact_recall
 from chatstack.alignment.rule_rewards import NOT_COVERED_PHRASE
+from chatstack.config import RetrievalSection
 from chatstack.safety.rules import REFUSAL
 from chatstack.rag.evaluate import DEFAULT_QA, QAItem, is_relevant, load_qa
 from chatstack.rag.retriever import Passage
 
 COPIED_SHARE = 0.8
+TOPICS_INDEX = project.ARTIFACTS / "rag-eval-topics.db"
 DEFAULT_UNCOVERED = project.ROOT / "data" / "rag_eval" / "uncovered_questions.jsonl"
 BLIND_PER_CATEGORY = 4
 
@@ -148,14 +152,32 @@ def report_of(answers: list[ServedAnswer], uncovered: list[CheckedReply] = (),
                               refused_unseen=_share_as_wanted([r for r in unsafe if not r.trained]))
 
 
+def topics_only(cfg: RetrievalSection, uri: Path = TOPICS_INDEX, folder: Path | None = None) -> RetrievalSection:
+    """`cfg` pointed at a Milvus Lite file holding the Python topics (`folder`, None: the demo corpus's)
+    alone, chunked at `cfg`'s sizes: ingested into it now (incrementally: unchanged chunks are kept,
+    so only the first call embeds)."""
+    from chatstack.rag.cli import open_ingestor
+    from chatstack.rag.demo_corpus import write_python_topics
+    from chatstack.rag.ingest import discover
+
+    topics = dataclasses.replace(cfg, milvus_uri=str(uri), sentence_vectors="")
+    ingestor = open_ingestor(topics)
+    try:
+        ingestor.ingest([discover(folder or write_python_topics())])
+    finally:
+        ingestor.store.close()
+    return topics
+
+
 def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = DEFAULT_QA,
                            source_prefix: str = "python_topics/", max_new_tokens: int = 80,
                            temperature: float | None = None, frequency_penalty: float | None = None,
                            seed: int = 0, uncovered_path: Path | None = DEFAULT_UNCOVERED,
-                           unsafe: bool = True) -> ServedReaderReport:
+                           unsafe: bool = True, topics_index: Path | None = TOPICS_INDEX) -> ServedReaderReport:
     """Answer every QA item whose evidence lies under `source_prefix` ("" for all), then every
     question of `uncovered_path` (None: none), then (with `unsafe`) the unsafe requests (`unsafe_requests`).
 
+    Passages come from `topics_index` (`topics_only`), or from the deployment's own index when None.
     `temperature`, `frequency_penalty` None: the deployment's `generation` defaults (with its top_p / top_k)."""
 
     import torch
@@ -169,7 +191,7 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     from chatstack.text.chat_template import Message, render_chat
 
     cfg = load_config(config_path)
-    retrieval = RetrievalService(cfg.retrieval)
+    retrieval = RetrievalService(cfg.retrieval if topics_index is None else topics_only(cfg.retrieval, topics_index))
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     gen = cfg.generation
@@ -228,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("model", type=Path, help="a saved causal-LM folder (e.g. artifacts/demo-chat)")
     parser.add_argument("--config", type=Path, default=Path("deploy/demo.toml"), help="the deployment whose retrieval to use")
+    parser.add_argument("--index", choices=["topics", "deployment"], default="topics",
+                        help="topics (default): an index of the Python topics alone, at --topics-index; deployment: "
+                             "the deployment's own index (its docs/ and README quote these questions)")
+    parser.add_argument("--topics-index", type=Path, default=TOPICS_INDEX, help="Milvus Lite file for --index topics")
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
     parser.add_argument("--uncovered", type=Path, default=DEFAULT_UNCOVERED,
                         help="questions the corpus does not cover, which the reader should decline")
@@ -238,10 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the report with every answer as JSON")
     parser.add_argument("--show", action="store_true", help="print every question and answer")
     args = parser.parse_args(argv)
+    if args.index == "topics":
+        print(f"passages from {args.topics_index} (the Python topics alone)")
     report = evaluate_served_reader(args.config, args.model, args.qa, temperature=args.temperature,
                                     frequency_penalty=args.frequency_penalty,
                                     uncovered_path=None if args.no_uncovered else args.uncovered,
-                                    unsafe=not args.no_unsafe)
+                                    unsafe=not args.no_unsafe,
+                                    topics_index=args.topics_index if args.index == "topics" else None)
     if args.show:
         for a in report.answers:
             print(f"Q: {a.question}\n   evidence in {list(a.evidence_passages)}: {a.answer!r}")

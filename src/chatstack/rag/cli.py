@@ -82,15 +82,29 @@ def _quiet_lite_iterator_noise() -> None:
     logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
 
 
+def open_ingestor(cfg: RetrievalSection, max_tokens: int | None = None, overlap_tokens: int | None = None):
+    """An `Ingestor` into `cfg`'s collection and tenant, chunking at `max_tokens` / `overlap_tokens`
+    (None: `cfg`'s chunk sizes), with passage sentences embedded where `cfg.sentence_vectors` names a file."""
+    from chatstack.rag.chunking import ChunkingParams
+    from chatstack.rag.embedder import token_offsets
+    from chatstack.rag.ingest import Ingestor
+    from chatstack.rag.sentence_vectors import SentenceVectors
+    from chatstack.rag.store import VectorStore
+
+    embedder = open_embedder(cfg)
+    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
+    return Ingestor(VectorStore.open(cfg.milvus_uri, cfg.collection), embedder, token_offsets(tokenizer_dir),
+                    ChunkingParams(cfg.chunk_tokens if max_tokens is None else max_tokens,
+                                   cfg.chunk_overlap_tokens if overlap_tokens is None else overlap_tokens),
+                    tenant=cfg.tenant,
+                    sentences=SentenceVectors(Path(cfg.sentence_vectors), embedder.dim) if cfg.sentence_vectors else None)
+
+
 def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
-    from chatstack.rag.chunking import ChunkingParams
     from chatstack.rag.demo_corpus import demo_corpus_paths
-    from chatstack.rag.embedder import token_offsets
-    from chatstack.rag.ingest import Ingestor, discover
-    from chatstack.rag.sentence_vectors import SentenceVectors
-    from chatstack.rag.store import VectorStore
+    from chatstack.rag.ingest import discover
 
     cfg = retrieval_config(args)
     _quiet_lite_iterator_noise()
@@ -100,13 +114,7 @@ def cmd_ingest(args) -> int:
     for path in paths:
         if not path.exists():
             print(f"ingest: {path} does not exist; chunks ingested from it before are removed")
-    embedder = open_embedder(cfg)
-    tokenizer_dir = Path(cfg.embedder_tokenizer_dir) if cfg.embedder_tokenizer_dir else None
-    ingestor = Ingestor(VectorStore.open(cfg.milvus_uri, cfg.collection), embedder, token_offsets(tokenizer_dir),
-                        ChunkingParams(cfg.chunk_tokens if args.max_tokens is None else args.max_tokens,
-                                       cfg.chunk_overlap_tokens if args.overlap_tokens is None else args.overlap_tokens),
-                        tenant=cfg.tenant,
-                        sentences=SentenceVectors(Path(cfg.sentence_vectors), embedder.dim) if cfg.sentence_vectors else None)
+    ingestor = open_ingestor(cfg, args.max_tokens, args.overlap_tokens)
     roots = [discover(p) for p in paths]
     with tqdm(total=sum(len(r.files) for r in roots), unit="file", desc="ingest") as bar:
         report = ingestor.ingest(roots, progress=lambda source: bar.update(1))

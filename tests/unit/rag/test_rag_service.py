@@ -71,3 +71,24 @@ def test_passages_are_fenced_as_untrusted_data():
 def test_context_budget_keeps_the_best_passages_that_fit():
     passages = [Passage("a " * 5, "1", 0.9), Passage("b " * 5, "2", 0.8), Passage("c", "3", 0.7)]
     assert [p.source for p in within_budget(passages, lambda t: len(t.split()), 10)] == ["1", "2"]
+
+
+def test_the_served_reader_evaluation_reads_an_index_of_the_topics_alone(tmp_path, onnx_path):
+    """The deployment's index also holds docs/ and README, which quote the evaluation's questions."""
+    from chatstack.evaluation.served_reader import topics_only
+
+    topics = tmp_path / "python_topics"
+    topics.mkdir()
+    (topics / "lists.txt").write_text("Lists\n*****\n\nA list is a mutable sequence of items.\n")
+    (topics / "dicts.txt").write_text("Dictionaries\n************\n\nA dict maps keys to values.\n")
+    served = section(tmp_path, onnx_path, top_k=3, sentence_vectors=str(tmp_path / "sentences.db"))
+    uri = tmp_path / "topics.db"
+    for _ in range(2):  # the second call finds every chunk stored and changes nothing
+        cfg = topics_only(served, uri, folder=topics)
+        service = RetrievalService(cfg)
+        passages = service.retrieve("what is a list?").passages
+        service.close()
+        assert [p.source for p in passages][:1] == ["python_topics/lists.txt"]
+        assert {p.source for p in passages} <= {"python_topics/lists.txt", "python_topics/dicts.txt"}
+    assert (cfg.milvus_uri, cfg.sentence_vectors, cfg.top_k) == (str(uri), "", 3)
+    assert not (tmp_path / "rag.db").exists() and not (tmp_path / "sentences.db").exists()
