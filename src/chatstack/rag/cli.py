@@ -15,7 +15,7 @@ def register(subparsers) -> None:
     """Add the retrieval commands to the `chatstack` argument parser's subparsers."""
     p = subparsers.add_parser("ingest", help="chunk, embed and store documents for retrieval")
     p.add_argument("paths", nargs="*", type=Path, help="files or folders (.txt .md .html …)")
-    p.add_argument("--demo-corpus", action="store_true", help="also ingest docs/, README.md and Python's topics")
+    p.add_argument("--demo-corpus", action="store_true", help="also ingest docs/ (less docs/training.md), README.md and Python's topics")
     p.add_argument("--max-tokens", type=int, help="chunk size in embedder tokens (default: retrieval.chunk_tokens)")
     p.add_argument("--overlap-tokens", type=int, help="default: retrieval.chunk_overlap_tokens")
     _store_args(p)
@@ -103,7 +103,7 @@ def open_ingestor(cfg: RetrievalSection, max_tokens: int | None = None, overlap_
 def cmd_ingest(args) -> int:
     from tqdm import tqdm
 
-    from chatstack.rag.demo_corpus import demo_corpus_paths
+    from chatstack.rag.demo_corpus import DEMO_CORPUS_EXCLUDED, demo_corpus_paths
     from chatstack.rag.ingest import discover
 
     cfg = retrieval_config(args)
@@ -115,7 +115,7 @@ def cmd_ingest(args) -> int:
         if not path.exists():
             print(f"ingest: {path} does not exist; chunks ingested from it before are removed")
     ingestor = open_ingestor(cfg, args.max_tokens, args.overlap_tokens)
-    roots = [discover(p) for p in paths]
+    roots = [discover(p, DEMO_CORPUS_EXCLUDED if args.demo_corpus else ()) for p in paths]
     with tqdm(total=sum(len(r.files) for r in roots), unit="file", desc="ingest") as bar:
         report = ingestor.ingest(roots, progress=lambda source: bar.update(1))
     for path, reason in report.skipped:

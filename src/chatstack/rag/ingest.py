@@ -61,13 +61,15 @@ class IngestReport:
                 f"{len(self.removed_sources)} deleted file(s) removed")
 
 
-def discover(path: Path) -> IngestRoot:
-    """The files under `path` (or `path` itself), hidden files and folders left out."""
+def discover(path: Path, exclude: tuple[Path, ...] = ()) -> IngestRoot:
+    """The files under `path` (or `path` itself), hidden files and folders and the files of
+    `exclude` left out (an excluded file ingested before has its chunks removed by `ingest`)."""
     path = Path(path)
+    excluded = {Path(p).resolve() for p in exclude}
     if path.is_file():
-        files = [SourceFile(path, path.name)]
+        files = [] if path.resolve() in excluded else [SourceFile(path, path.name)]
     else:
-        found = sorted(p for p in path.rglob("*") if p.is_file())
+        found = sorted(p for p in path.rglob("*") if p.is_file() and p.resolve() not in excluded)
         files = [SourceFile(p, p.relative_to(path.parent).as_posix()) for p in found
                  if not any(part.startswith(".") for part in p.relative_to(path).parts)]
     return IngestRoot(str(path.resolve()), tuple(files))

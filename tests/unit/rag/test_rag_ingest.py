@@ -57,6 +57,30 @@ def test_reingest_is_idempotent_and_follows_changes_and_deletions(store, embedde
     assert "unpacking" in hit.text
 
 
+def test_an_excluded_file_is_left_out_and_its_chunks_ingested_before_removed(store, embedder, offsets, corpus):
+    ingestor = make_ingestor(store, embedder, offsets)
+    ingestor.ingest([discover(corpus)])
+    report = ingestor.ingest([discover(corpus, exclude=(corpus / "sub" / "tuples.md",))])
+    assert (report.files, report.removed, report.removed_sources) == (2, 1, ["corpus/sub/tuples.md"])
+    assert [s for s, _ in stored(store)] == ["corpus/page.html", "corpus/sets.md"]
+    assert discover(corpus / "sets.md", exclude=(corpus / "sets.md",)).files == ()
+
+
+def test_the_demo_corpus_leaves_out_the_page_that_quotes_the_evaluation():
+    import json
+
+    from chatstack import project
+    from chatstack.rag.demo_corpus import DEMO_CORPUS_EXCLUDED
+
+    docs = discover(project.ROOT / "docs", DEMO_CORPUS_EXCLUDED)
+    questions = [json.loads(line)["question"] for name in ("demo_qa.jsonl", "uncovered_questions.jsonl")
+                 for line in (project.ROOT / "data" / "rag_eval" / name).read_text().splitlines() if line.strip()]
+    assert "docs/rag.md" in {f.source for f in docs.files}
+    quoting = [f.source for f in docs.files if any(q in f.path.read_text(encoding="utf-8") for q in questions)]
+    assert quoting == []  # no ingested page holds an evaluation question word for word
+    assert any(q in (project.ROOT / "docs" / "training.md").read_text(encoding="utf-8") for q in questions)
+
+
 def test_bad_files_are_skipped_and_the_rest_ingested(store, embedder, offsets, corpus):
     (corpus / "empty.txt").write_text("")
     (corpus / "blob.txt").write_bytes(b"\x00\x01binary")
