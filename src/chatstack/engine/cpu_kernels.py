@@ -162,12 +162,13 @@ class ArgmaxKernel:
         self._fn = fn
 
     def __call__(self, x: torch.Tensor) -> list[int]:
-        if x.dim() != 2 or x.dtype != torch.float32 or x.device.type != "cpu" or x.stride(1) != 1 or x.shape[1] == 0:
+        shape, strides = x.shape, x.stride()
+        if len(shape) != 2 or x.dtype is not torch.float32 or not x.is_cpu or strides[1] != 1 or shape[1] == 0:
             raise ValueError(f"x must be a non-empty (rows, cols) float32 CPU matrix with contiguous rows, "
                              f"got {tuple(x.shape)} {x.dtype} on {x.device}")
-        out = torch.empty(x.shape[0], dtype=torch.int64)
-        self._fn(x.data_ptr(), x.shape[0], x.shape[1], x.stride(0), out.data_ptr())
-        return out.tolist()
+        out = (ctypes.c_int64 * shape[0])()  # a ctypes array: cheaper than a tensor for a handful of rows
+        self._fn(x.data_ptr(), shape[0], shape[1], strides[0], out)
+        return list(out)
 
 
 class DecodeStepKernel:
@@ -194,24 +195,43 @@ class DecodeStepKernel:
         """x: (hidden,) the token's embedding, overwritten with its residual stream; `layers`: a ctypes array of
         LAYER_POINTERS pointers per layer (of x's dtype), kept alive by the caller; lm_head_t: (hidden, vocab);
         cos, sin: the whole (positions, head_dim) tables; block_table: (n,) int32 -> the logits, (vocab,)."""
-        if x.dtype not in self._fns:
-            raise ValueError(f"the decode step takes float32 or bfloat16, got {x.dtype}")
-        require_contiguous_cpu(("x", x, x.dtype), ("final_norm", final_norm, x.dtype),
-                               ("lm_head_t", lm_head_t, x.dtype), ("cos", cos, x.dtype),
-                               ("sin", sin, x.dtype), ("block_table", block_table, torch.int32))
-        if not 0 <= position < min(block_table.shape[0] * block_size, cos.shape[0]):
-            raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
-                             f"or the RoPE tables ({cos.shape[0]} positions)")
+        require_contiguous_cpu(("x", x, final_norm.dtype), ("block_table", block_table, torch.int32))
         if lm_head_t.shape[0] != x.shape[0]:
             raise ValueError(f"lm_head_t must be (hidden={x.shape[0]}, vocab), got {tuple(lm_head_t.shape)}")
-        out = x.new_empty(lm_head_t.shape[1])
-        status = self._fns[x.dtype](x.data_ptr(), out.data_ptr(), layers, num_layers, final_norm.data_ptr(),
-                                    lm_head_t.data_ptr(), lm_head_t.shape[1], cos.data_ptr(), sin.data_ptr(), cos.shape[0], block_table.data_ptr(),
-                                    block_table.shape[0], cache_slots, position, x.shape[0], n_heads, n_kv_heads,
-                                    head_dim, intermediate, block_size, eps)
-        if status != 0:
-            raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
-        return out
+        step = self.prepare(layers, num_layers, final_norm, lm_head_t, cos, sin, cache_slots, n_heads, n_kv_heads,
+                            head_dim, intermediate, block_size, eps)
+        return step(x, block_table, position)
+
+    def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor, cos: torch.Tensor,
+                sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int,
+                block_size: int, eps: float):
+        """The call with the model's own arguments checked and bound once: `step(x, block_table, position)`,
+        for a caller that makes x (contiguous, of the weights' dtype) and block_table (contiguous int32) itself.
+        A lone decoding sequence pays only the C call then (its Python around it was ~0.1 ms a token)."""
+        dtype = final_norm.dtype
+        if dtype not in self._fns:
+            raise ValueError(f"the decode step takes float32 or bfloat16, got {dtype}")
+        require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head_t", lm_head_t, dtype),
+                               ("cos", cos, dtype), ("sin", sin, dtype))
+        hidden, vocab = lm_head_t.shape
+        if final_norm.shape != (hidden,):
+            raise ValueError(f"final_norm must be (hidden={hidden},) like lm_head_t's rows, got {tuple(final_norm.shape)}")
+        fn, positions = self._fns[dtype], cos.shape[0]
+        model_args = (layers, num_layers, final_norm.data_ptr(), lm_head_t.data_ptr(), vocab, cos.data_ptr(),
+                      sin.data_ptr(), positions)
+
+        def step(x: torch.Tensor, block_table: torch.Tensor, position: int) -> torch.Tensor:
+            if not 0 <= position < min(block_table.shape[0] * block_size, positions):
+                raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
+                                 f"or the RoPE tables ({positions} positions)")
+            out = torch.empty(vocab, dtype=dtype)
+            status = fn(x.data_ptr(), out.data_ptr(), *model_args, block_table.data_ptr(), block_table.shape[0],
+                        cache_slots, position, hidden, n_heads, n_kv_heads, head_dim, intermediate, block_size, eps)
+            if status != 0:
+                raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
+            return out
+
+        return step
 
 
 def load(source: str, wrapper):

@@ -51,6 +51,26 @@ def test_one_call_logits_equal_the_batched_forward(tmp_path, variant):
     assert_engine_idle(engine)
 
 
+def test_one_call_path_follows_each_sequence_own_block_table_and_rejects_a_token_outside_the_vocabulary(tmp_path):
+    """The path keeps the last block table it converted: sequences of equal table length take turns."""
+    engine = LLMEngine(save_random_llama(tmp_path, seed=5), EngineConfig(block_size=4, num_kv_blocks=64))
+    runner, sampling = engine.runner, SamplingParams(max_tokens=8, temperature=0.0)
+    for name, prompt in (("a", PROMPTS[2]), ("b", PROMPTS[2][::-1])):  # equal lengths, other blocks and tokens
+        engine.add_request(GenerationRequest(name, tuple(prompt), sampling))
+    engine.step()  # both prefills
+    chunks = {c.seq.seq_id: c for c in engine.scheduler.schedule().chunks}
+    assert len(chunks["a"].seq.block_table) == len(chunks["b"].seq.block_table)
+    assert chunks["a"].seq.block_table != chunks["b"].seq.block_table
+    for name in ("a", "b", "a"):
+        one_call, _, batched, _, _ = both_paths(engine, chunks[name])
+        torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        runner.single_decode.logits(runner.model.spec.vocab_size, 0, chunks["a"].seq.block_table, 4)
+    for name in chunks:
+        engine.abort(name)
+    assert_engine_idle(engine)
+
+
 def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, references):
     engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
     calls = []
