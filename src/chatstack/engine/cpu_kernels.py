@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -204,7 +205,7 @@ class DecodeStepKernel:
 
     def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor, cos: torch.Tensor,
                 sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int,
-                block_size: int, eps: float):
+                block_size: int, eps: float) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
         """The call with the model's own arguments checked and bound once: `step(x, block_table, position)`,
         for a caller that makes x (contiguous, of the weights' dtype) and block_table (contiguous int32) itself.
         A lone decoding sequence pays only the C call then (its Python around it was ~0.1 ms a token)."""

@@ -9,6 +9,7 @@ bfloat16 where the layers' prepacked projections keep a plain copy (`EngineConfi
 from __future__ import annotations
 
 import ctypes
+from typing import Callable
 
 import torch
 
@@ -26,7 +27,7 @@ class SingleDecodePath:
         self._embed_ptr = embed.data_ptr()
         self._x = torch.empty(embed.shape[1], dtype=embed.dtype)  # the residual stream of the step in flight
         self._x_ptr = self._x.data_ptr()
-        self._steps: dict[int, object] = {}  # block_size -> the kernel's bound call
+        self._steps: dict[int, Callable] = {}  # block_size -> the kernel's bound call (DecodeStepKernel.prepare)
         self._table: tuple[list[int], torch.Tensor] = ([], torch.zeros(0, dtype=torch.int32))
         pointers: list[int | None] = []
         for layer, kv in zip(model.layers, kv_cache):
@@ -70,7 +71,7 @@ class SingleDecodePath:
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
         return step(self._x, table, position)[None].float()
 
-    def _bind(self, block_size: int):
+    def _bind(self, block_size: int) -> Callable:
         spec, model = self.model.spec, self.model
         step = self.kernel.prepare(self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
                                    model.sin, self.cache_slots, spec.num_heads, spec.num_kv_heads, spec.head_dim,
