@@ -2,8 +2,8 @@
 
 Measures throughput (mixed lengths), single-stream decode vs the bandwidth floor (the
 weights read once, at the read bandwidth of a buffer their size: from memory, or from the
-last-level cache where it holds them), KV waste and concurrency at a fixed KV budget, multi-turn TTFT with and without
-prefix caching, TTFT / ITL percentiles under concurrency, int8 / int4 perplexity; and, when
+last-level cache where it holds them), KV waste and concurrency at a fixed KV budget,
+multi-turn TTFT with and without prefix caching, TTFT / ITL percentiles under concurrency, int8 / int4 perplexity; and, when
 `.venv-vllm` exists (`make vllm-venv`), vLLM's CPU build on the same weights and prompts.
 Run: python -m chatstack.bench.engine [--model-dir DIR] [--num-requests N] ...
 """
@@ -46,8 +46,8 @@ DRAM_PROBE_BYTES = 2 * 2**30  # larger than any last-level cache here (the Xeon'
 
 
 def read_bandwidth_gbps(nbytes: int = DRAM_PROBE_BYTES) -> float:
-    """One thread's read bandwidth summing a float32 buffer of `nbytes` (at least 1 MiB), best of five passes
-    after a first one: from memory for a buffer larger than the caches, from cache for one they hold."""
+    """Read bandwidth at torch's thread count, summing a float32 buffer of `nbytes` (at least 1 MiB), best of
+    five passes after a first one: from memory for a buffer larger than the caches, from cache for one they hold."""
     data = torch.ones(max(nbytes, 2**20) // 4)
     data.sum()
     best = min(_timed(data.sum) for _ in range(5))

@@ -84,8 +84,7 @@ class ModelRunner:
         if self.single_decode is None or len(output.chunks) != 1 or output.chunks[0].num_tokens != 1:
             return None
         chunk = output.chunks[0]
-        return self.single_decode.logits(chunk.seq.token_ids[chunk.start], chunk.start, chunk.seq.block_table,
-                                         self.config.block_size)
+        return self.single_decode.logits(chunk.seq.token_ids[chunk.start], chunk.start, chunk.seq.block_table)
 
     def _batched_logits(self, output: SchedulerOutput) -> torch.Tensor:
         """Logits (S, vocab) of the chunks that sample, from one forward over all scheduled tokens."""

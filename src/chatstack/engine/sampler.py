@@ -53,9 +53,9 @@ def greedy_tokens(logits: torch.Tensor) -> list[int]:
 
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> Sampled:
     """logits: (S, vocab), row i belonging to seqs[i]."""
-    if len(seqs) == 1 and seqs[0].sampling.greedy and not seqs[0].sampling.penalised \
-            and seqs[0].sampling.logprobs is None:  # a lone plain greedy decode: the argmax is all there is
-        return Sampled(greedy_tokens(logits.float()), [None])
+    lone = seqs[0].sampling if len(seqs) == 1 else None
+    if lone is not None and lone.greedy and not lone.penalised and lone.logprobs is None:
+        return Sampled(greedy_tokens(logits.float()), [None])  # a lone plain greedy decode: the argmax is all
     raw = logits
     logits = apply_penalties(logits.float(), seqs)
     tokens = greedy_tokens(logits)

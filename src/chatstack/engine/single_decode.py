@@ -9,7 +9,6 @@ bfloat16 where the layers' prepacked projections keep a plain copy (`EngineConfi
 from __future__ import annotations
 
 import ctypes
-from typing import Callable
 
 import torch
 
@@ -20,14 +19,14 @@ from chatstack.engine.quant import Dense, PackedDense
 
 class SingleDecodePath:
     def __init__(self, model: LlamaForPagedDecoding, kv_cache: torch.Tensor, kernel: DecodeStepKernel):
-        self.model, self.kernel = model, kernel
-        self.cache_slots = kv_cache.shape[2] * kv_cache.shape[3]  # num_blocks * block_size
+        self.model = model
+        num_blocks, block_size = kv_cache.shape[2], kv_cache.shape[3]
+        self.cache_slots = num_blocks * block_size
         self._embed = embed = model.embed.weight.detach().contiguous()  # (vocab, hidden); rows copied by address
         self._vocab, self._row_bytes = embed.shape[0], embed.shape[1] * embed.element_size()
         self._embed_ptr = embed.data_ptr()
         self._x = torch.empty(embed.shape[1], dtype=embed.dtype)  # the residual stream of the step in flight
         self._x_ptr = self._x.data_ptr()
-        self._steps: dict[int, Callable] = {}  # block_size -> the kernel's bound call (DecodeStepKernel.prepare)
         self._table: tuple[list[int], torch.Tensor] = ([], torch.zeros(0, dtype=torch.int32))
         pointers: list[int | None] = []
         for layer, kv in zip(model.layers, kv_cache):
@@ -37,6 +36,10 @@ class SingleDecodePath:
                 pointers.append(None if tensor is None else tensor.data_ptr())
         # (layers * LAYER_POINTERS,) addresses; the tensors live as long as the model and the cache
         self.layers = (ctypes.c_void_p * len(pointers))(*pointers)
+        spec = model.spec
+        self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
+                                    model.sin, self.cache_slots, spec.num_heads, spec.num_kv_heads, spec.head_dim,
+                                    spec.intermediate_size, block_size, spec.rms_norm_eps)
 
     @staticmethod
     def applies(model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> str | None:
@@ -59,9 +62,8 @@ class SingleDecodePath:
         kernel = decode_step_kernel()
         return None if kernel is None else cls(model, kv_cache, kernel)
 
-    def logits(self, token: int, position: int, block_table: list[int], block_size: int) -> torch.Tensor:
+    def logits(self, token: int, position: int, block_table: list[int]) -> torch.Tensor:
         """The next-token logits (1, vocab) of one sequence; writes its K/V at `position` on every layer."""
-        step = self._steps.get(block_size) or self._bind(block_size)
         listed, table = self._table
         if block_table != listed:  # a sequence gains a block every block_size tokens: convert only then
             listed, table = list(block_table), torch.tensor(block_table, dtype=torch.int32)
@@ -69,12 +71,4 @@ class SingleDecodePath:
         if not 0 <= token < self._vocab:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
-        return step(self._x, table, position)[None].float()
-
-    def _bind(self, block_size: int) -> Callable:
-        spec, model = self.model.spec, self.model
-        step = self.kernel.prepare(self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
-                                   model.sin, self.cache_slots, spec.num_heads, spec.num_kv_heads, spec.head_dim,
-                                   spec.intermediate_size, block_size, spec.rms_norm_eps)
-        self._steps[block_size] = step
-        return step
+        return self._step(self._x, table, position)[None].float()

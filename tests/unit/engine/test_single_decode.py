@@ -65,7 +65,7 @@ def test_one_call_path_follows_each_sequence_own_block_table_and_rejects_a_token
         one_call, _, batched, _, _ = both_paths(engine, chunks[name])
         torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="outside the vocabulary"):
-        runner.single_decode.logits(runner.model.spec.vocab_size, 0, chunks["a"].seq.block_table, 4)
+        runner.single_decode.logits(runner.model.spec.vocab_size, 0, chunks["a"].seq.block_table)
     for name in chunks:
         engine.abort(name)
     assert_engine_idle(engine)
