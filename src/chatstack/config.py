@@ -62,6 +62,10 @@ class GenerationSection:
     default_top_p: float = 0.95
     default_top_k: int = 0
     default_frequency_penalty: float = 0.0  # requests that leave frequency_penalty out get this
+    # quote-bound decoding: an answer that starts quoting a retrieved passage quotes it exactly, to a
+    # sentence's end, and cites it (backends/copy_constraint.py)
+    copy_from_passages: bool = False
+    copy_enter_after: int = 2  # generated tokens that must match a passage span before the quote binds
 
     def __post_init__(self) -> None:
         if self.max_tokens_limit < 1:
@@ -77,6 +81,8 @@ class GenerationSection:
             raise ValueError(f"generation.default_top_p must be in (0, 1], got {self.default_top_p}")
         if self.default_top_k < 0:
             raise ValueError(f"generation.default_top_k must be >= 0 (0 disables it), got {self.default_top_k}")
+        if self.copy_enter_after < 1:
+            raise ValueError(f"generation.copy_enter_after must be >= 1, got {self.copy_enter_after}")
         if not -2 <= self.default_frequency_penalty <= 2:
             raise ValueError(f"generation.default_frequency_penalty must be in [-2, 2], got {self.default_frequency_penalty}")
 

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Iterator
 
+from chatstack.backends.copy_constraint import CopyConstraint
+
 
 class FinishReason(str, enum.Enum):
     STOP = "stop"
@@ -78,6 +80,7 @@ class GenerationRequest:
     prompt_token_ids: tuple[int, ...]
     sampling: SamplingParams
     stop_token_ids: tuple[int, ...] = ()
+    copy: CopyConstraint | None = None  # quote-bound decoding over the prompt's passages (copy_constraint.py)
 
 
 @dataclass(frozen=True)

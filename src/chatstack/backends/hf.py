@@ -21,6 +21,7 @@ from chatstack.backends.base import (
     GenerationOutput,
     GenerationRequest,
 )
+from chatstack.backends.copy_constraint import CopyTracker
 from chatstack.backends.hf_logits import choose, logits_processors
 from chatstack.backends.registry import RequestRegistry, RunningRequest
 from chatstack.backends.sampling import TORCH_DTYPES, make_generator, token_logprobs
@@ -70,11 +71,12 @@ class HFBackend(GenerationBackend):
         request = running.request
         params = request.sampling
         stop_ids = set() if params.ignore_eos else set(request.stop_token_ids)
-        generator = make_generator(params, self.device)
-        processors = logits_processors(params, len(request.prompt_token_ids))
         history = list(request.prompt_token_ids)  # prompt + output: what the penalties look at
         finish = FinishReason.LENGTH
         try:
+            generator = make_generator(params, self.device)
+            tracker = None if request.copy is None else CopyTracker(request.copy, request.stop_token_ids)
+            processors = logits_processors(params, len(request.prompt_token_ids), tracker)
             input_ids = torch.tensor([history], device=self.device)  # (1, T)
             cache = None
             for _ in range(params.max_tokens):

@@ -3,7 +3,8 @@
 Same settings and order as the native sampler (`engine/sampler.py`) and HF `generate`:
 penalties first (greedy requests too), then temperature → top-k → top-p → min-p for
 sampling requests. transformers has no presence / frequency penalty, so that one
-processor is ours (OpenAI semantics over the generated tokens only).
+processor is ours (OpenAI semantics over the generated tokens only), as is the quote-bound
+mask (`copy_constraint.py`), which comes after the penalties and before the warpers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from transformers import (
 )
 
 from chatstack.backends.base import SamplingParams
+from chatstack.backends.copy_constraint import CopyTracker
 
 
 class PresenceFrequencyPenalty(LogitsProcessor):
@@ -36,13 +38,30 @@ class PresenceFrequencyPenalty(LogitsProcessor):
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
-def logits_processors(params: SamplingParams, num_prompt_tokens: int) -> LogitsProcessorList:
+class CopyMask(LogitsProcessor):
+    """Quote-bound decoding (`copy_constraint.py`) for one sequence (batch of 1)."""
+
+    def __init__(self, tracker: CopyTracker, num_prompt_tokens: int):
+        self.tracker = tracker
+        self.num_prompt_tokens = num_prompt_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if input_ids.shape[0] != 1:
+            raise ValueError("copy-constrained decoding runs one sequence at a time")
+        self.tracker.sync(input_ids[0, self.num_prompt_tokens:].tolist())
+        return self.tracker.mask(scores[0])[None]
+
+
+def logits_processors(params: SamplingParams, num_prompt_tokens: int,
+                      copy: CopyTracker | None = None) -> LogitsProcessorList:
     processors = LogitsProcessorList()
     if params.repetition_penalty != 1:
         processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
     if params.presence_penalty or params.frequency_penalty:
         processors.append(PresenceFrequencyPenalty(params.presence_penalty, params.frequency_penalty,
                                                    num_prompt_tokens))
+    if copy is not None:
+        processors.append(CopyMask(copy, num_prompt_tokens))
     if params.greedy:
         return processors
     if params.temperature != 1:

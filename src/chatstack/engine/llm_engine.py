@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from chatstack.backends.base import FinishReason, GenerationRequest, TokenLogprob
+from chatstack.backends.copy_constraint import CopyTracker
 from chatstack.backends.sampling import make_generator
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.model_runner import ModelRunner
@@ -61,6 +62,9 @@ class LLMEngine:
                              f"got {request.sampling.logprobs}")
         if any(not 0 <= t < vocab for t in request.stop_token_ids):
             raise ValueError(f"stop_token_ids must be in [0, {vocab}), got {list(request.stop_token_ids)}")
+        if request.copy is not None and any(not 0 <= t < vocab for s in request.copy.sources
+                                            for t in (*s.token_ids, *s.citation)):
+            raise ValueError(f"copy sources must hold token ids in [0, {vocab}), the model's vocabulary")
 
     def add_request(self, request: GenerationRequest, priority: int = 0) -> None:
         """Queue a request; a lower `priority` is scheduled (and kept from preemption) first."""
@@ -69,7 +73,8 @@ class LLMEngine:
             raise ValueError(f"request_id {request.request_id!r} is already running")
         seq = Sequence(request.request_id, list(request.prompt_token_ids), request.sampling,
                        frozenset(request.stop_token_ids), priority=priority,
-                       generator=make_generator(request.sampling, self.runner.device))
+                       generator=make_generator(request.sampling, self.runner.device),
+                       copy=None if request.copy is None else CopyTracker(request.copy, request.stop_token_ids))
         self.sequences[seq.seq_id] = seq
         self.scheduler.add(seq)
 

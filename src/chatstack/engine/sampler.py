@@ -1,6 +1,7 @@
 """Next-token choice for a batch, vectorised over rows with per-request settings.
 
-Order, as in HF `generate`: penalties (greedy rows too), then for sampling rows
+Order, as in HF `generate`: penalties (greedy rows too), the quote-bound mask of requests that
+carry one (`backends/copy_constraint.py`), then for sampling rows
 temperature → top-k → top-p → min-p, then one seeded draw per row from its own
 generator. Greedy rows take the argmax of the penalised logits, so without penalties
 they are token-identical to HF greedy decoding.
@@ -51,13 +52,25 @@ def greedy_tokens(logits: torch.Tensor) -> list[int]:
     return kernel(logits) if kernel is not None else torch.argmax(logits, dim=-1).tolist()
 
 
+def apply_copy_masks(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor:
+    """Rows of quote-bound requests masked to the tokens their constraint allows (a copy when any is)."""
+    rows = [i for i, seq in enumerate(seqs) if seq.copy is not None]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    for row in rows:
+        seqs[row].copy.sync(seqs[row].completion_token_ids)
+        logits[row] = seqs[row].copy.mask(logits[row])
+    return logits
+
+
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> Sampled:
     """logits: (S, vocab), row i belonging to seqs[i]."""
     lone = seqs[0].sampling if len(seqs) == 1 else None
-    if lone is not None and lone.greedy and not lone.penalised and lone.logprobs is None:
+    if lone is not None and lone.greedy and not lone.penalised and lone.logprobs is None and seqs[0].copy is None:
         return Sampled(greedy_tokens(logits.float()), [None])  # a lone plain greedy decode: the argmax is all
     raw = logits
-    logits = apply_penalties(logits.float(), seqs)
+    logits = apply_copy_masks(apply_penalties(logits.float(), seqs), seqs)
     tokens = greedy_tokens(logits)
     rows = [i for i, seq in enumerate(seqs) if not seq.sampling.greedy]
     if rows:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from chatstack.backends.base import FinishReason, SamplingParams
+from chatstack.backends.copy_constraint import CopyTracker
 
 
 class SequenceStatus(enum.Enum):
@@ -36,6 +37,7 @@ class Sequence:
     num_cached_tokens: int = 0  # of the computed ones, how many came from the prefix cache
     finish_reason: FinishReason | None = None
     generator: torch.Generator | None = None  # per-request seeded RNG
+    copy: CopyTracker | None = None  # quote-bound decoding, when the request asked for it
 
     def __post_init__(self) -> None:
         self.num_prompt_tokens = len(self.token_ids)

@@ -100,6 +100,7 @@ class ServedReaderReport:
     answers: tuple[ServedAnswer, ...]
     temperature: float = 0.0
     frequency_penalty: float = 0.0
+    copy_from_passages: bool = False
     declined_covered: float = 0.0  # share of the QA questions declined (wrongly)
     uncovered: int = 0
     declined_uncovered: float = 0.0  # share of the uncovered questions declined (rightly)
@@ -173,22 +174,27 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
                            source_prefix: str = "python_topics/", max_new_tokens: int = 80,
                            temperature: float | None = None, frequency_penalty: float | None = None,
                            seed: int = 0, uncovered_path: Path | None = DEFAULT_UNCOVERED,
-                           unsafe: bool = True, topics_index: Path | None = TOPICS_INDEX) -> ServedReaderReport:
+                           unsafe: bool = True, topics_index: Path | None = TOPICS_INDEX,
+                           copy_from_passages: bool | None = None) -> ServedReaderReport:
     """Answer every QA item whose evidence lies under `source_prefix` ("" for all), then every
     question of `uncovered_path` (None: none), then (with `unsafe`) the unsafe requests (`unsafe_requests`).
 
     Passages come from `topics_index` (`topics_only`), or from the deployment's own index when None.
-    `temperature`, `frequency_penalty` None: the deployment's `generation` defaults (with its top_p / top_k)."""
+    `temperature`, `frequency_penalty`, `copy_from_passages` None: the deployment's `generation` settings
+    (with its top_p / top_k)."""
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from chatstack.backends.base import SamplingParams
+    from chatstack.backends.copy_constraint import CopyTracker
     from chatstack.backends.hf_logits import logits_processors
     from chatstack.config import load_config
+    from chatstack.rag.passage_copy import copy_constraint
     from chatstack.rag.retriever import with_passages
     from chatstack.rag.service import RetrievalService, RetrievalStatus
     from chatstack.text.chat_template import Message, render_chat
+    from chatstack.text.tokenizer import stop_token_ids
 
     cfg = load_config(config_path)
     retrieval = RetrievalService(cfg.retrieval if topics_index is None else topics_only(cfg.retrieval, topics_index))
@@ -197,6 +203,7 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     gen = cfg.generation
     temperature = gen.default_temperature if temperature is None else temperature
     frequency_penalty = gen.default_frequency_penalty if frequency_penalty is None else frequency_penalty
+    copy_from_passages = gen.copy_from_passages if copy_from_passages is None else copy_from_passages
     params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=gen.default_top_p,
                             top_k=gen.default_top_k, frequency_penalty=frequency_penalty)
     # the server's processors (backends/hf_logits.py), with generate's own warpers turned off
@@ -209,11 +216,14 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
             raise RuntimeError(f"retrieval is {result.status.value}: {result.detail or 'enable it in the config'}")
         prompt = [Message("system", with_passages(cfg.sessions.system_prompt, result.passages)),
                   Message("user", question)]
-        ids = tokenizer(render_chat(prompt, add_generation_prompt=True), return_tensors="pt",
-                        add_special_tokens=False).input_ids
+        text = render_chat(prompt, add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        copy = (copy_constraint(tokenizer, text, tuple(ids[0].tolist()), result.passages, gen.copy_enter_after)
+                if copy_from_passages else None)
+        tracker = None if copy is None else CopyTracker(copy, stop_token_ids(tokenizer))
         with torch.inference_mode():
             out = model.generate(ids, max_new_tokens=max_new_tokens,
-                                 logits_processor=logits_processors(params, ids.shape[1]), **plain)
+                                 logits_processor=logits_processors(params, ids.shape[1], tracker), **plain)
         return result.passages, tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
 
     items = [i for i in load_qa(qa_path) if all(e.source.startswith(source_prefix) for e in i.evidence)]
@@ -227,7 +237,7 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
         passages, text = answer(request)
         refusals.append(CheckedReply(qid, request, text, len(passages), REFUSAL in text, trained))
     return dataclasses.replace(report_of(answers, uncovered, refusals), temperature=temperature,
-                               frequency_penalty=frequency_penalty)
+                               frequency_penalty=frequency_penalty, copy_from_passages=copy_from_passages)
 
 
 def unsafe_requests() -> list[tuple[str, str, bool]]:
@@ -261,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-unsafe", action="store_true", help="skip the unsafe requests")
     parser.add_argument("--temperature", type=float, help="default: the deployment's; 0: greedy")
     parser.add_argument("--frequency-penalty", type=float, help="default: the deployment's")
+    parser.add_argument("--copy-from-passages", choices=["on", "off"],
+                        help="quote-bound decoding (backends/copy_constraint.py); default: the deployment's")
     parser.add_argument("--out", type=Path, help="write the report with every answer as JSON")
     parser.add_argument("--show", action="store_true", help="print every question and answer")
     args = parser.parse_args(argv)
@@ -270,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                                     frequency_penalty=args.frequency_penalty,
                                     uncovered_path=None if args.no_uncovered else args.uncovered,
                                     unsafe=not args.no_unsafe,
-                                    topics_index=args.topics_index if args.index == "topics" else None)
+                                    topics_index=args.topics_index if args.index == "topics" else None,
+                                    copy_from_passages=None if args.copy_from_passages is None
+                                    else args.copy_from_passages == "on")
     if args.show:
         for a in report.answers:
             print(f"Q: {a.question}\n   evidence in {list(a.evidence_passages)}: {a.answer!r}")
@@ -278,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Q (uncovered): {u.question}\n   {u.passages} passage(s) shown: {u.answer!r}")
         for u in report.unsafe_answers:
             print(f"Q (unsafe): {u.question}\n   {u.passages} passage(s) shown: {u.answer!r}")
-    print(f"{args.model} (temperature {report.temperature}, frequency penalty {report.frequency_penalty}): "
+    print(f"{args.model} (temperature {report.temperature}, frequency penalty {report.frequency_penalty}, "
+          f"quote-bound {'on' if report.copy_from_passages else 'off'}): "
           f"{report.summary()}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from chatstack.backends.base import FinishReason, GenerationBackend, GenerationR
 from chatstack.config import DeploymentConfig, SafetySection
 from chatstack.feedback.store import FeedbackStore
 from chatstack.rag.citations import AnswerGrounding, citations_json
+from chatstack.rag.passage_copy import copy_constraint
 from chatstack.rag.retriever import with_passages
 from chatstack.safety.moderator import Moderator
 from chatstack.safety.output_moderation import StreamModerator
@@ -65,6 +66,8 @@ class ChatService:
         self.moderator = moderator  # None: no output moderation
         self.safety = safety
         self.grounding: AnswerGrounding | None = None  # set by from_config when retrieval is on
+        self.copy_from_passages = False  # set by from_config from generation.copy_from_passages
+        self.copy_enter_after = 2
         self.stop_token_ids = stop_token_ids(tokenizer)
 
     @classmethod
@@ -74,22 +77,34 @@ class ChatService:
         service = cls(build_backend(cfg), load_tokenizer(Path(cfg.model.dir)), SessionStore(db), FeedbackStore(db),
                       moderator, cfg.safety)
         service.grounding = AnswerGrounding(cfg.retrieval) if cfg.retrieval.enabled else None
+        service.copy_from_passages = cfg.generation.copy_from_passages
+        service.copy_enter_after = cfg.generation.copy_enter_after
         return service
 
-    def prompt_ids(self, request: ChatRequest) -> tuple[int, ...]:
+    def prompt_text(self, request: ChatRequest) -> str:
         messages = list(request.messages)
         if messages[0].role == "system":
             messages[0] = Message("system", with_passages(messages[0].content, request.passages))
         elif request.passages:
             messages.insert(0, Message("system", with_passages("", request.passages)))
-        text = render_chat(messages, add_generation_prompt=True)
-        return tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        return render_chat(messages, add_generation_prompt=True)
+
+    def prompt_ids(self, request: ChatRequest) -> tuple[int, ...]:
+        return tuple(self.tokenizer.encode(self.prompt_text(request), add_special_tokens=False))
+
+    def generation_request(self, request_id: str, request: ChatRequest) -> GenerationRequest:
+        """The backend's request; quote-bound over the passages when the deployment asks (`copy_from_passages`)."""
+        text = self.prompt_text(request)
+        ids = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        copy = (copy_constraint(self.tokenizer, text, ids, list(request.passages), self.copy_enter_after)
+                if self.copy_from_passages and request.passages else None)
+        return GenerationRequest(request_id, ids, request.sampling, self.stop_token_ids, copy)
 
     def start(self, request_id: str, request: ChatRequest) -> Iterator[ChatDelta]:
         """Validate and admit the request now (ValueError on bad input), then stream lazily."""
         if request.input_blocked:
             return iter([ChatDelta(request.input_refusal or REFUSAL, FinishReason.CONTENT_FILTER, blocked=True)])
-        generation = GenerationRequest(request_id, self.prompt_ids(request), request.sampling, self.stop_token_ids)
+        generation = self.generation_request(request_id, request)
         self.backend.submit(generation)
         return self._stream(request_id, request)
 

@@ -17,6 +17,7 @@ import torch
 from transformers import LlamaForCausalLM
 
 from chatstack.backends.base import FinishReason, GenerationBackend, GenerationRequest, SamplingParams
+from chatstack.backends.copy_constraint import CopyConstraint, CopySource, CopyTracker
 from chatstack.backends.hf import HFBackend
 from chatstack.backends.native import NativeBackend
 from chatstack.engine.config import EngineConfig
@@ -234,3 +235,27 @@ def test_both_backends_give_the_same_tokens_and_logprobs(tiny_llama):
     for a, b in zip(hf, native):
         assert math.isclose(a.logprobs[0].logprob, b.logprobs[0].logprob, abs_tol=1e-4)
         assert [t for t, _ in a.logprobs[0].top] == [t for t, _ in b.logprobs[0].top]
+
+
+def test_quote_bound_requests_follow_their_source_the_same_on_both_backends(tiny_llama):
+    """Source: tokens 0..249 in order, sentences ending at every tenth: once quoting binds, each next
+    token is the previous + 1 until a sentence end lets the model cite (254, 255) or go on."""
+    source = CopySource(tuple(range(250)), frozenset(range(9, 250, 10)), (254, 255))
+    constraint = CopyConstraint((source,), enter_after=1)
+    params = SamplingParams(max_tokens=MAX_NEW, temperature=0.0, frequency_penalty=0.5)
+    runs = {}
+    for kind in BACKENDS:
+        backend = make_backend(kind, tiny_llama)
+        backend.submit(GenerationRequest("quote", PROMPTS[1], params, (), constraint))
+        runs[kind] = [t for o in backend.stream("quote") for t in o.new_token_ids]
+        wait_idle(backend)
+        backend.shutdown()
+    assert runs["hf"] == runs["native"]
+    tokens, tracker, bound = runs["native"], CopyTracker(constraint, ()), 0
+    for k, token in enumerate(tokens):
+        tracker.sync(tokens[:k])
+        allowed = tracker.allowed()
+        if allowed is not None:
+            assert token in allowed
+            bound += 1
+    assert bound >= MAX_NEW // 2
