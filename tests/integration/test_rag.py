@@ -53,23 +53,40 @@ def onnx(tmp_path_factory):
     return export_embedder(bundled_model_dir(), tmp_path_factory.mktemp("embedder") / "model.onnx")
 
 
-@pytest.fixture(scope="module")
-def rag_stack(demo_model_dir, onnx, tmp_path_factory):
-    work = tmp_path_factory.mktemp("rag")
+ACME = {
+    "sets.md": "# Sets\n\nA set holds unique items; adding an item twice keeps one copy.\n",
+    "ports.html": "<h1>Ports</h1><p>The gRPC port of the demo server is 8001.</p>",
+    "groups.md": GROUPS,
+    "printers.md": PRINTERS,
+}
+
+
+def ingested_store(work, onnx):
+    """Milvus Lite file holding the acme tenant's documents and another tenant's note."""
     store = VectorStore.open(str(work / "rag.db"), "docs")
     embedder, offsets = OnnxEmbedder(onnx), token_offsets()
-    acme = write_corpus(work / "acme", {
-        "sets.md": "# Sets\n\nA set holds unique items; adding an item twice keeps one copy.\n",
-        "ports.html": "<h1>Ports</h1><p>The gRPC port of the demo server is 8001.</p>",
-        "groups.md": GROUPS,
-        "printers.md": PRINTERS,
-    })
+    acme = write_corpus(work / "acme", ACME)
     other = write_corpus(work / "other", {"secret.md": "# Sets\n\nOther tenant's private note about sets.\n"})
     Ingestor(store, embedder, offsets, ChunkingParams(), tenant="acme").ingest([discover(acme)])
     Ingestor(store, embedder, offsets, ChunkingParams(), tenant="other").ingest([discover(other)])
     store.close()
-    server = start_server(demo_model_dir, work, {"milvus_uri": str(work / "rag.db"), "tenant": "acme",
-                                                 "embedder_onnx": str(onnx)})
+    return {"milvus_uri": str(work / "rag.db"), "tenant": "acme", "embedder_onnx": str(onnx)}
+
+
+@pytest.fixture(scope="module")
+def rag_stack(demo_model_dir, onnx, tmp_path_factory):
+    work = tmp_path_factory.mktemp("rag")
+    server = start_server(demo_model_dir, work, ingested_store(work, onnx))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def quote_bound_stack(demo_model_dir, onnx, tmp_path_factory):
+    """Quote-bound decoding on, binding after one token (a Milvus Lite file is one process's: its own)."""
+    work = tmp_path_factory.mktemp("rag-quote")
+    server = start_server(demo_model_dir, work, ingested_store(work, onnx),
+                          {"copy_from_passages": True, "copy_enter_after": 1})
     yield server
     server.stop()
 
@@ -84,11 +101,12 @@ def storeless_stack(demo_model_dir, onnx, tmp_path_factory):
     server.stop()
 
 
-def start_server(model_dir, work, retrieval: dict) -> TritonServer:
+def start_server(model_dir, work, retrieval: dict, generation: dict | None = None) -> TritonServer:
     grpc, http, metrics = free_ports(3)
     cfg = config_from_dict({
         "model": {"dir": str(model_dir)},
-        "generation": {"default_max_tokens": 16, "max_tokens_limit": 512, "default_temperature": 0.0},
+        "generation": {"default_max_tokens": 16, "max_tokens_limit": 512, "default_temperature": 0.0,
+                       **(generation or {})},
         "sessions": {"db_path": str(work / "sessions.sqlite")},
         "serving": {"grpc_port": grpc, "http_port": http, "metrics_port": metrics},
         "retrieval": {"enabled": True, "score_threshold": 0.2, **retrieval},
@@ -187,3 +205,27 @@ def test_follow_up_turn_retrieves_with_the_conversation(rag_stack):
         follow_up, ChatOptions(session_id=session, max_tokens=4, temperature=0.0, ignore_eos=True))
     first = reply.citations[0]
     assert (first["source"], first["section"]) == ("acme/groups.md", "User groups > Removing a user from a group")
+
+
+def longest_common_run(reply: str, texts: list[str]) -> int:
+    """Characters in the longest stretch of `reply` found word for word in one of `texts`."""
+    best = 0
+    for text in texts:
+        for start in range(len(reply)):
+            length = best + 1
+            while start + length <= len(reply) and reply[start:start + length] in text:
+                best, length = length, length + 1
+    return best
+
+
+def test_quote_bound_answers_copy_the_retrieved_passage_word_for_word(quote_bound_stack, rag_stack):
+    question = "Which port does gRPC listen on?"  # its passage: "The gRPC port of the demo server is 8001."
+    options = ChatOptions(max_tokens=24, temperature=0.0)
+    bound = ChatClient(quote_bound_stack.grpc_url, timeout_s=120).complete(question, options)
+    free = ChatClient(rag_stack.grpc_url, timeout_s=120).complete(question, options)
+    assert bound.citations == free.citations and bound.citations[0]["source"] == "acme/ports.html"
+    corpus = list(ACME.values())
+    # bound at its first token found in a passage ("the", "of", "is", "." are), the answer then runs on
+    # verbatim to the sentence's end: at least " is 8001."
+    assert longest_common_run(bound.text, corpus) >= len(" is 8001."), bound.text
+    assert longest_common_run(bound.text, corpus) > longest_common_run(free.text, corpus), (bound.text, free.text)
