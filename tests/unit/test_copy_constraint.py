@@ -57,6 +57,17 @@ def test_a_quote_runs_on_exactly_and_the_citation_names_its_own_passage():
     assert tracker.mode is Mode.FREE  # after the citation the model may end or quote again
 
 
+def test_an_answer_opening_a_passage_sentence_is_bound_from_its_first_token():
+    opened = CopySource(FIRST.token_ids, FIRST.sentence_ends, CITE_1, frozenset({(40, 0), (43, 3)}))
+    constraint = CopyConstraint((opened, SECOND), enter_after=2)
+    tracker = CopyTracker(constraint, (STOP,))
+    tracker.sync([43])  # 43: the reply form of the word at position 3 ("The" for the passage's " The")
+    assert tracker.mode is Mode.QUOTING and tracker.allowed() == [14]
+    later = CopyTracker(constraint, (STOP,))
+    later.sync([7, 43])  # only the answer's first token opens a quote: later ones bind by enter_after
+    assert later.mode is Mode.FREE
+
+
 def test_no_ending_mid_sentence():
     tracker = CopyTracker(CONSTRAINT, (STOP,))
     tracker.sync([10, 11, 12, 13])
@@ -121,6 +132,11 @@ def test_constraint_from_a_rendered_prompt_holds_each_passage_as_the_prompt_toke
         ends = [tokenizer.decode(source.token_ids[:i + 1]) for i in sorted(source.sentence_ends)]
         sentences = passage.text.replace("! ", "!|").replace(". ", ".|").split("|")
         assert ends == [" ".join(sentences[:k + 1]) for k in range(len(sentences))]
+        opened = sorted(tokenizer.decode([t]) + tokenizer.decode(source.token_ids[i + 1:i + 3])
+                        for t, i in source.openings)
+        assert opened == sorted(tokenizer.decode(tokenizer.encode(s)[:3]) for s in sentences
+                                if len(tokenizer.encode(s.split()[0])) == 1)
+        assert opened  # "Lists", "They", "A", "Use" are words of the tokenizer's corpus
     assert tokenizer.decode(constraint.sources[1].citation) == " [2]"
 
 

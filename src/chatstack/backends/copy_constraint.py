@@ -7,7 +7,9 @@ reader decides (whether to quote at all, which passage, where to start, when to 
 takes away only the drift:
 
 - **free**: no mask. Once the last `enter_after` generated tokens equal a span of a
-  passage (as tokenized in the prompt), decoding is *quoting* that span;
+  passage (as tokenized in the prompt), decoding is *quoting* that span; so is it when the
+  answer's first token opens one of the passage's sentences (an `opening`: the sentence's first
+  word as it starts a reply, without the space it has inside the passage);
 - **quoting**: only tokens that continue a span matched so far are allowed; where the quoted
   span ends a sentence, so are the stop tokens and the first token of a citation;
 - **citing**: the citation is finished with the number of a passage the quote came from,
@@ -29,17 +31,21 @@ import torch
 @dataclass(frozen=True)
 class CopySource:
     """One passage as it sits in the prompt: its token ids, the positions (indices into
-    `token_ids`) whose token ends a sentence, and the tokens that cite it (" [n]")."""
+    `token_ids`) whose token ends a sentence, the tokens that cite it (" [n]"), and its
+    openings: (token that starts a reply with a sentence's first word, that word's position)."""
 
     token_ids: tuple[int, ...]
     sentence_ends: frozenset[int]
     citation: tuple[int, ...]
+    openings: frozenset[tuple[int, int]] = frozenset()
 
     def __post_init__(self) -> None:
         if not self.token_ids or not self.citation:
             raise ValueError("a copy source needs token ids and citation tokens")
         if any(not 0 <= i < len(self.token_ids) for i in self.sentence_ends):
             raise ValueError("sentence_ends must index token_ids")
+        if any(not 0 <= i < len(self.token_ids) for _, i in self.openings):
+            raise ValueError("openings must index token_ids")
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class CopyTracker:
         """Consume the tokens generated since the last call."""
         for token in generated[self.seen:]:
             self._advance(token)
-        self.seen = len(generated)
+            self.seen += 1
 
     def allowed(self) -> list[int] | None:
         """Token ids the next token must be one of; None when decoding is free."""
@@ -127,6 +133,11 @@ class CopyTracker:
             self._advance_citation()
             return
         self.free_run.append(token)
+        if self.seen == 0:  # the answer's first token
+            self.spans = {(s, i) for s, source in enumerate(sources) for t, i in source.openings if t == token}
+            if self.spans:
+                self.mode = Mode.QUOTING
+                return
         run = tuple(self.free_run[-self.constraint.enter_after:])
         if len(run) == self.constraint.enter_after:
             self.spans = set(_spans_ending_with(run, sources))

@@ -37,19 +37,31 @@ def copy_constraint(tokenizer, prompt_text: str, prompt_ids: tuple[int, ...], pa
         searched_from = at + len(fenced)
         text = defanged(passage.text)
         start = at + fenced.index(text)
-        source = _source(prompt_text, prompt_ids, offsets, start, start + len(text), citation)
+        source = _source(tokenizer, prompt_text, prompt_ids, offsets, start, start + len(text), citation)
         if source is not None:
             sources.append(source)
     return CopyConstraint(tuple(sources), enter_after) if sources else None
 
 
-def _source(prompt_text: str, prompt_ids, offsets, start: int, end: int, citation: tuple[int, ...]) -> CopySource | None:
-    """The prompt tokens lying wholly within characters [start, end)."""
+def _source(tokenizer, prompt_text: str, prompt_ids, offsets, start: int, end: int,
+            citation: tuple[int, ...]) -> CopySource | None:
+    """The prompt tokens lying wholly within characters [start, end), and the openings of its sentences:
+    each sentence's first word, encoded as a reply would start with it, where that is one token."""
     inside = [j for j, (a, b) in enumerate(offsets) if start <= a and b <= end and b > a]
     if not inside:
         return None
     ends = frozenset(k for k, j in enumerate(inside) if _ends_sentence(prompt_text, offsets[j][1], end))
-    return CopySource(tuple(prompt_ids[j] for j in inside), ends, citation)
+    token_ids = tuple(prompt_ids[j] for j in inside)
+    starts = [0] + [k + 1 for k in sorted(ends) if k + 1 < len(inside)]
+    openings = set()
+    for k in starts:
+        while k < len(inside) and not prompt_text[offsets[inside[k]][0]:offsets[inside[k]][1]].strip():
+            k += 1  # a line break between sentences: the sentence opens at the next token
+        word = prompt_text[offsets[inside[k]][0]:offsets[inside[k]][1]].strip() if k < len(inside) else ""
+        opening = tokenizer.encode(word, add_special_tokens=False) if word else []
+        if len(opening) == 1:
+            openings.add((opening[0], k))
+    return CopySource(token_ids, ends, citation, frozenset(openings))
 
 
 def _ends_sentence(text: str, at: int, end: int) -> bool:
