@@ -10,7 +10,9 @@ when the continuation fails. On a violation nothing more is released and the
 verdict carries the category's refusal message; neither the failing window's
 new text nor the `holdback` characters before it were ever sent. `finish()`
 checks the remainder. A check before the end stops at a word boundary, so no window ends in
-half a word. Released text has PII redacted; the cut between released
+half a word. Before `MIN_VERDICT_CHARS` have streamed, a failed check is provisional: two or
+three words are too few for the classifier ("The constructor " scored 0.93 for weapons), so
+nothing is released and the next check, over more text, decides; the final check always does. Released text has PII redacted; the cut between released
 and held text never falls inside a PII span or a word.
 
 Time to first text: about `holdback + first_check` generated characters and
@@ -30,6 +32,7 @@ from chatstack.safety.pii import find_pii, redact
 PII_MARGIN = 48  # chars held back so a phone number or IBAN still arriving is redacted whole
 FIRST_CHECK_CHARS = 16  # check cadence until the first release
 HOLDBACK_CHARS = PII_MARGIN  # released text was checked together with at least this much of what follows
+MIN_VERDICT_CHARS = HOLDBACK_CHARS + FIRST_CHECK_CHARS  # a stream this short is refused only by its final check
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class StreamModerator:
         self.redact_pii = redact_pii
         self._text = ""
         self._checked = 0  # text[:_checked] passed a check
+        self._doubted = 0  # text[:_doubted] failed a provisional check: held until a longer one decides
         self._released = 0  # text[:_released] was handed out
         self.violation: ModerationResult | None = None
         self.checks = 0
@@ -71,8 +75,8 @@ class StreamModerator:
         if self.violation is not None:
             return StreamStep("")
         self._text += delta
-        while len(self._text) - self._checked >= self._step():
-            end = self._word_end(self._checked + self._step())
+        while len(self._text) - self._unsettled() >= self._step():
+            end = self._word_end(self._unsettled() + self._step())
             if not self._check_until(end):
                 return StreamStep("", self.violation)
         return StreamStep(self._release(final=False))
@@ -89,7 +93,7 @@ class StreamModerator:
         """Check whatever is left unchecked and release the rest."""
         if self.violation is not None:
             return StreamStep("")
-        if self._checked < len(self._text) and not self._check_until(len(self._text)):
+        if self._checked < len(self._text) and not self._check_until(len(self._text), final=True):
             return StreamStep("", self.violation)
         return StreamStep(self._release(final=True))
 
@@ -104,14 +108,21 @@ class StreamModerator:
         of a streaming "cannot" scored 0.74 for weapons (a cannon). A word longer than the whole
         step is checked as it stands; the final check always sees every word whole.
         """
-        for end in range(target, self._checked, -1):
+        for end in range(target, self._unsettled(), -1):
             if self._text[end - 1].isspace():
                 return end
         return target
 
-    def _check_until(self, end: int) -> bool:
+    def _unsettled(self) -> int:
+        """Where the text no check has looked at yet begins."""
+        return max(self._checked, self._doubted)
+
+    def _check_until(self, end: int, final: bool = False) -> bool:
         result = self.check(self._text[max(0, end - self.window):end])
         self.checks += 1
+        if result.blocked and not final and end < MIN_VERDICT_CHARS:
+            self._doubted = end
+            return True
         if result.blocked:
             self.violation = result
             return False

@@ -125,3 +125,30 @@ def test_windows_before_the_end_never_end_inside_a_word(piece):
 def test_first_check_and_holdback_are_validated(kwargs, field):
     with pytest.raises(ValueError, match=field):
         StreamModerator(keyword_check, window=400, check_every=120, **kwargs)
+
+
+def short_window_misfire(text: str) -> ModerationResult:
+    """The classifier's known misfire on a two-word window, and the keyword check otherwise."""
+    if text.strip() == "The constructor":
+        return ModerationResult(Action.REFUSE, "weapons_drugs", 0.93, text, "I can't help with that.")
+    return keyword_check(text)
+
+
+@pytest.mark.parametrize("piece", [1, 5, 200])
+def test_a_failed_check_on_the_first_few_words_is_decided_by_more_text(piece):
+    text = "The constructor builds a list whose items are the same and in the same order as the iterable's items."
+    released, violation = stream(text, StreamModerator(short_window_misfire, window=400, check_every=120), piece)
+    assert violation is None and released == text
+
+
+def test_a_short_stream_is_still_refused_by_its_final_check():
+    moderator = StreamModerator(keyword_check, window=400, check_every=120)
+    assert moderator.feed(HARMFUL).text == ""
+    assert moderator.finish().violation is not None
+
+
+@pytest.mark.parametrize("piece", [1, 4])
+def test_harm_that_opens_a_stream_is_refused_once_the_text_is_long_enough_to_judge(piece):
+    text = HARMFUL + " and then seal both ends of it tightly before use. " * 3
+    released, violation = stream(text, StreamModerator(keyword_check, window=400, check_every=120), piece)
+    assert violation is not None and released == ""
