@@ -40,6 +40,7 @@ class ChatOptions:
     stop_words: tuple[str, ...] = ()
     ignore_eos: bool | None = None
     tenant: str | None = None  # whose documents retrieval searches
+    quote_bound: bool | None = None  # quote-bound decoding over the retrieved passages
 
     def request_fields(self) -> dict:
         """The fields a request sends, by input name (the ones left None are left out)."""
@@ -73,6 +74,7 @@ _SCALARS = {
     "seed": ("UINT64", np.uint64),
     "ignore_eos": ("BOOL", np.bool_),
     "tenant": ("BYTES", np.object_),
+    "quote_bound": ("BOOL", np.bool_),
 }
 
 

@@ -6,6 +6,7 @@ process at a time), for two tenants; the server is configured for tenant "acme".
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
@@ -76,7 +77,8 @@ def ingested_store(work, onnx):
 @pytest.fixture(scope="module")
 def rag_stack(demo_model_dir, onnx, tmp_path_factory):
     work = tmp_path_factory.mktemp("rag")
-    server = start_server(demo_model_dir, work, ingested_store(work, onnx))
+    # quote-bound decoding off unless a request asks, then binding as quote_bound_stack's does
+    server = start_server(demo_model_dir, work, ingested_store(work, onnx), {"copy_enter_after": 1})
     yield server
     server.stop()
 
@@ -229,3 +231,9 @@ def test_quote_bound_answers_copy_the_retrieved_passage_word_for_word(quote_boun
     # verbatim to the sentence's end: at least " is 8001."
     assert longest_common_run(bound.text, corpus) >= len(" is 8001."), bound.text
     assert longest_common_run(bound.text, corpus) > longest_common_run(free.text, corpus), (bound.text, free.text)
+    # the request's quote_bound overrides the deployment's setting, both ways
+    unbound = ChatClient(quote_bound_stack.grpc_url, timeout_s=120).complete(
+        question, dataclasses.replace(options, quote_bound=False))
+    assert unbound.text == free.text
+    asked = ChatClient(rag_stack.grpc_url, timeout_s=120).complete(question, dataclasses.replace(options, quote_bound=True))
+    assert asked.text == bound.text

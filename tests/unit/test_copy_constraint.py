@@ -168,15 +168,16 @@ class RecordingBackend(GenerationBackend):
         pass
 
 
-@pytest.mark.parametrize("configured, passages, quote_bound", [
-    (True, PASSAGES, True), (False, PASSAGES, False), (True, [], False)])
-def test_chat_service_sends_the_constraint_when_the_deployment_asks(tokenizer, tmp_path, configured, passages,
-                                                                    quote_bound):
+@pytest.mark.parametrize("configured, requested, passages, quote_bound", [
+    (True, None, PASSAGES, True), (False, None, PASSAGES, False), (True, None, [], False),
+    (False, True, PASSAGES, True), (True, False, PASSAGES, False)])
+def test_chat_service_sends_the_constraint_when_the_request_or_the_deployment_asks(
+        tokenizer, tmp_path, configured, requested, passages, quote_bound):
     backend = RecordingBackend()
     service = ChatService(backend, tokenizer, SessionStore(tmp_path / "s.sqlite"))
     service.copy_from_passages, service.copy_enter_after = configured, 3
     request = ChatRequest([Message("system", "Be helpful."), Message("user", "Lists?")], passages, False, "",
-                          None, SamplingParams(max_tokens=8), (), True)
+                          None, SamplingParams(max_tokens=8), (), True, quote_bound=requested)
     list(service.start("r1", request))
     sent = backend.requests[0]
     assert sent.prompt_token_ids == service.prompt_ids(request)

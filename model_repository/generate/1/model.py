@@ -25,7 +25,7 @@ INPUTS = ("messages", "input_blocked", "input_reason", "input_refusal", "redacte
           "session_id",
           "max_tokens", "stream", "temperature", "top_p", "top_k", "seed", "stop_words", "ignore_eos",
           "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "return_log_probs",
-          "top_log_probs")
+          "top_log_probs", "quote_bound")
 
 
 class TritonPythonModel:

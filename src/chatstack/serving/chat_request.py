@@ -26,6 +26,7 @@ class ChatRequest:
     input_refusal: str = ""  # the policy's message for a blocked input
     redacted_user_text: str | None = None  # the user turn with PII replaced, for storage
     retrieval_status: str = "disabled"  # "ok" | "disabled" | "degraded"
+    quote_bound: bool | None = None  # None: the deployment's generation.copy_from_passages
 
     @property
     def user_text(self) -> str:
@@ -51,4 +52,5 @@ def parse_chat_request(tensors: fields.Tensors, cfg: DeploymentConfig) -> ChatRe
         input_refusal=fields.optional_text(tensors, "input_refusal") or "",
         redacted_user_text=fields.optional_text(tensors, "redacted_query"),
         retrieval_status=fields.optional_text(tensors, "retrieval_status") or "disabled",
+        quote_bound=fields.optional_bool(tensors, "quote_bound"),
     )

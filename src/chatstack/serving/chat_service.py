@@ -93,11 +93,13 @@ class ChatService:
         return tuple(self.tokenizer.encode(self.prompt_text(request), add_special_tokens=False))
 
     def generation_request(self, request_id: str, request: ChatRequest) -> GenerationRequest:
-        """The backend's request; quote-bound over the passages when the deployment asks (`copy_from_passages`)."""
+        """The backend's request; quote-bound over the passages when the request (`quote_bound`) or, when it does
+        not say, the deployment (`copy_from_passages`) asks."""
         text = self.prompt_text(request)
         ids = tuple(self.tokenizer.encode(text, add_special_tokens=False))
+        wanted = self.copy_from_passages if request.quote_bound is None else request.quote_bound
         copy = (copy_constraint(self.tokenizer, text, ids, list(request.passages), self.copy_enter_after)
-                if self.copy_from_passages and request.passages else None)
+                if wanted and request.passages else None)
         return GenerationRequest(request_id, ids, request.sampling, self.stop_token_ids, copy)
 
     def start(self, request_id: str, request: ChatRequest) -> Iterator[ChatDelta]:
