@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("--quote-bound", choices=["on", "off"],
+                   help="quote-bound decoding over the retrieved passages (default: the deployment's)")
     p.add_argument("--no-stream", action="store_true", help="receive each answer in one response")
     p.add_argument("--once", help="ask one question and exit")
     return p.parse_args(argv)
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     options = ChatOptions(
         session_id=args.session, system_prompt=args.system_prompt, max_tokens=args.max_tokens,
         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed,
-        stop_words=tuple(args.stop),
+        stop_words=tuple(args.stop), quote_bound=None if args.quote_bound is None else args.quote_bound == "on",
     )
     return run_chat_loop(args.url, once=args.once, options=options, stream=not args.no_stream)
 
