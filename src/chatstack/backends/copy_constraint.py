@@ -23,6 +23,7 @@ per request, fed the tokens generated so far, so it follows a preempted-and-resu
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,16 @@ class CopyConstraint:
         if self.enter_after < 1:
             raise ValueError(f"enter_after must be >= 1, got {self.enter_after}")
 
+    @functools.cached_property
+    def spans_by_run(self) -> dict[tuple[int, ...], list[tuple[int, int]]]:
+        """Every run of `enter_after` source tokens → where it occurs: (source, position of its last token)."""
+        n, index = self.enter_after, {}
+        for s, source in enumerate(self.sources):
+            ids = source.token_ids
+            for i in range(len(ids) - n + 1):
+                index.setdefault(ids[i:i + n], []).append((s, i + n - 1))
+        return index
+
 
 class Mode(enum.Enum):
     FREE = "free"
@@ -93,8 +104,8 @@ class CopyTracker:
         if self.mode is Mode.CITING:
             return sorted({sources[s].citation[self.cited] for s in self.citing})
         tokens = {sources[s].token_ids[i + 1] for s, i in self.spans if i + 1 < len(sources[s].token_ids)}
-        if self._ending_spans():
-            tokens |= self.stop_token_ids | {sources[s].citation[0] for s in self._ending_spans()}
+        if ending := self._ending_spans():
+            tokens |= self.stop_token_ids | {sources[s].citation[0] for s in ending}
         return sorted(tokens)
 
     def mask(self, logits: torch.Tensor) -> torch.Tensor:
@@ -140,7 +151,7 @@ class CopyTracker:
                 return
         run = tuple(self.free_run[-self.constraint.enter_after:])
         if len(run) == self.constraint.enter_after:
-            self.spans = set(_spans_ending_with(run, sources))
+            self.spans = set(self.constraint.spans_by_run.get(run, ()))
             if self.spans:
                 self.mode = Mode.QUOTING
 
@@ -153,9 +164,3 @@ class CopyTracker:
     def _free(self) -> None:
         self.mode, self.free_run, self.spans, self.citing, self.cited = Mode.FREE, [], set(), set(), 0
 
-
-def _spans_ending_with(run: tuple[int, ...], sources: tuple[CopySource, ...]) -> list[tuple[int, int]]:
-    """(source, position) of every place a source's tokens equal `run`, ending at position."""
-    n = len(run)
-    return [(s, i + n - 1) for s, source in enumerate(sources)
-            for i in range(len(source.token_ids) - n + 1) if source.token_ids[i:i + n] == run]

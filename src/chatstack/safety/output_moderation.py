@@ -12,8 +12,9 @@ new text nor the `holdback` characters before it were ever sent. `finish()`
 checks the remainder. A check before the end stops at a word boundary, so no window ends in
 half a word. Before `MIN_VERDICT_CHARS` have streamed, a failed check is provisional: two or
 three words are too few for the classifier ("The constructor " scored 0.93 for weapons), so
-nothing is released and the next check, over more text, decides; the final check always does. Released text has PII redacted; the cut between released
-and held text never falls inside a PII span or a word.
+nothing is released and the next check, over more text, decides; the final check always does.
+Released text has PII redacted; the cut between released and held text never falls inside a
+PII span or a word.
 
 Time to first text: about `holdback + first_check` generated characters and
 (holdback + first_check) / first_check short checks — 64 characters and four
