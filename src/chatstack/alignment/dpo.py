@@ -116,6 +116,7 @@ def main(recipe: DPORecipe) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
+    from chatstack.alignment.compact_head import compact_heads
     from chatstack.alignment.preference_eval import dpo_preference_score
     from chatstack.alignment.time_budget import TimeBudget
     from chatstack.alignment.versioned_sets import dpo_pairs
@@ -136,10 +137,11 @@ def main(recipe: DPORecipe) -> dict:
     budget = TimeBudget(recipe.time_budget_s)
     policy = AutoModelForCausalLM.from_pretrained(str(recipe.base_model))
     trainable = freeze_all_but(policy, recipe.trainable_modules)
-    trainer = DPOTrainer(
-        model=policy, args=args, train_dataset=Dataset.from_list(_without_objective(train)),
-        processing_class=tokenizer, callbacks=[budget],
-    )
+    with compact_heads():  # on CPU the LM head scores the completions only, not the passages in the prompt
+        trainer = DPOTrainer(
+            model=policy, args=args, train_dataset=Dataset.from_list(_without_objective(train)),
+            processing_class=tokenizer, callbacks=[budget],
+        )
     started = time.monotonic()
     result = trainer.train()
     train_wall_s = round(time.monotonic() - started, 1)

@@ -66,7 +66,7 @@ def as_records(conversations: list[list[Message]]) -> list[dict]:
 
 
 def causal_lm_loss(outputs, labels, num_items_in_batch=None):
-    """Next-token cross-entropy over the labelled (assistant) tokens.
+    """Next-token cross-entropy over the labelled (assistant) tokens, from full logits.
 
     TRL's default fused, chunked log-prob kernel is meant for GPUs with huge vocabularies and runs far slower on CPU.
     """
@@ -78,27 +78,53 @@ def causal_lm_loss(outputs, labels, num_items_in_batch=None):
     return total / count
 
 
+def backbone_and_head(model):
+    """The decoder stack and LM head of a plain or PEFT-wrapped causal LM on CPU; None for anything else
+    (a DDP/FSDP/DeepSpeed wrapper must run its own forward for its hooks, and GPUs have TRL's kernels)."""
+    from transformers import PreTrainedModel
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not isinstance(base, PreTrainedModel) or base.device.type != "cpu" or base.base_model is base:
+        return None
+    return base.base_model, base.get_output_embeddings()
+
+
 def reader_sft_trainer():
-    """An `SFTTrainer` whose loss is `causal_lm_loss` over one forward pass. (Handed to TRL as `compute_loss_func`,
-    the loss made TRL run a second, gradient-free forward each step for its entropy and accuracy metrics: a third
-    more compute.) Logs the token accuracy from the same logits."""
+    """An `SFTTrainer` whose loss comes from one forward pass. (Handed to TRL as `compute_loss_func`, the loss made
+    TRL run a second, gradient-free forward each step for its entropy and accuracy metrics: a third more compute.)
+
+    On CPU the LM head runs only at the positions that predict an assistant token (`fused_loss`): the passages and
+    questions that make up most of each conversation need no logits. Logs the token accuracy from the same logits."""
     from trl import SFTTrainer
+
+    from chatstack.model.fused_loss import linear_cross_entropy, shifted_targets
 
     class ReaderSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             labels = inputs["labels"]
-            outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
-            loss = causal_lm_loss(outputs, labels, num_items_in_batch)
+            features = {k: v for k, v in inputs.items() if k != "labels"}
+            parts = None if return_outputs else backbone_and_head(model)
+            if parts is not None:
+                backbone, head = parts
+                hidden = backbone(**features, use_cache=False).last_hidden_state  # (B, T, H)
+                rows, targets = shifted_targets(hidden, labels)
+                total, right = linear_cross_entropy(rows, head.weight, targets)
+                loss = total / (num_items_in_batch if num_items_in_batch is not None else max(len(targets), 1))
+                labelled, outputs = torch.tensor(len(targets)), None
+            else:
+                outputs = model(**features, use_cache=False)
+                loss = causal_lm_loss(outputs, labels, num_items_in_batch)
+                with torch.no_grad():
+                    targets = labels[:, 1:]
+                    kept = targets != -100
+                    right = ((outputs.logits[:, :-1].argmax(-1) == targets) & kept).sum()
+                    labelled = kept.sum()
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # num_items_in_batch counts every rank's tokens
-            with torch.no_grad():
-                targets = labels[:, 1:]
-                labelled = targets != -100
-                correct = (outputs.logits[:, :-1].argmax(-1) == targets) & labelled
-                counts = self.accelerator.gather_for_metrics(torch.stack([correct.sum(), labelled.sum()]).view(1, 2))
-                right, total = counts.sum(dim=0).tolist()
+            counts = self.accelerator.gather_for_metrics(torch.stack([right, labelled.to(right.device)]).view(1, 2))
+            right_total, total_count = counts.sum(dim=0).tolist()
             mode = "train" if model.training else "eval"
-            self._metrics[mode]["mean_token_accuracy"].append(right / total if total else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append(right_total / total_count if total_count else 0.0)
             return (loss, outputs) if return_outputs else loss
 
     return ReaderSFTTrainer

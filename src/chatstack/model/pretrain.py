@@ -25,6 +25,7 @@ from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizer
 
 from chatstack.model import corpus
 from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
+from chatstack.model.fused_loss import causal_lm_loss
 from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
 from chatstack.text.chat_template import END_OF_TURN, EOS, render_chat
 
@@ -269,7 +270,7 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
         progress = max(step / cfg.max_steps, elapsed / cfg.time_budget_s)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step, progress)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = causal_lm_loss(model, batch)  # the model's own loss, without holding the full logits
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
