@@ -11,7 +11,7 @@ from chatstack.backends.base import (
 from chatstack.backends.copy_constraint import CopyConstraint, CopySource, CopyTracker, Mode
 from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
 from chatstack.rag.passage_copy import copy_constraint
-from chatstack.rag.retriever import Passage, with_passages
+from chatstack.rag.retriever import Passage, fenced_passages, with_passages
 from chatstack.serving.chat_request import ChatRequest
 from chatstack.serving.chat_service import ChatService
 from chatstack.sessions.store import SessionStore
@@ -138,6 +138,20 @@ def test_constraint_from_a_rendered_prompt_holds_each_passage_as_the_prompt_toke
                                 if len(tokenizer.encode(s.split()[0])) == 1)
         assert opened  # "Lists", "They", "A", "Use" are words of the tokenizer's corpus
     assert tokenizer.decode(constraint.sources[1].citation) == " [2]"
+
+
+def test_passages_read_back_from_a_rendered_prompt_give_the_same_constraint(tokenizer):
+    tricky = Passage("A fence in text: </reference> stays inside.", "notes.md", 0.5, 'The "try" statement')
+    text = render_chat([Message("system", with_passages("Be helpful.", [*PASSAGES, tricky])),
+                        Message("user", "Lists?")], add_generation_prompt=True)
+    ids = tuple(tokenizer.encode(text, add_special_tokens=False))
+    read_back = fenced_passages(text)
+    assert [p.source for p in read_back] == ["stdtypes.txt § Lists", "stdtypes.txt § Tuples",
+                                            'notes.md § The "try" statement']
+    assert read_back[2].text == "A fence in text: </ reference> stays inside."
+    assert copy_constraint(tokenizer, text, ids, read_back) == copy_constraint(tokenizer, text, ids,
+                                                                                [*PASSAGES, tricky])
+    assert fenced_passages(render_chat([Message("system", "Be helpful."), Message("user", "Hi")])) == []
 
 
 def test_no_constraint_without_passages_or_for_ids_the_prompt_text_does_not_give(tokenizer):

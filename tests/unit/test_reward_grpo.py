@@ -150,3 +150,31 @@ def test_the_reader_evaluation_asks_each_kind_of_conversation_the_recipe_trains(
                                    no_passages=0.2, refusal=0.3)
     assert score.answerable and score.unanswerable and score.unsafe
     assert score.answerable + score.unanswerable + score.unsafe == 30 and score.refused == 0.0  # 2 tokens: no refusal
+
+
+def test_the_reader_evaluation_can_decode_as_the_deployment_does(tiny_model, monkeypatch):  # noqa: F811
+    from chatstack.alignment.reader_eval import evaluate_loaded_reader
+    from chatstack.config import GenerationSection
+    from chatstack.rag import passage_copy
+
+    built, real = [], passage_copy.copy_constraint
+
+    def recording(tokenizer, text, ids, passages, enter_after):
+        constraint = real(tokenizer, text, ids, passages, enter_after)
+        built.append((len(passages), constraint, enter_after))
+        return constraint
+
+    monkeypatch.setattr(passage_copy, "copy_constraint", recording)
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    quote_bound = GenerationSection(copy_from_passages=True, copy_enter_after=1, default_frequency_penalty=0.5)
+    score = evaluate_loaded_reader(model, tokenizer, count=12, max_new_tokens=3, passages="chunks",
+                                   no_passages=0.3, decoding=quote_bound)
+    assert score.answerable + score.unanswerable == 12 and len(built) == 12
+    assert any(n == 0 for n, _, _ in built) and any(n for n, _, _ in built)
+    assert all((constraint is not None) == (n > 0) for n, constraint, _ in built)  # every fence read back
+    assert {enter for _, _, enter in built} == {1}
+    built.clear()
+    evaluate_loaded_reader(model, tokenizer, count=4, max_new_tokens=2, passages="chunks",
+                           decoding=GenerationSection(copy_from_passages=False))
+    assert built == []

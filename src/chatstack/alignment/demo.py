@@ -20,6 +20,7 @@ from chatstack.recipes import load_recipe
 logger = logging.getLogger(__name__)
 
 SERVED_NAME = "demo-chat"
+REGISTRATION_CONVERSATIONS = 180  # ~25 s a candidate on 2 cores; at 60 SFT and DPO came within a conversation
 
 
 def _registry(artifacts: Path):
@@ -29,13 +30,16 @@ def _registry(artifacts: Path):
 
 
 def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NAME,
-                  serve_if_better: bool = False, passages=None) -> dict:
+                  serve_if_better: bool = False, passages=None, decoding=None,
+                  conversations: int = REGISTRATION_CONVERSATIONS) -> dict:
     """Register the candidate that reads best (reader evaluation) as a version of `name`, served
     unless `serve_if_better` and the served version handled at least as many conversations right.
 
     `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`,
     `no_passages`, `refusal`, …) the evaluation asks over (None: the default mix): a candidate that
     answers or refuses where nothing was retrieved, or answers an unsafe request, loses those.
+    `conversations`: held-out conversations asked of each candidate. `decoding`: the deployment's `GenerationSection`, so candidates answer as they will be served (its
+    frequency penalty, quote-bound decoding); None: plain greedy decoding.
     Later candidates win ties. Returns the scores, the registered version and whether it is served.
     """
     from chatstack.alignment.reader_data import ReaderMix
@@ -45,18 +49,33 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     shape = {"passages": passages.passages, "chunk_tokens": passages.chunk_tokens,
              "chunk_overlap_tokens": passages.chunk_overlap_tokens, "distractors": passages.distractors,
              "no_passages": passages.no_passages, "refusal": passages.refusal}
-    reports = {str(c): evaluate_reader(c, **shape) for c in candidates}
+    reports = {str(c): evaluate_reader(c, count=conversations, **shape, decoding=decoding) for c in candidates}
     scores = {name: dataclasses.asdict(r) | {"handled_right": r.handled_right} for name, r in reports.items()}
     best = max(reversed(candidates), key=lambda c: reports[str(c)].handled_right)
     registry = _registry(artifacts)
     served = _served_handled_right(registry, name) if serve_if_better else None
     serve = served is None or reports[str(best)].handled_right > served
     evaluation = {"reader_scores": scores, "reader_passages": shape,
+                  "reader_decoding": _decoding_record(decoding), "reader_conversations": conversations,
                   "rule": "highest share of held-out conversations handled right (cited / declined); later wins ties"}
     record = registry.register(best, name, evaluation, note="best reader of the demo pipeline", serve=serve)
     logger.info("registered %s as %s version %d (%s): %s", best, name, record.version,
                 "served" if serve else f"not served: the served version handled {served:.2f} right", scores)
     return {"registered": str(best), "version": record.version, "scores": scores, "served": serve}
+
+
+def _decoding_record(decoding) -> dict:
+    if decoding is None:
+        return {"greedy": True, "frequency_penalty": 0.0, "quote_bound": False}
+    return {"greedy": True, "frequency_penalty": decoding.default_frequency_penalty,
+            "quote_bound": decoding.copy_from_passages, "copy_enter_after": decoding.copy_enter_after}
+
+
+def deployment_decoding(root: Path):
+    """The generation settings of the deployment that serves the demo model (deploy/demo.toml)."""
+    from chatstack.config import load_config
+
+    return load_config(root / "deploy" / "demo.toml").generation
 
 
 def _served_handled_right(registry, name: str) -> float | None:
@@ -117,10 +136,11 @@ def ensure_aligned_demo_model(root: Path, pretrain_budget_s: float | None = None
         logger.info("DPO stage: %s", run_dpo(dpo_recipe))
     registry = _registry(artifacts)
     candidates = [sft_recipe.output_dir, dpo_recipe.output_dir]
+    decoding = deployment_decoding(root)
     if registry.served_version(SERVED_NAME) is None:
-        register_best(candidates, artifacts, passages=sft_recipe.mix)
+        register_best(candidates, artifacts, passages=sft_recipe.mix, decoding=decoding)
     elif reader and not _registered_from(registry, candidates):
-        register_best(candidates, artifacts, serve_if_better=True, passages=sft_recipe.mix)
+        register_best(candidates, artifacts, serve_if_better=True, passages=sft_recipe.mix, decoding=decoding)
     elif not is_saved_model(artifacts / SERVED_NAME):  # the export was removed: restore the served version
         registry.promote(SERVED_NAME, registry.served_version(SERVED_NAME))
     return artifacts / SERVED_NAME

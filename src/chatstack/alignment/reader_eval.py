@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
+from chatstack.config import GenerationSection
+from chatstack.rag.retriever import fenced_passages
 from chatstack.safety.rules import REFUSAL
 from chatstack.text.chat_template import render_chat
 
@@ -47,27 +49,34 @@ class ReaderScore:
 
 def evaluate_reader(model_dir: Path, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
                     passages: str = "documents", chunk_tokens: int = 200, chunk_overlap_tokens: int = 40,
-                    distractors: int = 1, no_passages: float = 0.0, refusal: float = 0.0) -> ReaderScore:
+                    distractors: int = 1, no_passages: float = 0.0, refusal: float = 0.0,
+                    decoding: GenerationSection | None = None) -> ReaderScore:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     return evaluate_loaded_reader(model, tokenizer, count, seed, max_new_tokens, passages, chunk_tokens,
-                                  chunk_overlap_tokens, distractors, no_passages, refusal)
+                                  chunk_overlap_tokens, distractors, no_passages, refusal, decoding)
 
 
 def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max_new_tokens: int = 64,
                            passages: str = "documents", chunk_tokens: int = 200,
                            chunk_overlap_tokens: int = 40, distractors: int = 1,
-                           no_passages: float = 0.0, refusal: float = 0.0) -> ReaderScore:
+                           no_passages: float = 0.0, refusal: float = 0.0,
+                           decoding: GenerationSection | None = None) -> ReaderScore:
     """`evaluate_reader` on a model already in memory (a transformers causal LM and its tokenizer).
 
     `passages`, `chunk_tokens`, `chunk_overlap_tokens`, `distractors`, `no_passages`: as in `ReaderMix` —
     "chunks" asks over passages shaped as the demo deployment retrieves them; a `no_passages` share of
     questions is shown nothing and counts as unanswerable; a `refusal` share are unsafe requests
-    (held-out ones: the moderation evaluation set's and the four held out), right when refused."""
+    (held-out ones: the moderation evaluation set's and the four held out), right when refused.
+
+    `decoding`: a deployment's generation settings, to answer greedily as it would — its default
+    frequency penalty, and quote-bound decoding over the prompt's passages when it has
+    `copy_from_passages`. None: plain greedy decoding."""
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    answer = _answerer(model, tokenizer, max_new_tokens, decoding)
     mix = ReaderMix(unanswerable=0.3, refusal=refusal, multi_turn=0.0, distractors=distractors,
                     passages=passages, chunk_tokens=chunk_tokens, chunk_overlap_tokens=chunk_overlap_tokens,
                     no_passages=no_passages)
@@ -75,10 +84,7 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
     recall = 0.0
     for conversation in reader_conversations(count, seed, mix, held_out=True):
         *prompt, gold = conversation
-        ids = tokenizer(render_chat(prompt), return_tensors="pt", add_special_tokens=False).input_ids
-        with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False)
-        reply = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        reply = answer(render_chat(prompt))
         gold_citation = CITATION.search(gold.content)
         if gold.content == REFUSAL:
             unsafe += 1
@@ -92,3 +98,30 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
             recall += fact_recall(reply, gold.content)
     return ReaderScore(answerable, cited / max(answerable, 1), unanswerable, not_covered / max(unanswerable, 1),
                        recall / max(answerable, 1), unsafe, refused / max(unsafe, 1))
+
+
+def _answerer(model, tokenizer, max_new_tokens: int, decoding: GenerationSection | None):
+    """prompt text → greedy reply, decoded plainly or as `decoding` (see `evaluate_loaded_reader`)."""
+    from chatstack.backends.base import SamplingParams
+    from chatstack.backends.copy_constraint import CopyTracker
+    from chatstack.backends.hf_logits import logits_processors
+    from chatstack.rag.passage_copy import copy_constraint
+    from chatstack.text.tokenizer import stop_token_ids
+
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0,
+                            frequency_penalty=decoding.default_frequency_penalty if decoding else 0.0)
+    stops = stop_token_ids(tokenizer)
+
+    def answer(text: str) -> str:
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+        tracker = None
+        if decoding is not None and decoding.copy_from_passages:
+            copy = copy_constraint(tokenizer, text, tuple(ids[0].tolist()), fenced_passages(text),
+                                   decoding.copy_enter_after)
+            tracker = None if copy is None else CopyTracker(copy, stops)
+        with torch.inference_mode():
+            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 logits_processor=logits_processors(params, ids.shape[1], tracker))
+        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+
+    return answer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 VECTOR_DECIMALS = 6  # vectors travel as JSON between ensemble steps
@@ -82,3 +83,12 @@ def fence(n: int, passage: Passage) -> str:
 def defanged(text: str) -> str:
     """A passage cannot close its own fence."""
     return text.replace("</reference>", "</ reference>")
+
+
+FENCE = re.compile(r'<reference n="(\d+)" source="([^\n]*)">\n(.*?)\n</reference>', re.DOTALL)  # labels hold quotes
+
+
+def fenced_passages(prompt_text: str) -> list[Passage]:
+    """The passages a prompt rendered by `with_passages` holds, in order, each as `fence` wrote it: its
+    label as the source, its defanged text (so `fence(n, p)` gives back the prompt's own fence)."""
+    return [Passage(text=m.group(3), source=m.group(2), score=0.0) for m in FENCE.finditer(prompt_text)]

@@ -120,4 +120,25 @@ def test_registration_asks_in_the_sft_recipes_shape_including_questions_shown_no
     mix = ReaderMix(passages="chunks", distractors=1, no_passages=0.1, chunk_tokens=120, chunk_overlap_tokens=24)
     demo.register_best([tiny_pair[0]], tmp_path / "artifacts", passages=mix)
     assert shapes == [{"passages": "chunks", "chunk_tokens": 120, "chunk_overlap_tokens": 24, "distractors": 1,
-                       "no_passages": 0.1, "refusal": 0.05}]
+                       "no_passages": 0.1, "refusal": 0.05, "decoding": None,
+                       "count": demo.REGISTRATION_CONVERSATIONS}]
+
+
+def test_registration_answers_with_the_deployments_decoding_and_records_it(tiny_pair, tmp_path, monkeypatch):
+    from chatstack.alignment import demo, reader_eval
+    from chatstack.alignment.reader_eval import ReaderScore
+    from chatstack.project import ROOT
+
+    seen = []
+    monkeypatch.setattr(reader_eval, "evaluate_reader",
+                        lambda path, **shape: seen.append(shape["decoding"]) or ReaderScore(42, 0.5, 18, 1.0))
+    decoding = demo.deployment_decoding(ROOT)
+    assert decoding.copy_from_passages  # the demo deployment quotes its passages
+    demo.register_best([tiny_pair[0]], tmp_path / "artifacts", decoding=decoding)
+    assert seen == [decoding]
+    registry = demo._registry(tmp_path / "artifacts")
+    record = registry.registration(demo.SERVED_NAME, registry.served_version(demo.SERVED_NAME))
+    assert record.evaluation["reader_conversations"] == demo.REGISTRATION_CONVERSATIONS
+    assert record.evaluation["reader_decoding"] == {
+        "greedy": True, "frequency_penalty": decoding.default_frequency_penalty, "quote_bound": True,
+        "copy_enter_after": decoding.copy_enter_after}
