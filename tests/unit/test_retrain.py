@@ -49,6 +49,7 @@ def test_steps_are_the_four_cli_commands_in_order(config):
     assert str(register.report) == str(config.eval_dir / "report.json")
     evaluation = cli.parser().parse_args(list(steps[2].argv[3:]))
     assert (evaluation.candidate, evaluation.baseline) == (config.candidate, config.baseline)
+    assert evaluation.reader_decoding == config.deployment_config  # the candidate answers as it would be served
 
 
 def test_dpo_command_builds_a_valid_recipe_from_the_served_model(config):

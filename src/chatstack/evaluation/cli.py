@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     p.add_argument("--pairs", type=int, help="held-out preference pairs (default: the DPO recipe's eval_pairs)")
     p.add_argument("--beta", type=float, help="β of the implicit DPO reward (default: the DPO recipe's)")
     p.add_argument("--reader-count", type=int, default=60, help="held-out reader conversations")
+    p.add_argument("--reader-decoding", type=Path, metavar="CONFIG",
+                   help="answer the reader conversations as this deployment TOML decodes (its frequency penalty, "
+                        "quote-bound decoding); default: plain greedy")
     p.add_argument("--questions", type=Path, help="judge question set, JSONL (default: data/judge/questions.jsonl)")
     p.add_argument("--question-limit", type=int, help="use only the first N judge questions")
     p.add_argument("--max-new-tokens", type=int, default=128, help="answer length for the judge questions")
@@ -38,11 +41,25 @@ def _settings(args):
 
     overrides = {k: v for k, v in (("pairs", args.pairs), ("beta", args.beta)) if v is not None}
     extra = {"questions": args.questions} if args.questions else {}
+    if args.reader_decoding is not None:
+        extra["reader_decoding"] = _deployment_decoding(args.reader_decoding)
     return EvalSettings(
         metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()), held_out=tuple(args.held_out),
         preference=PreferenceSet(**overrides), reference=args.reference, reader_count=args.reader_count,
         question_limit=args.question_limit, max_new_tokens=args.max_new_tokens, **extra,
     )
+
+
+def _deployment_decoding(path: Path):
+    """The generation section of a deployment TOML (its errors are ValueErrors naming the key)."""
+    from chatstack.config import load_config
+
+    if not path.is_file():
+        raise ValueError(f"--reader-decoding: no deployment config at {path}")
+    try:
+        return load_config(path).generation
+    except ValueError as exc:
+        raise ValueError(f"--reader-decoding {path}: {exc}") from None
 
 
 def _judge(args):

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatstack.alignment.reader_eval import evaluate_loaded_reader
+from chatstack.config import GenerationSection
 from chatstack.evaluation.answering import Answer, Answerer, LocalAnswerer
 from chatstack.evaluation.cli import METRICS
 from chatstack.evaluation.judge import JudgeEndpoint, Outcome, grade
@@ -36,6 +37,7 @@ class EvalSettings:
     preference: PreferenceSet = PreferenceSet()
     reference: Path | None = None  # None: each model's own parent (from its training summary)
     reader_count: int = 60
+    reader_decoding: GenerationSection | None = None  # answer the reader eval as this deployment decodes
     questions: Path = DEFAULT_QUESTIONS
     question_limit: int | None = None
     max_new_tokens: int = 128
@@ -94,7 +96,8 @@ def evaluate_model(model_dir: Path, run: _Run, answerer: Answerer | None = None)
     loaded = load_model(model_dir, "model")
     ppl = perplexity(loaded, run.texts, run.settings.window) if "perplexity" in metrics else None
     pref = _preference(loaded, run, skipped) if "preference" in metrics else None
-    reader = evaluate_loaded_reader(loaded.model, loaded.tokenizer, run.settings.reader_count) \
+    reader = evaluate_loaded_reader(loaded.model, loaded.tokenizer, run.settings.reader_count,
+                                    decoding=run.settings.reader_decoding) \
         if "reader" in metrics else None
     answers: dict[str, Answer] = {}
     judge = None
@@ -125,7 +128,8 @@ def evaluate(candidate: Path, baseline: Path | None, settings: EvalSettings, jud
     pairs = pairwise(mine.judge.grades, theirs.judge.grades) if mine.judge and theirs and theirs.judge else None
     verdict = decide(mine, theirs, pairs) if theirs is not None else None
     shown = {k: v if isinstance(v, (int, str, type(None))) else str(v) for k, v in dataclasses.asdict(settings).items()}
-    shown |= {"held_out": [str(p) for p in settings.held_out] or "docs/*.md", "judge": judge.name if judge else None}
+    shown |= {"held_out": [str(p) for p in settings.held_out] or "docs/*.md", "judge": judge.name if judge else None,
+              "reader_decoding": None if settings.reader_decoding is None else dataclasses.asdict(settings.reader_decoding)}
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return EvaluationReport(created, shown, mine, theirs, pairs, verdict)
 

@@ -81,7 +81,7 @@ def retrain_steps(cfg: RetrainConfig) -> list[Step]:
         Step("dpo", (cfg.python, str(project.ROOT / "training" / "align.py"), "dpo", "--recipe", str(cfg.dpo_recipe),
                      *(arg for s in dpo_sets for arg in ("--set", s)))),
         Step("eval", (*chatstack, "eval", "model", "--candidate", str(cfg.candidate), "--baseline", str(cfg.baseline),
-                      "--out", str(cfg.eval_dir), *cfg.eval_args)),
+                      "--out", str(cfg.eval_dir), "--reader-decoding", str(cfg.deployment_config), *cfg.eval_args)),
         Step("register", (*chatstack, "register", "--model", str(cfg.candidate), "--name", cfg.model_name,
                           "--report", str(cfg.eval_dir / "report.json"), "--if-better", *cfg.register_args)),
     ]

@@ -50,3 +50,30 @@ def test_eval_model_ab_report_with_a_judge_then_register_if_better(tiny_pair, tm
     capsys.readouterr()
     cli.main(["registry", "list", *registry_args])
     assert f"* v{version}" in capsys.readouterr().out
+
+
+def test_the_reader_eval_can_answer_as_a_deployment_decodes(tiny_pair, tmp_path, capsys):
+    from chatstack.config import load_config
+
+    base, _ = tiny_pair
+    out, config = tmp_path / "eval", project.ROOT / "deploy" / "demo.toml"
+    assert cli.main(["eval", "model", "--candidate", str(base), "--out", str(out), "--metrics", "reader",
+                     "--reader-count", "3", "--reader-decoding", str(config)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    generation = load_config(config).generation
+    assert report["settings"]["reader_decoding"]["copy_from_passages"] is generation.copy_from_passages is True
+    assert report["settings"]["reader_decoding"]["default_frequency_penalty"] == generation.default_frequency_penalty
+    reader = report["candidate"]["reader"]
+    assert reader["answerable"] + reader["unanswerable"] + reader["unsafe"] == 3
+
+
+def test_a_reader_decoding_that_is_not_a_deployment_config_is_refused(tiny_pair, tmp_path):
+    import pytest
+
+    base, _ = tiny_pair
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[generation]\ncopy_enter_after = 0\n")
+    for path, says in ((tmp_path / "missing.toml", "no deployment config"), (bad, "copy_enter_after")):
+        with pytest.raises(SystemExit, match=f"--reader-decoding.*{says}"):
+            cli.main(["eval", "model", "--candidate", str(base), "--metrics", "reader",
+                      "--reader-decoding", str(path), "--out", str(tmp_path / "eval")])
