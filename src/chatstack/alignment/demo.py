@@ -38,8 +38,9 @@ def register_best(candidates: list[Path], artifacts: Path, name: str = SERVED_NA
     `passages`: the SFT `ReaderMix`, whose passage shape (`passages`, `chunk_tokens`, `distractors`,
     `no_passages`, `refusal`, …) the evaluation asks over (None: the default mix): a candidate that
     answers or refuses where nothing was retrieved, or answers an unsafe request, loses those.
-    `conversations`: held-out conversations asked of each candidate. `decoding`: the deployment's `GenerationSection`, so candidates answer as they will be served (its
-    frequency penalty, quote-bound decoding); None: plain greedy decoding.
+    `conversations`: held-out conversations asked of each candidate. `decoding`: the deployment's
+    `GenerationSection`, so candidates answer as they will be served (its frequency penalty, quote-bound
+    decoding); None: plain greedy decoding.
     Later candidates win ties. Returns the scores, the registered version and whether it is served.
     """
     from chatstack.alignment.reader_data import ReaderMix

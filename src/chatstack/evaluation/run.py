@@ -128,8 +128,9 @@ def evaluate(candidate: Path, baseline: Path | None, settings: EvalSettings, jud
     pairs = pairwise(mine.judge.grades, theirs.judge.grades) if mine.judge and theirs and theirs.judge else None
     verdict = decide(mine, theirs, pairs) if theirs is not None else None
     shown = {k: v if isinstance(v, (int, str, type(None))) else str(v) for k, v in dataclasses.asdict(settings).items()}
+    decoding = settings.reader_decoding
     shown |= {"held_out": [str(p) for p in settings.held_out] or "docs/*.md", "judge": judge.name if judge else None,
-              "reader_decoding": None if settings.reader_decoding is None else dataclasses.asdict(settings.reader_decoding)}
+              "reader_decoding": None if decoding is None else dataclasses.asdict(decoding)}
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return EvaluationReport(created, shown, mine, theirs, pairs, verdict)
 
