@@ -38,6 +38,11 @@ def check_ranges(obj, at_least_one: tuple[str, ...], positive: tuple[str, ...]) 
             raise ValueError(f"{name} must be > 0, got {getattr(obj, name)}")
 
 
+def check_checkpoint_steps(steps) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"checkpoint_steps must be an integer >= 0 (0: no checkpoints), got {steps!r}")
+
+
 def recipe_from_dict(cls, raw: dict, nested: dict[str, type], floats: tuple[str, ...]):
     """Build a recipe dataclass: unknown keys are errors; nested tables become their dataclasses;
     YAML numbers such as `5e-4` (read as strings) become floats."""

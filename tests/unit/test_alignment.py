@@ -16,6 +16,7 @@ from chatstack.alignment.preference_data import ObjectiveWeights, preference_rec
 from chatstack.alignment.reader_data import ReaderMix, reader_conversations
 from chatstack.alignment.sft import SFTRecipe
 from chatstack.alignment.sft import main as sft_main
+from chatstack.alignment.time_budget import TimeBudget
 from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
 from chatstack.model.corpus import documents
 from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
@@ -129,14 +130,81 @@ def test_dpo_trains_only_the_named_modules(tiny_model, tmp_path):
 
 
 @pytest.mark.parametrize(("raw", "field"), [({"lr": -1}, "lr"), ({"batch_size": 0}, "batch_size"),
-                                            ({"bogus": 1}, "bogus"), ({"lora_rank": -2}, "lora_rank")])
+                                            ({"bogus": 1}, "bogus"), ({"lora_rank": -2}, "lora_rank"),
+                                            ({"checkpoint_steps": -1}, "checkpoint_steps"),
+                                            ({"checkpoint_steps": 2.5}, "checkpoint_steps")])
 def test_bad_sft_recipe_values_are_rejected(raw, field):
     with pytest.raises(ValueError, match=field):
         SFTRecipe.from_dict({"base_model": "a", "output_dir": "b", **raw})
 
 
 @pytest.mark.parametrize(("raw", "field"), [({"beta": 0}, "beta"), ({"weights": {"helpfulness": -1}}, "weights"),
-                                            ({"train_pairs": 0}, "train_pairs")])
+                                            ({"train_pairs": 0}, "train_pairs"),
+                                            ({"checkpoint_steps": -5}, "checkpoint_steps")])
 def test_bad_dpo_recipe_values_are_rejected(raw, field):
     with pytest.raises(ValueError, match=field):
         DPORecipe.from_dict({"base_model": "a", "output_dir": "b", **raw})
+
+
+class _StoppedAtStep(TimeBudget):
+    """Interrupts training at the end of step `at`, as a killed run would stop, before that step's checkpoint."""
+
+    at = 3
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt
+        return super().on_step_end(args, state, control, **kwargs)
+
+
+class _CountingSteps(TimeBudget):
+    steps = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        type(self).steps += 1
+        return super().on_step_end(args, state, control, **kwargs)
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_an_interrupted_stage_resumes_from_its_last_checkpoint(stage, tiny_model, tmp_path, monkeypatch):
+    from chatstack.alignment import time_budget
+
+    def run(out):
+        if stage == "sft":
+            return sft_main(SFTRecipe(base_model=tiny_model, output_dir=out, train_conversations=24,
+                                      eval_conversations=4, batch_size=4, epochs=2, lr=1e-2, max_length=512,
+                                      time_budget_s=120, checkpoint_steps=2))
+        return dpo_main(DPORecipe(base_model=tiny_model, output_dir=out, train_pairs=16, eval_pairs=4, batch_size=4,
+                                  epochs=2, lr=3e-3, max_length=512, time_budget_s=120, checkpoint_steps=2,
+                                  weights=ObjectiveWeights(helpfulness=0.5, safety=0.5)))
+
+    straight = run(tmp_path / "straight")
+    assert straight["resumed_from_step"] == 0 and straight["steps"] > 3
+    out = tmp_path / stage
+    monkeypatch.setattr(time_budget, "TimeBudget", _StoppedAtStep)
+    with pytest.raises(KeyboardInterrupt):
+        run(out)
+    trainer_dir = tmp_path / f"{stage}.partial" / "trainer"
+    assert sorted(p.name for p in trainer_dir.glob("checkpoint-*")) == ["checkpoint-2"]
+    monkeypatch.setattr(time_budget, "TimeBudget", _CountingSteps)
+    _CountingSteps.steps = 0
+    resumed = run(out)
+    assert resumed["resumed_from_step"] == 2 and resumed["steps"] == straight["steps"]
+    assert _CountingSteps.steps == straight["steps"] - 2  # only the steps after the checkpoint ran again
+    assert (out / "config.json").is_file() and not (tmp_path / f"{stage}.partial").exists()
+    for name, tensor in weights(tmp_path / "straight").items():
+        torch.testing.assert_close(weights(out)[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_a_checkpoint_of_another_recipe_is_cleared_not_resumed(tmp_path):
+    from chatstack.alignment.resume import resume_point
+
+    recipe = SFTRecipe(base_model="a", output_dir=tmp_path / "out", lr=1e-3)
+    trainer_dir = tmp_path / "trainer"
+    assert resume_point(trainer_dir, recipe) is None
+    (trainer_dir / "checkpoint-4").mkdir()
+    (trainer_dir / "checkpoint-4" / "trainer_state.json").write_text("{}")
+    budget_changed = SFTRecipe(base_model="a", output_dir=tmp_path / "elsewhere", lr=1e-3, time_budget_s=999)
+    assert resume_point(trainer_dir, budget_changed) == str(trainer_dir / "checkpoint-4")
+    assert resume_point(trainer_dir, SFTRecipe(base_model="a", output_dir=tmp_path / "out", lr=2e-3)) is None
+    assert not (trainer_dir / "checkpoint-4").exists()

@@ -13,10 +13,12 @@ from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
 from chatstack.model.pretrain import (
     SUMMARY_FILE,
     PretrainConfig,
+    checkpoint_path,
     copy_block,
     copy_warmup_batch,
     ensure_demo_model,
     learning_rate,
+    load_checkpoint,
     main,
     mix_texts,
     pack_blocks,
@@ -60,9 +62,9 @@ def test_training_changes_parameters_with_finite_loss(tmp_path):
 
 
 def test_main_saves_a_folder_that_reloads_offline_and_generates(tmp_path):
-    output_dir = main(tiny_config(tmp_path / "model"))
+    output_dir = main(tiny_config(tmp_path / "model", checkpoint_every=2))
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging left over
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging or checkpoint left over
     assert output_dir.stat().st_mode & 0o777 == 0o755
     model = AutoModelForCausalLM.from_pretrained(output_dir, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(output_dir, local_files_only=True)
@@ -206,3 +208,59 @@ def test_warmup_steps_train_on_copy_rows_then_on_corpus_batches(tmp_path):
     summary = train(LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer)), blocks, cfg)
     assert summary.steps == 6
     assert summary.tokens_seen == 3 * 6 * 64 + 3 * cfg.batch_size * cfg.seq_len
+
+
+def test_a_run_stopped_mid_way_continues_from_its_checkpoint_to_the_same_floats(tmp_path, monkeypatch):
+    from chatstack.model import pretrain
+
+    cfg = tiny_config(tmp_path / "model", max_steps=8, time_budget_s=1000.0, checkpoint_every=3,
+                      copy_warmup_steps=2, copy_fraction=0.25)
+    texts = training_texts(cfg)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks = pack_blocks(texts, tokenizer, cfg.seq_len)[:10]  # 2 batches an epoch: the resumed run skips epochs
+
+    def fresh(seed):
+        torch.manual_seed(seed)
+        return LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer))
+
+    straight = fresh(0)
+    train(straight, blocks, cfg)
+
+    calls, real_loss = [], pretrain.causal_lm_loss
+
+    def killed_at_step_6(model, batch):
+        calls.append(1)
+        if len(calls) == 6:
+            raise KeyboardInterrupt  # the run is stopped during step 6: the checkpoint of step 3 remains
+        return real_loss(model, batch)
+
+    monkeypatch.setattr(pretrain, "causal_lm_loss", killed_at_step_6)
+    checkpoint = checkpoint_path(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(0), blocks, cfg, checkpoint)
+    monkeypatch.setattr(pretrain, "causal_lm_loss", real_loss)
+    assert checkpoint.is_file()
+
+    resumed = fresh(1)  # other initial weights: everything must come from the checkpoint
+    summary = train(resumed, blocks, cfg, checkpoint)
+    assert summary.resumed_from_step == 3 and summary.steps == 8
+    corpus_batch, warmup_batch = cfg.batch_size * cfg.seq_len, cfg.copy_warmup_rows * cfg.copy_warmup_seq_len
+    assert summary.tokens_seen == 6 * corpus_batch + 2 * warmup_batch  # counted across both attempts
+    for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_of_another_recipe_is_not_resumed(tmp_path):
+    cfg = tiny_config(tmp_path / "model", max_steps=3, checkpoint_every=1)
+    texts = training_texts(cfg)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    blocks = pack_blocks(texts, tokenizer, cfg.seq_len)
+    train(LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer)), blocks, cfg, checkpoint_path(cfg))
+    assert load_checkpoint(checkpoint_path(cfg), cfg)["step"] == 3
+    other = tiny_config(tmp_path / "model", max_steps=3, checkpoint_every=1, lr=1e-3)
+    assert load_checkpoint(checkpoint_path(other), other) is None and not checkpoint_path(cfg).exists()
+    torn = checkpoint_path(cfg)
+    torn.write_bytes(b"not a checkpoint")
+    assert load_checkpoint(torn, cfg) is None and not torn.exists()
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        tiny_config(tmp_path / "model", checkpoint_every=-1)

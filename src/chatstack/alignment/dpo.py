@@ -14,7 +14,7 @@ from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.preference_data import ObjectiveWeights, PairConstruction
 from chatstack.datasets import DatasetRef
 from chatstack.rag.chunking import check_chunk_sizes
-from chatstack.recipes import check_ranges, recipe_from_dict
+from chatstack.recipes import check_checkpoint_steps, check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ class DPORecipe:
     epochs: float = 1.0
     max_length: int = 1024
     time_budget_s: float = 240.0
+    checkpoint_steps: int = 50  # Trainer checkpoints to resume an interrupted run from (0: none)
     seed: int = 0
     weights: ObjectiveWeights = ObjectiveWeights()
     pair_construction: PairConstruction = PairConstruction.INDEPENDENT  # see preference_data.py
@@ -64,6 +65,7 @@ class DPORecipe:
         check_chunk_sizes(self.chunk_tokens, self.chunk_overlap_tokens, ("chunk_tokens", "chunk_overlap_tokens"))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
+        check_checkpoint_steps(self.checkpoint_steps)
         self._check_loss()
 
     def _check_loss(self) -> None:
@@ -117,6 +119,7 @@ def main(recipe: DPORecipe) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     from chatstack.alignment.compact_head import compact_heads
+    from chatstack.alignment.resume import checkpoint_arguments, resume_point, resumed_step
     from chatstack.alignment.preference_eval import dpo_preference_score
     from chatstack.alignment.time_budget import TimeBudget
     from chatstack.alignment.versioned_sets import dpo_pairs
@@ -128,13 +131,15 @@ def main(recipe: DPORecipe) -> dict:
     args = DPOConfig(
         output_dir=str(work / "trainer"), beta=recipe.beta, learning_rate=recipe.lr,
         per_device_train_batch_size=recipe.batch_size, per_device_eval_batch_size=recipe.batch_size,
-        num_train_epochs=recipe.epochs, max_length=recipe.max_length, logging_steps=10, save_strategy="no",
+        num_train_epochs=recipe.epochs, max_length=recipe.max_length, logging_steps=10,
+        **checkpoint_arguments(recipe.checkpoint_steps),
         report_to=[], seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
         loss_type=list(recipe.loss_type), loss_weights=list(recipe.loss_weights) if recipe.loss_weights else None,
         lr_scheduler_type=recipe.lr_scheduler, warmup_steps=recipe.warmup_ratio,  # a float < 1 is a ratio
         precompute_ref_log_probs=recipe.precompute_ref_log_probs,
     )
     budget = TimeBudget(recipe.time_budget_s)
+    resume = resume_point(work / "trainer", recipe)  # before the Trainer creates its output folder
     policy = AutoModelForCausalLM.from_pretrained(str(recipe.base_model))
     trainable = freeze_all_but(policy, recipe.trainable_modules)
     with compact_heads():  # on CPU the LM head scores the completions only, not the passages in the prompt
@@ -143,7 +148,7 @@ def main(recipe: DPORecipe) -> dict:
             processing_class=tokenizer, callbacks=[budget],
         )
     started = time.monotonic()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     train_wall_s = round(time.monotonic() - started, 1)
     # Before training policy == reference, every implicit reward is 0 and accuracy is 0 by construction,
     # so only the trained policy is scored.
@@ -158,6 +163,7 @@ def main(recipe: DPORecipe) -> dict:
         "loss_type": list(recipe.loss_type), "beta": recipe.beta, "lr": recipe.lr, "epochs": recipe.epochs,
         "objectives": {o: sum(r["objective"] == o for r in train) for o in ("helpfulness", "safety", "feedback")},
         "wall_s": train_wall_s, "stopped_by_time_budget": budget.stopped_early,
+        "resumed_from_step": resumed_step(resume),
     }
     shutil.rmtree(work / "trainer", ignore_errors=True)
     trainer.model.save_pretrained(str(work))

@@ -19,7 +19,7 @@ import torch
 from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.reader_data import ReaderMix
 from chatstack.datasets import DatasetRef
-from chatstack.recipes import check_ranges, recipe_from_dict
+from chatstack.recipes import check_checkpoint_steps, check_ranges, recipe_from_dict
 from chatstack.text.chat_template import Message
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ class SFTRecipe:
     lr: float = 1e-3
     epochs: float = 1.0
     time_budget_s: float = 240.0
+    checkpoint_steps: int = 50  # Trainer checkpoints to resume an interrupted run from (0: none)
     lora_rank: int = 0  # 0: full fine-tuning; > 0: LoRA adapters merged into the saved model
     seed: int = 0
     # batch conversations of like length (transformers' LengthGroupedSampler): short ones (refusals, no-passage
@@ -55,6 +56,7 @@ class SFTRecipe:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         if not isinstance(self.group_by_length, bool):
             raise ValueError(f"group_by_length must be true or false, got {self.group_by_length!r}")
+        check_checkpoint_steps(self.checkpoint_steps)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
@@ -144,6 +146,7 @@ def main(recipe: SFTRecipe) -> dict:
     from trl import SFTConfig
 
     from chatstack.alignment.chat_loss import assistant_token_loss
+    from chatstack.alignment.resume import checkpoint_arguments, resume_point, resumed_step
     from chatstack.alignment.time_budget import TimeBudget
     from chatstack.alignment.versioned_sets import sft_conversations
     from chatstack.datasets import write_lineage
@@ -156,25 +159,27 @@ def main(recipe: SFTRecipe) -> dict:
     args = SFTConfig(
         output_dir=str(work / "trainer"), assistant_only_loss=True, max_length=recipe.max_length,
         per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, save_strategy="no", report_to=[],
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, **checkpoint_arguments(recipe.checkpoint_steps),
+        report_to=[],
         seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
         train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
     )
     budget = TimeBudget(recipe.time_budget_s)
+    resume = resume_point(work / "trainer", recipe)  # before the Trainer creates its output folder
     trainer = reader_sft_trainer()(
         model=str(recipe.base_model), args=args, train_dataset=Dataset.from_list(as_records(train)),
         processing_class=tokenizer, callbacks=[budget],
         peft_config=_lora_config(recipe.lora_rank) if recipe.lora_rank else None,
     )
     started = time.monotonic()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume)
     model = trainer.model.merge_and_unload() if recipe.lora_rank else trainer.model
     tuned_loss = assistant_token_loss(model, tokenizer, held_out, recipe.max_length)
     summary = {
         "base_model": str(recipe.base_model), "steps": result.global_step, "train_loss": result.training_loss,
         "held_out_assistant_loss_base": base_loss, "held_out_assistant_loss_sft": tuned_loss,
         "wall_s": round(time.monotonic() - started, 1), "stopped_by_time_budget": budget.stopped_early,
-        "lora_rank": recipe.lora_rank, "train_conversations": len(train),
+        "lora_rank": recipe.lora_rank, "train_conversations": len(train), "resumed_from_step": resumed_step(resume),
     }
     shutil.rmtree(work / "trainer", ignore_errors=True)
     model.save_pretrained(str(work))

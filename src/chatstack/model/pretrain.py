@@ -68,6 +68,9 @@ class PretrainConfig:
     copy_warmup_lr: float | None = None
     max_corpus_chars: int | None = None  # a prefix of the corpus, for quick runs
     log_every: int = 20
+    # every this many steps the run's whole state goes to `<output_dir>.checkpoint.pt`, and a run
+    # of the same recipe started again continues from there (0: no checkpoints)
+    checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_dir", Path(self.output_dir))
@@ -101,6 +104,8 @@ class PretrainConfig:
                              f"{self.spec.max_position_embeddings}], got {self.copy_warmup_seq_len}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
         if self.max_corpus_chars is not None and self.max_corpus_chars < 1:
             raise ValueError(f"max_corpus_chars must be None or >= 1, got {self.max_corpus_chars}")
 
@@ -140,6 +145,7 @@ class TrainSummary:
     tokens_per_s: float
     params: int
     corpus_tokens: int
+    resumed_from_step: int = 0  # > 0: the run continued from its checkpoint at this step
 
 
 def mix_texts(documents: list[str], chats: list[str], chat_fraction: float, seed: int) -> list[str]:
@@ -206,15 +212,53 @@ def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.A
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
-def batches(blocks: torch.Tensor, batch_size: int, seed: int):
-    """Endless random batches, one pass over the blocks per epoch.  # (B, T)"""
+def batches(blocks: torch.Tensor, batch_size: int, seed: int, skip: int = 0):
+    """Endless random batches, one pass over the blocks per epoch, less the first `skip`.  # (B, T)"""
     generator = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(len(blocks), generator=generator)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
+        starts = range(0, len(order) - batch_size + 1, batch_size) if len(order) >= batch_size else [0]
+        if skip >= len(starts):  # a whole epoch already trained on: draw its order only
+            skip -= len(starts)
+            continue
+        for start in starts[skip:]:
             yield blocks[order[start : start + batch_size]]
-        if len(order) < batch_size:
-            yield blocks[order]
+        skip = 0
+
+
+def checkpoint_path(cfg: PretrainConfig) -> Path:
+    return cfg.output_dir.with_name(cfg.output_dir.name + ".checkpoint.pt")
+
+
+def _recipe_key(cfg: PretrainConfig) -> str:
+    """What a checkpoint must have been written under to be resumed: the recipe, budget and output aside."""
+    return json.dumps(asdict(cfg) | {"output_dir": None, "time_budget_s": None, "checkpoint_every": None},
+                      sort_keys=True, default=str)
+
+
+def save_checkpoint(path: Path, cfg: PretrainConfig, model, optimizer, progress: dict) -> None:
+    """The run's whole state, written to a sibling and renamed over `path` (a kill mid-write leaves the last one)."""
+    staging = path.with_name(path.name + ".tmp")
+    torch.save({"recipe": _recipe_key(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                **progress}, staging)
+    staging.replace(path)
+
+
+def load_checkpoint(path: Path, cfg: PretrainConfig) -> dict | None:
+    """The saved state when `path` holds one of this recipe; None (and the stale file removed) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False)
+    except Exception as exc:  # a torn or foreign file: start over rather than fail the pipeline
+        logger.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+        state = None
+    if state is None or state.get("recipe") != _recipe_key(cfg):
+        if state is not None:
+            logger.warning("ignoring checkpoint %s: written by another recipe", path)
+        path.unlink(missing_ok=True)
+        return None
+    return state
 
 
 def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random,
@@ -252,14 +296,27 @@ def copy_warmup_batch(tokens: torch.Tensor, cfg: PretrainConfig, rng: random.Ran
                         for _ in range(cfg.copy_warmup_rows)])
 
 
-def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) -> TrainSummary:
-    """Train in place until `time_budget_s` or `max_steps`; returns the run summary."""
+def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig,
+          checkpoint: Path | None = None) -> TrainSummary:
+    """Train in place until `time_budget_s` or `max_steps`; returns the run summary.
+
+    `checkpoint`: a file the run's state is saved to every `checkpoint_every` steps and, when it holds a
+    checkpoint of the same recipe, continued from: the same batches, learning rates and floats as a run
+    never stopped (the time budget counts the training time of every attempt)."""
     optimizer = make_optimizer(model, cfg)
     model.train()
     losses: list[float] = []
-    tokens_seen, step, start = 0, 0, time.perf_counter()
+    tokens_seen, step, before = 0, 0, 0.0
     flat, copy_rng = blocks.flatten(), random.Random(cfg.seed)
-    for batch in batches(blocks, cfg.batch_size, cfg.seed):
+    state = load_checkpoint(checkpoint, cfg) if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        copy_rng.setstate(state["copy_rng"])
+        step, tokens_seen, losses, before = state["step"], state["tokens_seen"], state["losses"], state["elapsed"]
+        logger.info("resuming from %s at step %d", checkpoint, step)
+    resumed_from, start = step, time.perf_counter() - before
+    for batch in batches(blocks, cfg.batch_size, cfg.seed, skip=step):
         if step < cfg.copy_warmup_steps:
             batch = copy_warmup_batch(flat, cfg, copy_rng)
         else:
@@ -282,6 +339,11 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
             recent = sum(losses[-cfg.log_every :]) / len(losses[-cfg.log_every :])
             logger.info("step %d loss %.3f lr %.2e tok/s %.0f", step, recent,
                         optimizer.param_groups[0]["lr"], tokens_seen / (time.perf_counter() - start))
+        if checkpoint is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            # the state after this step, as the next one starts from it: its batch comes after `step` batches
+            save_checkpoint(checkpoint, cfg, model, optimizer, {
+                "step": step, "tokens_seen": tokens_seen, "losses": losses[-cfg.log_every:],
+                "elapsed": time.perf_counter() - start, "copy_rng": copy_rng.getstate()})
     wall_s = time.perf_counter() - start
     recent = losses[-cfg.log_every :] or [float("nan")]
     return TrainSummary(
@@ -292,6 +354,7 @@ def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig) ->
         tokens_per_s=round(tokens_seen / wall_s, 1),
         params=sum(p.numel() for p in model.parameters()),
         corpus_tokens=blocks.numel(),
+        resumed_from_step=resumed_from,
     )
 
 
@@ -341,9 +404,13 @@ def main(cfg: PretrainConfig) -> Path:
     logger.info("corpus: %d texts, %d blocks of %d tokens", len(texts), len(blocks), cfg.seq_len)
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(to_llama_config(cfg.spec, tokenizer))
-    summary = train(model, blocks, cfg)
+    checkpoint = checkpoint_path(cfg) if cfg.checkpoint_every else None
+    summary = train(model, blocks, cfg, checkpoint)
     logger.info("trained: %s", summary)
-    return save_atomically(cfg.output_dir, model, tokenizer, summary, cfg)
+    saved = save_atomically(cfg.output_dir, model, tokenizer, summary, cfg)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return saved
 
 
 def is_saved_model(output_dir: Path) -> bool:
