@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import yaml
@@ -38,9 +39,17 @@ def check_ranges(obj, at_least_one: tuple[str, ...], positive: tuple[str, ...]) 
             raise ValueError(f"{name} must be > 0, got {getattr(obj, name)}")
 
 
-def check_checkpoint_steps(steps) -> None:
+def check_checkpoint_interval(name: str, steps) -> None:
+    """ValueError naming `name` unless `steps` (steps between checkpoints) is an integer >= 0."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-        raise ValueError(f"checkpoint_steps must be an integer >= 0 (0: no checkpoints), got {steps!r}")
+        raise ValueError(f"{name} must be an integer >= 0 (0: no checkpoints), got {steps!r}")
+
+
+def recipe_key(recipe, free: tuple[str, ...]) -> str:
+    """The recipe a checkpoint was written under, as text, leaving out the `free` fields (those that may change
+    between attempts of one run without making its checkpoint stale)."""
+    return json.dumps({k: v for k, v in dataclasses.asdict(recipe).items() if k not in free},
+                      sort_keys=True, default=str)
 
 
 def recipe_from_dict(cls, raw: dict, nested: dict[str, type], floats: tuple[str, ...]):

@@ -10,22 +10,19 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
+from chatstack.model.copy_blocks import copy_block, copy_warmup_batch, with_copy_blocks
 from chatstack.model.pretrain import (
     SUMMARY_FILE,
     PretrainConfig,
-    checkpoint_path,
-    copy_block,
-    copy_warmup_batch,
     ensure_demo_model,
     learning_rate,
-    load_checkpoint,
     main,
     mix_texts,
     pack_blocks,
     train,
     training_texts,
-    with_copy_blocks,
 )
+from chatstack.model.pretrain_checkpoint import checkpoint_path, load_checkpoint
 from chatstack.model.tokenizer import train_tokenizer
 from chatstack.text.chat_template import END_OF_TURN, EOS, Message, render_chat
 

@@ -14,7 +14,7 @@ from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.preference_data import ObjectiveWeights, PairConstruction
 from chatstack.datasets import DatasetRef
 from chatstack.rag.chunking import check_chunk_sizes
-from chatstack.recipes import check_checkpoint_steps, check_ranges, recipe_from_dict
+from chatstack.recipes import check_checkpoint_interval, check_ranges, recipe_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class DPORecipe:
         check_chunk_sizes(self.chunk_tokens, self.chunk_overlap_tokens, ("chunk_tokens", "chunk_overlap_tokens"))
         check_ranges(self, ("train_pairs", "eval_pairs", "batch_size", "max_length"),
                      ("beta", "lr", "epochs", "time_budget_s"))
-        check_checkpoint_steps(self.checkpoint_steps)
+        check_checkpoint_interval("checkpoint_steps", self.checkpoint_steps)
         self._check_loss()
 
     def _check_loss(self) -> None:
@@ -119,8 +119,8 @@ def main(recipe: DPORecipe) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     from chatstack.alignment.compact_head import compact_heads
-    from chatstack.alignment.resume import checkpoint_arguments, resume_point, resumed_step
     from chatstack.alignment.preference_eval import dpo_preference_score
+    from chatstack.alignment.resume import checkpoint_arguments, resume_point, resumed_step
     from chatstack.alignment.time_budget import TimeBudget
     from chatstack.alignment.versioned_sets import dpo_pairs
     from chatstack.datasets import write_lineage

@@ -103,25 +103,30 @@ def evaluate_loaded_reader(model, tokenizer, count: int = 60, seed: int = 7, max
 def _answerer(model, tokenizer, max_new_tokens: int, decoding: GenerationSection | None):
     """prompt text → greedy reply, decoded plainly or as `decoding` (see `evaluate_loaded_reader`)."""
     from chatstack.backends.base import SamplingParams
+
+    params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0,
+                            frequency_penalty=decoding.default_frequency_penalty if decoding else 0.0)
+    quote_bound = decoding is not None and decoding.copy_from_passages
+    return lambda text: generate_reply(model, tokenizer, text, params,
+                                       fenced_passages(text) if quote_bound else None,
+                                       decoding.copy_enter_after if quote_bound else 2)
+
+
+def generate_reply(model, tokenizer, text: str, params, copy_passages=None, enter_after: int = 2) -> str:
+    """The reply of a transformers model to a rendered prompt, through the server's logits processors
+    (backends/hf_logits.py; `params`: SamplingParams) with generate's own warpers off, quote-bound over
+    `copy_passages` (the prompt's passages) when given."""
     from chatstack.backends.copy_constraint import CopyTracker
     from chatstack.backends.hf_logits import logits_processors
     from chatstack.rag.passage_copy import copy_constraint
     from chatstack.text.tokenizer import stop_token_ids
 
-    params = SamplingParams(max_tokens=max_new_tokens, temperature=0.0,
-                            frequency_penalty=decoding.default_frequency_penalty if decoding else 0.0)
-    stops = stop_token_ids(tokenizer)
-
-    def answer(text: str) -> str:
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
-        tracker = None
-        if decoding is not None and decoding.copy_from_passages:
-            copy = copy_constraint(tokenizer, text, tuple(ids[0].tolist()), fenced_passages(text),
-                                   decoding.copy_enter_after)
-            tracker = None if copy is None else CopyTracker(copy, stops)
-        with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=False,
-                                 logits_processor=logits_processors(params, ids.shape[1], tracker))
-        return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-
-    return answer
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
+    copy = None if copy_passages is None else copy_constraint(tokenizer, text, tuple(ids[0].tolist()), copy_passages,
+                                                              enter_after)
+    tracker = None if copy is None else CopyTracker(copy, stop_token_ids(tokenizer))
+    plain = {"do_sample": not params.greedy, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
+    with torch.inference_mode():
+        out = model.generate(ids, max_new_tokens=params.max_tokens,
+                             logits_processor=logits_processors(params, ids.shape[1], tracker), **plain)
+    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)

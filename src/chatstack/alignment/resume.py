@@ -7,11 +7,11 @@ one. A checkpoint written under another recipe is removed, never resumed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import shutil
 from pathlib import Path
+
+from chatstack.recipes import recipe_key
 
 logger = logging.getLogger(__name__)
 
@@ -27,17 +27,12 @@ def checkpoint_arguments(checkpoint_steps: int) -> dict:
     return {"save_strategy": "steps", "save_steps": checkpoint_steps, "save_total_limit": 1}
 
 
-def recipe_key(recipe) -> str:
-    return json.dumps({k: v for k, v in dataclasses.asdict(recipe).items() if k not in FREE_FIELDS},
-                      sort_keys=True, default=str)
-
-
 def resume_point(trainer_dir: Path, recipe) -> str | None:
     """The latest checkpoint under `trainer_dir` written for `recipe`, or None; marks the folder as this
     recipe's (a folder of another recipe is cleared first)."""
     from transformers.trainer_utils import get_last_checkpoint
 
-    marker, key = trainer_dir / RECIPE_FILE, recipe_key(recipe)
+    marker, key = trainer_dir / RECIPE_FILE, recipe_key(recipe, FREE_FIELDS)
     last = None
     if marker.is_file() and marker.read_text(encoding="utf-8") == key:
         last = get_last_checkpoint(str(trainer_dir))

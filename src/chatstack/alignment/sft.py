@@ -19,7 +19,7 @@ import torch
 from chatstack.alignment.compute import ComputeSettings
 from chatstack.alignment.reader_data import ReaderMix
 from chatstack.datasets import DatasetRef
-from chatstack.recipes import check_checkpoint_steps, check_ranges, recipe_from_dict
+from chatstack.recipes import check_checkpoint_interval, check_ranges, recipe_from_dict
 from chatstack.text.chat_template import Message
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SFTRecipe:
             raise ValueError(f"lora_rank must be >= 0, got {self.lora_rank}")
         if not isinstance(self.group_by_length, bool):
             raise ValueError(f"group_by_length must be true or false, got {self.group_by_length!r}")
-        check_checkpoint_steps(self.checkpoint_steps)
+        check_checkpoint_interval("checkpoint_steps", self.checkpoint_steps)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "SFTRecipe":
@@ -159,9 +159,9 @@ def main(recipe: SFTRecipe) -> dict:
     args = SFTConfig(
         output_dir=str(work / "trainer"), assistant_only_loss=True, max_length=recipe.max_length,
         per_device_train_batch_size=recipe.batch_size, learning_rate=recipe.lr, num_train_epochs=recipe.epochs,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, **checkpoint_arguments(recipe.checkpoint_steps),
-        report_to=[],
-        seed=recipe.seed, dataloader_num_workers=0, **recipe.compute.trainer_kwargs(),
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=10, report_to=[],
+        **checkpoint_arguments(recipe.checkpoint_steps), seed=recipe.seed, dataloader_num_workers=0,
+        **recipe.compute.trainer_kwargs(),
         train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
     )
     budget = TimeBudget(recipe.time_budget_s)

@@ -186,15 +186,12 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from chatstack.alignment.reader_eval import generate_reply
     from chatstack.backends.base import SamplingParams
-    from chatstack.backends.copy_constraint import CopyTracker
-    from chatstack.backends.hf_logits import logits_processors
     from chatstack.config import load_config
-    from chatstack.rag.passage_copy import copy_constraint
     from chatstack.rag.retriever import with_passages
     from chatstack.rag.service import RetrievalService, RetrievalStatus
     from chatstack.text.chat_template import Message, render_chat
-    from chatstack.text.tokenizer import stop_token_ids
 
     cfg = load_config(config_path)
     retrieval = RetrievalService(cfg.retrieval if topics_index is None else topics_only(cfg.retrieval, topics_index))
@@ -206,8 +203,6 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
     copy_from_passages = gen.copy_from_passages if copy_from_passages is None else copy_from_passages
     params = SamplingParams(max_tokens=max_new_tokens, temperature=temperature, top_p=gen.default_top_p,
                             top_k=gen.default_top_k, frequency_penalty=frequency_penalty)
-    # the server's processors (backends/hf_logits.py), with generate's own warpers turned off
-    plain = {"do_sample": not params.greedy, "temperature": 1.0, "top_p": 1.0, "top_k": 0}
     torch.manual_seed(seed)
 
     def answer(question: str) -> tuple[list[Passage], str]:
@@ -217,14 +212,8 @@ def evaluate_served_reader(config_path: Path, model_dir: Path, qa_path: Path = D
         prompt = [Message("system", with_passages(cfg.sessions.system_prompt, result.passages)),
                   Message("user", question)]
         text = render_chat(prompt, add_generation_prompt=True)
-        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
-        copy = (copy_constraint(tokenizer, text, tuple(ids[0].tolist()), result.passages, gen.copy_enter_after)
-                if copy_from_passages else None)
-        tracker = None if copy is None else CopyTracker(copy, stop_token_ids(tokenizer))
-        with torch.inference_mode():
-            out = model.generate(ids, max_new_tokens=max_new_tokens,
-                                 logits_processor=logits_processors(params, ids.shape[1], tracker), **plain)
-        return result.passages, tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        copy_passages = result.passages if copy_from_passages else None
+        return result.passages, generate_reply(model, tokenizer, text, params, copy_passages, gen.copy_enter_after)
 
     items = [i for i in load_qa(qa_path) if all(e.source.startswith(source_prefix) for e in i.evidence)]
     answers = [score_answer(item, *answer(item.question)) for item in items]

@@ -25,15 +25,16 @@ from transformers import GenerationConfig, LlamaForCausalLM, PreTrainedTokenizer
 
 from chatstack.model import corpus
 from chatstack.model.architecture import TinyLlamaSpec, to_llama_config
+from chatstack.model.copy_blocks import WARMUP_SPAN, copy_warmup_batch, with_copy_blocks
 from chatstack.model.fused_loss import causal_lm_loss
+from chatstack.model.pretrain_checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from chatstack.model.tokenizer import MIN_VOCAB_SIZE, train_tokenizer
+from chatstack.recipes import check_checkpoint_interval
 from chatstack.text.chat_template import END_OF_TURN, EOS, render_chat
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "train_summary.json"
-CORPUS_SPAN = (16, 100)  # tokens per shuffled span in the copy blocks mixed into corpus batches
-WARMUP_SPAN = (8, 24)  # and in the short blocks of the copy warm-up
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,7 @@ class PretrainConfig:
                              f"{self.spec.max_position_embeddings}], got {self.copy_warmup_seq_len}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
-            raise ValueError(f"checkpoint_every must be an integer >= 0, got {self.checkpoint_every!r}")
+        check_checkpoint_interval("checkpoint_every", self.checkpoint_every)
         if self.max_corpus_chars is not None and self.max_corpus_chars < 1:
             raise ValueError(f"max_corpus_chars must be None or >= 1, got {self.max_corpus_chars}")
 
@@ -224,76 +224,6 @@ def batches(blocks: torch.Tensor, batch_size: int, seed: int, skip: int = 0):
         for start in starts[skip:]:
             yield blocks[order[start : start + batch_size]]
         skip = 0
-
-
-def checkpoint_path(cfg: PretrainConfig) -> Path:
-    return cfg.output_dir.with_name(cfg.output_dir.name + ".checkpoint.pt")
-
-
-def _recipe_key(cfg: PretrainConfig) -> str:
-    """What a checkpoint must have been written under to be resumed: the recipe, budget and output aside."""
-    return json.dumps(asdict(cfg) | {"output_dir": None, "time_budget_s": None, "checkpoint_every": None},
-                      sort_keys=True, default=str)
-
-
-def save_checkpoint(path: Path, cfg: PretrainConfig, model, optimizer, progress: dict) -> None:
-    """The run's whole state, written to a sibling and renamed over `path` (a kill mid-write leaves the last one)."""
-    staging = path.with_name(path.name + ".tmp")
-    torch.save({"recipe": _recipe_key(cfg), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                **progress}, staging)
-    staging.replace(path)
-
-
-def load_checkpoint(path: Path, cfg: PretrainConfig) -> dict | None:
-    """The saved state when `path` holds one of this recipe; None (and the stale file removed) otherwise."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, weights_only=False)
-    except Exception as exc:  # a torn or foreign file: start over rather than fail the pipeline
-        logger.warning("ignoring unreadable checkpoint %s: %s", path, exc)
-        state = None
-    if state is None or state.get("recipe") != _recipe_key(cfg):
-        if state is not None:
-            logger.warning("ignoring checkpoint %s: written by another recipe", path)
-        path.unlink(missing_ok=True)
-        return None
-    return state
-
-
-def copy_block(tokens: torch.Tensor, seq_len: int, rng: random.Random,
-               span: tuple[int, int] = CORPUS_SPAN, gap: int = 30) -> torch.Tensor:
-    """`seq_len` tokens of spans written twice: `span` (16–100) corpus tokens in shuffled order,
-    up to `gap` tokens of running text, the same shuffled span again, and so on.  # (seq_len,)
-
-    Shuffling leaves nothing but the earlier copy to predict the second one from, so the loss
-    on it falls only once the model attends back to where the current token occurred before
-    and copies what followed: the circuit that quoting a retrieved passage needs.
-    """
-    out: list[int] = []
-    while len(out) < seq_len:
-        length = rng.randint(*span)
-        start = rng.randrange(len(tokens) - length)
-        shuffled = tokens[start:start + length].tolist()
-        rng.shuffle(shuffled)
-        gap_start = rng.randrange(len(tokens) - gap)
-        out += shuffled + tokens[gap_start:gap_start + rng.randint(0, gap)].tolist() + shuffled
-    return torch.tensor(out[:seq_len], dtype=torch.long)
-
-
-def with_copy_blocks(batch: torch.Tensor, tokens: torch.Tensor, fraction: float, rng: random.Random) -> torch.Tensor:
-    """`batch` with its last round(rows * fraction) rows replaced by copy blocks.  # (B, T)"""
-    count = round(len(batch) * fraction)
-    if count == 0:
-        return batch
-    copies = torch.stack([copy_block(tokens, batch.shape[1], rng) for _ in range(count)])
-    return torch.cat([batch[: len(batch) - count], copies])
-
-
-def copy_warmup_batch(tokens: torch.Tensor, cfg: PretrainConfig, rng: random.Random) -> torch.Tensor:
-    """A batch of short copy blocks only, for the warm-up steps.  # (copy_warmup_rows, copy_warmup_seq_len)"""
-    return torch.stack([copy_block(tokens, cfg.copy_warmup_seq_len, rng, WARMUP_SPAN, gap=8)
-                        for _ in range(cfg.copy_warmup_rows)])
 
 
 def train(model: LlamaForCausalLM, blocks: torch.Tensor, cfg: PretrainConfig,
