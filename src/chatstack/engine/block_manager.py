@@ -69,16 +69,20 @@ class BlockManager:
         """Publish the hashes of blocks whose tokens' KV is now fully computed."""
         if not self.enable_prefix_caching:
             return
-        parent = _NO_PARENT
-        for index in range(seq.num_computed_tokens // self.block_size):
+        full, done = seq.num_computed_tokens // self.block_size, seq.num_hashed_blocks
+        if full <= done:  # a decode step that filled no block: nothing to walk
+            return
+        parent = self.blocks[seq.block_table[done - 1]].hash if done else _NO_PARENT
+        for index in range(done, full):
             block = self.blocks[seq.block_table[index]]
-            if block.hash is not None:
+            if block.hash is not None:  # a cached block this sequence shares
                 parent = block.hash
                 continue
             tokens = seq.block_tokens(index, self.block_size)
             parent = chain_hash(parent, tokens)
             block.hash, block.token_ids = parent, tokens
             self.hash_to_block.setdefault(parent, block.block_id)
+        seq.num_hashed_blocks = full
 
     # -- allocation ---------------------------------------------------------------
 
@@ -118,6 +122,7 @@ class BlockManager:
             self._acquire(block_id)
         seq.block_table = hits
         seq.num_computed_tokens = seq.num_cached_tokens = len(hits) * self.block_size
+        seq.num_hashed_blocks = len(hits)
         self.num_cache_hits += seq.num_cached_tokens
         return self.append_slots(seq, min(num_new_tokens, seq.num_uncomputed_tokens))
 
@@ -139,4 +144,4 @@ class BlockManager:
                 if block.hash is None:  # nothing to reuse: hand it out before cached blocks
                     self.free_block_ids.move_to_end(block_id, last=False)
         seq.block_table = []
-        seq.num_computed_tokens = 0
+        seq.num_computed_tokens = seq.num_hashed_blocks = 0

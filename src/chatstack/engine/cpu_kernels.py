@@ -23,7 +23,6 @@ import subprocess
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -184,7 +183,7 @@ class DecodeStepKernel:
         self._fns = {}
         for dtype, suffix in self.DTYPES.items():
             fn = getattr(library, f"chatstack_decode_step_{suffix}")
-            fn.argtypes = [p, p, p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64,
+            fn.argtypes = [p, p, p, p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64,
                            ctypes.c_float]
             fn.restype = ctypes.c_int
             self._fns[dtype] = fn
@@ -201,14 +200,14 @@ class DecodeStepKernel:
             raise ValueError(f"lm_head_t must be (hidden={x.shape[0]}, vocab), got {tuple(lm_head_t.shape)}")
         step = self.prepare(layers, num_layers, final_norm, lm_head_t, cos, sin, cache_slots, n_heads, n_kv_heads,
                             head_dim, intermediate, block_size, eps)
-        return step(x, block_table, position)
+        return step.logits(x, block_table, position)
 
     def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor, cos: torch.Tensor,
                 sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int,
-                block_size: int, eps: float) -> Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]:
-        """The call with the model's own arguments checked and bound once: `step(x, block_table, position)`,
-        for a caller that makes x (contiguous, of the weights' dtype) and block_table (contiguous int32) itself.
-        A lone decoding sequence pays only the C call then (its Python around it was ~0.1 ms a token)."""
+                block_size: int, eps: float) -> "PreparedDecodeStep":
+        """The call with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
+        of the weights' dtype) and block_table (contiguous int32) itself. A lone decoding sequence pays only the
+        C call then (its Python around it was ~0.1 ms a token)."""
         dtype = final_norm.dtype
         if dtype not in self._fns:
             raise ValueError(f"the decode step takes float32 or bfloat16, got {dtype}")
@@ -217,22 +216,43 @@ class DecodeStepKernel:
         hidden, vocab = lm_head_t.shape
         if final_norm.shape != (hidden,):
             raise ValueError(f"final_norm must be (hidden={hidden},) like lm_head_t's rows, got {tuple(final_norm.shape)}")
-        fn, positions = self._fns[dtype], cos.shape[0]
         model_args = (layers, num_layers, final_norm.data_ptr(), lm_head_t.data_ptr(), vocab, cos.data_ptr(),
-                      sin.data_ptr(), positions)
+                      sin.data_ptr(), cos.shape[0])
+        shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, block_size, eps)
+        return PreparedDecodeStep(self._fns[dtype], dtype, vocab, block_size, cos.shape[0], cache_slots, model_args,
+                                  shape_args)
 
-        def step(x: torch.Tensor, block_table: torch.Tensor, position: int) -> torch.Tensor:
-            if not 0 <= position < min(block_table.shape[0] * block_size, positions):
-                raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
-                                 f"or the RoPE tables ({positions} positions)")
-            out = torch.empty(vocab, dtype=dtype)
-            status = fn(x.data_ptr(), out.data_ptr(), *model_args, block_table.data_ptr(), block_table.shape[0],
-                        cache_slots, position, hidden, n_heads, n_kv_heads, head_dim, intermediate, block_size, eps)
-            if status != 0:
-                raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
-            return out
 
-        return step
+class PreparedDecodeStep:
+    """One model's decode step with its arguments bound: `logits(...)` returns the (vocab,) logits; `greedy(...)`
+    the argmax token the C step picked, into a logits buffer it reuses (nothing leaves the call but the token)."""
+
+    def __init__(self, fn, dtype: torch.dtype, vocab: int, block_size: int, positions: int, cache_slots: int,
+                 model_args: tuple, shape_args: tuple):
+        self._fn, self._dtype, self._vocab, self._cache_slots = fn, dtype, vocab, cache_slots
+        self._block_size, self._positions = block_size, positions
+        self._model_args, self._shape_args = model_args, shape_args
+        self._scratch = torch.empty(vocab, dtype=dtype)
+        self._top = ctypes.c_int64(0)
+        self._top_ptr = ctypes.addressof(self._top)
+
+    def _run(self, x: torch.Tensor, block_table: torch.Tensor, position: int, out: torch.Tensor, top) -> None:
+        if not 0 <= position < min(block_table.shape[0] * self._block_size, self._positions):
+            raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
+                             f"or the RoPE tables ({self._positions} positions)")
+        status = self._fn(x.data_ptr(), out.data_ptr(), top, *self._model_args, block_table.data_ptr(),
+                          block_table.shape[0], self._cache_slots, position, *self._shape_args)
+        if status != 0:
+            raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
+
+    def logits(self, x: torch.Tensor, block_table: torch.Tensor, position: int) -> torch.Tensor:
+        out = torch.empty(self._vocab, dtype=self._dtype)
+        self._run(x, block_table, position, out, None)
+        return out
+
+    def greedy(self, x: torch.Tensor, block_table: torch.Tensor, position: int) -> int:
+        self._run(x, block_table, position, self._scratch, self._top_ptr)
+        return self._top.value
 
 
 def load(source: str, wrapper):

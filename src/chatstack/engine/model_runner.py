@@ -12,8 +12,8 @@ from chatstack.engine.config import EngineConfig
 from chatstack.engine.cpu_kernels import paged_attention_kernel
 from chatstack.engine.layer_ops import LayerOpsKernel, layer_ops_kernel
 from chatstack.engine.llama import load_llama
-from chatstack.engine.sampler import sample
-from chatstack.engine.scheduler import SchedulerOutput
+from chatstack.engine.sampler import plain_greedy, sample
+from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
 from chatstack.engine.single_decode import SingleDecodePath
 
 
@@ -66,12 +66,20 @@ class ModelRunner:
     def kv_bytes_per_token(self) -> int:
         return self.kv_cache[:, :, 0, 0].numel() * self.kv_cache.element_size()
 
-    @torch.inference_mode()
     def run(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
         """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples,
         and the logprob report of those whose request asked for one."""
-        logits = self._single_decode_logits(output)
-        if logits is None:
+        lone = self._lone_decode(output)
+        if lone is not None and lone.samples and plain_greedy(lone.seq):  # the one-call step picks the token itself: no torch op
+            seq, start = lone.seq, lone.start
+            return {seq.seq_id: self.single_decode.greedy(seq.token_ids[start], start, seq.block_table)}, {}
+        return self._run_and_sample(output, lone)
+
+    @torch.inference_mode()
+    def _run_and_sample(self, output: SchedulerOutput, lone: ScheduledChunk | None):
+        if lone is not None:
+            logits = self.single_decode.logits(lone.seq.token_ids[lone.start], lone.start, lone.seq.block_table)
+        else:
             logits = self._batched_logits(output)
         sampling = [c.seq for c in output.chunks if c.samples]
         if not sampling:
@@ -80,11 +88,11 @@ class ModelRunner:
         tokens = {seq.seq_id: token for seq, token in zip(sampling, sampled.tokens)}
         return tokens, {seq.seq_id: lp for seq, lp in zip(sampling, sampled.logprobs) if lp is not None}
 
-    def _single_decode_logits(self, output: SchedulerOutput) -> torch.Tensor | None:
+    def _lone_decode(self, output: SchedulerOutput) -> ScheduledChunk | None:
+        """The step's one chunk where it is a single decoding token the one-call step takes, else None."""
         if self.single_decode is None or len(output.chunks) != 1 or output.chunks[0].num_tokens != 1:
             return None
-        chunk = output.chunks[0]
-        return self.single_decode.logits(chunk.seq.token_ids[chunk.start], chunk.start, chunk.seq.block_table)
+        return output.chunks[0]
 
     def _batched_logits(self, output: SchedulerOutput) -> torch.Tensor:
         """Logits (S, vocab) of the chunks that sample, from one forward over all scheduled tokens."""

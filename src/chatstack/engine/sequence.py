@@ -35,6 +35,7 @@ class Sequence:
     block_table: list[int] = field(default_factory=list)
     num_computed_tokens: int = 0
     num_cached_tokens: int = 0  # of the computed ones, how many came from the prefix cache
+    num_hashed_blocks: int = 0  # leading blocks of block_table whose hash is published (BlockManager)
     finish_reason: FinishReason | None = None
     generator: torch.Generator | None = None  # per-request seeded RNG
     copy: CopyTracker | None = None  # quote-bound decoding, when the request asked for it

@@ -64,6 +64,14 @@ class SingleDecodePath:
 
     def logits(self, token: int, position: int, block_table: list[int]) -> torch.Tensor:
         """The next-token logits (1, vocab) of one sequence; writes its K/V at `position` on every layer."""
+        return self._step.logits(self._x, self._load(token, block_table), position)[None].float()
+
+    def greedy(self, token: int, position: int, block_table: list[int]) -> int:
+        """The argmax of those logits, picked inside the C step (a plain greedy decode needs nothing else)."""
+        return self._step.greedy(self._x, self._load(token, block_table), position)
+
+    def _load(self, token: int, block_table: list[int]) -> torch.Tensor:
+        """Copy the token's embedding into the step's residual stream; the block table as int32."""
         listed, table = self._table
         if block_table != listed:  # a sequence gains a block every block_size tokens: convert only then
             listed, table = list(block_table), torch.tensor(block_table, dtype=torch.int32)
@@ -71,4 +79,4 @@ class SingleDecodePath:
         if not 0 <= token < self._vocab:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
-        return self._step(self._x, table, position)[None].float()
+        return table

@@ -29,7 +29,7 @@ def both_paths(engine: LLMEngine, chunk: ScheduledChunk):
     batched logits, the cache the batched step wrote, the cache before either)."""
     runner = engine.runner
     cache_before = runner.kv_cache.clone()
-    one_call = runner._single_decode_logits(SchedulerOutput((chunk,)))
+    one_call = runner.single_decode.logits(chunk.seq.token_ids[chunk.start], chunk.start, chunk.seq.block_table)
     cache_one_call = runner.kv_cache.clone()
     runner.kv_cache.copy_(cache_before)
     batched = runner._batched_logits(SchedulerOutput((chunk,)))
@@ -74,12 +74,45 @@ def test_one_call_path_follows_each_sequence_own_block_table_and_rejects_a_token
 def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, references):
     engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
     calls = []
-    original = engine.runner.single_decode.logits
-    engine.runner.single_decode.logits = lambda *a: calls.append(a) or original(*a)
+    original = engine.runner.single_decode.greedy
+    engine.runner.single_decode.greedy = lambda *a: calls.append(a) or original(*a)
     prompt = PROMPTS[1]
     assert engine.generate([GenerationRequest("s", prompt, SamplingParams(max_tokens=12, temperature=0.0))])["s"] == \
         references[prompt][:12]
     assert len(calls) == 11  # every decode after the prefill's first token
+    assert_engine_idle(engine)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_greedy_token_the_one_call_step_picks_is_the_argmax_of_its_logits(tmp_path, dtype):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=6), EngineConfig(block_size=4, num_kv_blocks=64,
+                                                                         single_decode="on"), dtype=dtype)
+    runner, chunk = engine.runner, prefilled(engine, PROMPTS[2])
+    seq, start = chunk.seq, chunk.start
+    before = runner.kv_cache.clone()
+    logits = runner.single_decode.logits(seq.token_ids[start], start, seq.block_table)
+    written = runner.kv_cache.clone()
+    runner.kv_cache.copy_(before)
+    token = runner.single_decode.greedy(seq.token_ids[start], start, seq.block_table)
+    assert token == int(logits.float().argmax())
+    assert torch.equal(runner.kv_cache, written)  # the same step: the same K/V
+    engine.abort("r")
+    assert_engine_idle(engine)
+
+
+def test_a_lone_request_that_samples_or_is_penalised_takes_the_logits_not_the_greedy_token(tiny_llama):
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
+    path, calls = engine.runner.single_decode, []
+    for name in ("logits", "greedy"):
+        original = getattr(path, name)
+        setattr(path, name, lambda *a, name=name, original=original: calls.append(name) or original(*a))
+    for request_id, prompt, sampling in (  # prompts sharing no block, so every prefill is a batched step
+            ("t", PROMPTS[0], SamplingParams(max_tokens=5, temperature=0.8, seed=1)),
+            ("p", PROMPTS[1], SamplingParams(max_tokens=5, temperature=0.0, repetition_penalty=1.3)),
+            ("g", PROMPTS[2], SamplingParams(max_tokens=5, temperature=0.0))):
+        calls.clear()
+        assert len(engine.generate([GenerationRequest(request_id, prompt, sampling)])[request_id]) == 5
+        assert calls == ["greedy" if request_id == "g" else "logits"] * 4, (request_id, calls)
     assert_engine_idle(engine)
 
 
@@ -144,8 +177,8 @@ def test_bfloat16_generation_through_the_one_call_path_matches_the_batched_engin
     one_call = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, single_decode="on"),
                          dtype=torch.bfloat16)
     calls = []
-    original = one_call.runner.single_decode.logits
-    one_call.runner.single_decode.logits = lambda *a: calls.append(a) or original(*a)
+    original = one_call.runner.single_decode.greedy
+    one_call.runner.single_decode.greedy = lambda *a: calls.append(a) or original(*a)
     for request in requests():  # one at a time, so every decode is a single-sequence step
         assert one_call.generate([request]) == batched.generate([request])
     assert len(calls) == 3 * 9

@@ -7,7 +7,8 @@
  * residual add + RMSNorm, RoPE + K/V write and SiLU product of layer_ops.c, paged attention
  * (paged_attention.c), and a matvec for each projection; so in bfloat16 every value is rounded
  * where the batched step rounds it, and the two differ only in the order of the matmuls' float32
- * sums. It ends with the final norm and the LM head; the caller samples from the logits.
+ * sums. It ends with the final norm and the LM head; the caller samples from the logits, or takes
+ * the greedy token the step picked (argmax.c).
  *
  * Weights are transposed (in, out) matrices, so each matvec streams its weight once, row by row
  * (in bfloat16 a plain copy kept beside the oneDNN-packed one the batched step multiplies by).
@@ -16,6 +17,7 @@
  */
 #include "paged_attention.c"
 #include "layer_ops.c"
+#include "argmax.c"
 
 enum { LAYER_POINTERS = 10 };
 

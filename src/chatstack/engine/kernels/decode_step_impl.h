@@ -71,9 +71,11 @@ static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, 
 /* x (hidden): the token's embedding, then its residual stream; logits (vocab): the LM head
  * (lm_head: (hidden, vocab)) over the final norm of the stream after every layer, for a token at
  * `position`. cos, sin: the whole (max_positions, head_dim) RoPE tables; the caches hold
- * cache_slots slots. Returns 0, or -1 when scratch memory could not be allocated or the position
- * or its slot lies outside the tables or the cache. */
-int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, const void *const *layers, int64_t num_layers,
+ * cache_slots slots. `top`, unless NULL, gets the greedy token: the argmax of the logits as stored
+ * (torch.argmax's choice on them, widened to float32), so a plain greedy decode needs no sampler.
+ * Returns 0, or -1 when scratch memory could not be allocated or the position or its slot lies
+ * outside the tables or the cache. */
+int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *const *layers, int64_t num_layers,
                                      const T *final_norm, const T *lm_head, int64_t vocab,
                                      const T *cos, const T *sin, int64_t max_positions,
                                      const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
@@ -118,6 +120,15 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, const void *const *layers,
     if (status == 0) {
         CAT(chatstack_add_rms_norm_, SFX)(x, num_layers ? delta : NULL, final_norm, 1, hidden, eps, h);
         CAT(matvec_, SFX)(h, lm_head, NULL, hidden, vocab, acc, logits);
+        if (top != NULL) {
+#if WIDENS
+            #pragma omp simd
+            for (int64_t j = 0; j < vocab; ++j) acc[j] = TO_F32(logits[j]);  /* the values as stored */
+            chatstack_argmax_rows(acc, 1, vocab, vocab, top);
+#else
+            chatstack_argmax_rows(logits, 1, vocab, vocab, top);
+#endif
+        }
     }
     free(h);
     free(acc);
