@@ -131,7 +131,8 @@ class BlockManager:
         needed = self.blocks_needed(seq.num_computed_tokens + num_new_tokens) - len(seq.block_table)
         if needed > self.num_free_blocks:
             return False
-        seq.block_table.extend(self._take_free_block() for _ in range(max(needed, 0)))
+        if needed > 0:
+            seq.block_table.extend(self._take_free_block() for _ in range(needed))
         return True
 
     def free(self, seq: Sequence) -> None:

@@ -5,8 +5,8 @@ Single-threaded by design; `backends/native.py` drives it from one loop thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -19,8 +19,7 @@ from chatstack.engine.scheduler import Scheduler
 from chatstack.engine.sequence import Sequence
 
 
-@dataclass(frozen=True)
-class StepOutput:
+class StepOutput(NamedTuple):  # a tuple: one per running request per step
     """What one request got from one step: new tokens, and a finish reason on its last output."""
 
     request_id: str

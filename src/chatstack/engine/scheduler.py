@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from chatstack.backends.base import FinishReason
 from chatstack.engine.block_manager import BlockManager
@@ -22,8 +22,7 @@ from chatstack.engine.config import EngineConfig
 from chatstack.engine.sequence import Sequence, SequenceStatus
 
 
-@dataclass(frozen=True)
-class ScheduledChunk:
+class ScheduledChunk(NamedTuple):  # a tuple: built for every sequence on every step, cheaply
     """Compute tokens `[start, start + num_tokens)` of `seq`; sample after it if `samples`."""
 
     seq: Sequence
@@ -35,8 +34,7 @@ class ScheduledChunk:
         return self.start + self.num_tokens == self.seq.num_tokens
 
 
-@dataclass(frozen=True)
-class SchedulerOutput:
+class SchedulerOutput(NamedTuple):
     chunks: tuple[ScheduledChunk, ...]
     preempted: tuple[str, ...] = ()
 
@@ -92,7 +90,7 @@ class Scheduler:
             if seq.status is SequenceStatus.RUNNING:
                 chunks.append(ScheduledChunk(seq, seq.num_computed_tokens, num_new))
                 budget -= num_new
-        if not preempted:
+        if self.waiting and not preempted:
             budget = self._admit_waiting(chunks, budget)
         return SchedulerOutput(tuple(chunks), tuple(preempted))
 
