@@ -120,11 +120,13 @@ def hf_throughput(model_dir: Path, workload: Workload, batch_size: int, dtype: s
 
 @dataclasses.dataclass(frozen=True)
 class SingleStream:
-    """One greedy stream's decode steps, each followed by one timed read of a buffer the size of the weights a step
-    reads (the floor's probe), so that steps and floor are sampled side by side under the same conditions: on these
-    shared machines the cache bandwidth a probe sees moves by 1.5x from minute to minute."""
+    """One greedy stream's decode steps, each followed by two reads of a buffer the size of the weights a step
+    reads (the floor's probe), the second timed, so that steps and floor are sampled side by side under the same
+    conditions: on these shared machines the cache bandwidth a probe sees moves by 1.5x from minute to minute, and a
+    buffer left alone for a millisecond partly leaves the cache (the first read warms it as the steps keep the
+    weights warm)."""
 
-    step_ms: float  # median
+    step_ms: float  # median time per token over the steps (a step of several decode steps counts per token)
     floor_ms: float  # median read of the probe
     fastest_step_ms: float
     fastest_floor_ms: float
@@ -148,8 +150,11 @@ def single_stream(engine: LLMEngine, prompt: tuple[int, ...], tokens: int, weigh
                                                                           ignore_eos=True)))
     engine.step()  # prefill
     steps, reads = [], []
-    while engine.has_unfinished():
-        steps.append(_timed(engine.step))
+    while engine.has_unfinished():  # a step may give several tokens (lone_decode_steps): time per token
+        start = time.perf_counter()
+        tokens = sum(len(result.new_token_ids) for result in engine.step())
+        steps.append((time.perf_counter() - start) / max(tokens, 1))
+        probe.sum()  # back into the cache, as the steps keep the weights there; then the timed read
         reads.append(_timed(probe.sum) * weight_bytes / (probe.numel() * 4))
     median = lambda values: 1000 * sorted(values)[len(values) // 2]  # noqa: E731
     return SingleStream(median(steps), median(reads), 1000 * min(steps), 1000 * min(reads))

@@ -30,6 +30,11 @@ class EngineConfig:
     attention: str = "auto"  # see ATTENTION_BACKENDS
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
+    # multi-step decoding: a lone plain-greedy sequence with nobody waiting takes up to this many tokens per step
+    # (one C call), as many as fit in lone_decode_budget_ms, so the step loop's Python is paid once for all of them;
+    # a request arriving meanwhile waits at most that budget for its admission. 1 turns it off.
+    lone_decode_steps: int = 8
+    lone_decode_budget_ms: float = 2.0
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -46,6 +51,10 @@ class EngineConfig:
             raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
         if self.single_decode not in SINGLE_DECODE_MODES:
             raise ValueError(f"single_decode must be one of {SINGLE_DECODE_MODES}, got {self.single_decode!r}")
+        if self.lone_decode_steps < 1:
+            raise ValueError(f"lone_decode_steps must be >= 1, got {self.lone_decode_steps}")
+        if not self.lone_decode_budget_ms > 0:
+            raise ValueError(f"lone_decode_budget_ms must be > 0, got {self.lone_decode_budget_ms}")
         if not 0 <= self.max_logprobs <= MAX_LOGPROBS:
             raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {self.max_logprobs}")
 

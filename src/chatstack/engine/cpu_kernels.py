@@ -180,13 +180,17 @@ class DecodeStepKernel:
 
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
-        self._fns = {}
+        self._fns, self._multi = {}, {}
+        model_types = [p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
         for dtype, suffix in self.DTYPES.items():
             fn = getattr(library, f"chatstack_decode_step_{suffix}")
-            fn.argtypes = [p, p, p, p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64,
-                           ctypes.c_float]
+            fn.argtypes = [p, p, p] + model_types
             fn.restype = ctypes.c_int
             self._fns[dtype] = fn
+            multi = getattr(library, f"chatstack_decode_steps_{suffix}")
+            multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types
+            multi.restype = ctypes.c_int
+            self._multi[dtype] = multi
 
     def __call__(self, x: torch.Tensor, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor,
                  cos: torch.Tensor, sin: torch.Tensor, block_table: torch.Tensor, cache_slots: int, position: int,
@@ -219,17 +223,18 @@ class DecodeStepKernel:
         model_args = (layers, num_layers, final_norm.data_ptr(), lm_head_t.data_ptr(), vocab, cos.data_ptr(),
                       sin.data_ptr(), cos.shape[0])
         shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, block_size, eps)
-        return PreparedDecodeStep(self._fns[dtype], dtype, vocab, block_size, cos.shape[0], cache_slots, model_args,
-                                  shape_args)
+        return PreparedDecodeStep(self._fns[dtype], self._multi[dtype], dtype, vocab, block_size, cos.shape[0],
+                                  cache_slots, model_args, shape_args)
 
 
 class PreparedDecodeStep:
     """One model's decode step with its arguments bound: `logits(...)` returns the (vocab,) logits; `greedy(...)`
-    the argmax token the C step picked, into a logits buffer it reuses (nothing leaves the call but the token)."""
+    the argmax token the C step picked, into a logits buffer it reuses (nothing leaves the call but the token);
+    `greedy_steps(...)` several such steps in one call."""
 
-    def __init__(self, fn, dtype: torch.dtype, vocab: int, block_size: int, positions: int, cache_slots: int,
+    def __init__(self, fn, multi, dtype: torch.dtype, vocab: int, block_size: int, positions: int, cache_slots: int,
                  model_args: tuple, shape_args: tuple):
-        self._fn, self._dtype, self._vocab, self._cache_slots = fn, dtype, vocab, cache_slots
+        self._fn, self._multi, self._dtype, self._vocab, self._cache_slots = fn, multi, dtype, vocab, cache_slots
         self._block_size, self._positions = block_size, positions
         self._model_args, self._shape_args = model_args, shape_args
         self._scratch = torch.empty(vocab, dtype=dtype)
@@ -253,6 +258,24 @@ class PreparedDecodeStep:
     def greedy(self, x: torch.Tensor, block_table: torch.Tensor, position: int) -> int:
         self._run(x, block_table, position, self._scratch, self._top_ptr)
         return self._top.value
+
+    def greedy_steps(self, embed: torch.Tensor, x: torch.Tensor, block_table: torch.Tensor, position: int, token: int,
+                     steps: int, stop_ids: tuple[int, ...]) -> list[int]:
+        """Up to `steps` greedy tokens from `token` at `position` on (the first is what `greedy` gives), ending
+        after a token in `stop_ids`; embed: the (vocab, hidden) embedding rows the steps read their inputs from."""
+        last = position + steps - 1
+        if steps < 1 or not 0 <= position <= last < min(block_table.shape[0] * self._block_size, self._positions):
+            raise ValueError(f"positions {position} to {last} are not all inside the block table "
+                             f"({block_table.shape[0]} blocks) and the RoPE tables ({self._positions} positions)")
+        if not 0 <= token < self._vocab:
+            raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
+        tokens, stops = (ctypes.c_int64 * steps)(), (ctypes.c_int64 * max(len(stop_ids), 1))(*stop_ids)
+        count = self._multi(steps, token, stops, len(stop_ids), tokens, embed.data_ptr(), x.data_ptr(),
+                            self._scratch.data_ptr(), *self._model_args, block_table.data_ptr(), block_table.shape[0],
+                            self._cache_slots, position, *self._shape_args)
+        if count < 1:
+            raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
+        return tokens[:count]
 
 
 def load(source: str, wrapper):

@@ -89,7 +89,7 @@ class LLMEngine:
         return self.scheduler.has_unfinished()
 
     def step(self) -> list[StepOutput]:
-        output = self.scheduler.schedule()
+        output = self.scheduler.schedule(self.runner.lone_decode_steps() if self.config.lone_decode_steps > 1 else 1)
         if output.is_empty:
             return []
         try:
@@ -100,7 +100,11 @@ class LLMEngine:
             return [StepOutput(seq_id, (), FinishReason.ERROR, error) for seq_id in failed]
         results = []
         for seq in self.scheduler.complete(output, sampled):
-            new = () if seq.finish_reason is FinishReason.STOP else (seq.token_ids[-1],)
+            if len(output.chunks) == 1:  # one step's tokens: those after the chunk (none for a stop token)
+                chunk = output.chunks[0]
+                new = tuple(seq.token_ids[chunk.start + chunk.num_tokens:])
+            else:
+                new = () if seq.finish_reason is FinishReason.STOP else (seq.token_ids[-1],)
             report = logprobs.get(seq.seq_id) if new else None
             results.append(StepOutput(seq.seq_id, new, seq.finish_reason, logprobs=() if report is None else (report,)))
             if seq.is_finished:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from chatstack.engine.config import EngineConfig
 from chatstack.engine.cpu_kernels import paged_attention_kernel
 from chatstack.engine.layer_ops import LayerOpsKernel, layer_ops_kernel
 from chatstack.engine.llama import load_llama
-from chatstack.engine.sampler import plain_greedy, sample
+from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
 from chatstack.engine.single_decode import SingleDecodePath
 
@@ -39,6 +40,7 @@ class ModelRunner:
             self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
+        self._lone_token_s: float | None = None  # seconds per token of the last lone greedy decode step
 
     def _single_decode_path(self, config: EngineConfig) -> SingleDecodePath | None:
         if config.single_decode == "off":
@@ -70,10 +72,25 @@ class ModelRunner:
         """Compute the scheduled tokens' KV; return the sampled token of every chunk that samples,
         and the logprob report of those whose request asked for one."""
         lone = self._lone_decode(output)
-        if lone is not None and lone.samples and plain_greedy(lone.seq):  # the one-call step picks the token itself: no torch op
-            seq, start = lone.seq, lone.start
-            return {seq.seq_id: self.single_decode.greedy(seq.token_ids[start], start, seq.block_table)}, {}
+        if lone is not None and lone.samples and lone.seq.samples_by_argmax:  # the C step picks the token: no torch op
+            seq, start, steps = lone.seq, lone.start, lone.decode_steps
+            began = time.perf_counter()
+            if steps == 1:
+                picked = self.single_decode.greedy(seq.token_ids[start], start, seq.block_table)
+            else:
+                stops = () if seq.sampling.ignore_eos else tuple(seq.stop_token_ids)
+                picked = self.single_decode.greedy_steps(seq.token_ids[start], start, seq.block_table, steps, stops)
+            self._lone_token_s = (time.perf_counter() - began) / (1 if steps == 1 else len(picked))
+            return {seq.seq_id: picked}, {}
         return self._run_and_sample(output, lone)
+
+    def lone_decode_steps(self) -> int:
+        """How many decode steps a lone plain-greedy sequence may take in one step: as many one-call tokens as the
+        last such step's time per token fits in the budget (1 until one has run, or without the one-call path)."""
+        if self.single_decode is None or self._lone_token_s is None:
+            return 1
+        fit = int(self.config.lone_decode_budget_ms / 1000 / max(self._lone_token_s, 1e-9))
+        return max(1, min(self.config.lone_decode_steps, fit))
 
     @torch.inference_mode()
     def _run_and_sample(self, output: SchedulerOutput, lone: ScheduledChunk | None):

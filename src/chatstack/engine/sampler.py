@@ -64,15 +64,9 @@ def apply_copy_masks(logits: torch.Tensor, seqs: list[Sequence]) -> torch.Tensor
     return logits
 
 
-def plain_greedy(seq: Sequence) -> bool:
-    """Whether the argmax of the raw logits is all this sequence's choice needs (no penalty, mask or logprobs)."""
-    sampling = seq.sampling
-    return sampling.greedy and not sampling.penalised and sampling.logprobs is None and seq.copy is None
-
-
 def sample(logits: torch.Tensor, seqs: list[Sequence]) -> Sampled:
     """logits: (S, vocab), row i belonging to seqs[i]."""
-    if len(seqs) == 1 and plain_greedy(seqs[0]):
+    if len(seqs) == 1 and seqs[0].samples_by_argmax:
         return Sampled(greedy_tokens(logits.float()), [None])  # a lone plain greedy decode: the argmax is all
     raw = logits
     logits = apply_copy_masks(apply_penalties(logits.float(), seqs), seqs)

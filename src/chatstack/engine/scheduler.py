@@ -23,11 +23,13 @@ from chatstack.engine.sequence import Sequence, SequenceStatus
 
 
 class ScheduledChunk(NamedTuple):  # a tuple: built for every sequence on every step, cheaply
-    """Compute tokens `[start, start + num_tokens)` of `seq`; sample after it if `samples`."""
+    """Compute tokens `[start, start + num_tokens)` of `seq`; sample after it if `samples`. A decode with
+    `decode_steps` > 1 goes on from its sampled token, greedily, for up to that many tokens in all."""
 
     seq: Sequence
     start: int
     num_tokens: int
+    decode_steps: int = 1
 
     @property
     def samples(self) -> bool:
@@ -71,7 +73,9 @@ class Scheduler:
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running)
 
-    def schedule(self) -> SchedulerOutput:
+    def schedule(self, lone_decode_steps: int = 1) -> SchedulerOutput:
+        """The next step's chunks; `lone_decode_steps` > 1: a lone plain-greedy decode with nobody waiting may take
+        that many tokens at once (the runner says how many fit its time budget)."""
         budget = self.config.max_num_batched_tokens
         chunks: list[ScheduledChunk] = []
         preempted: list[str] = []
@@ -92,7 +96,19 @@ class Scheduler:
                 budget -= num_new
         if self.waiting and not preempted:
             budget = self._admit_waiting(chunks, budget)
+        elif lone_decode_steps > 1 and len(chunks) == 1 and not self.waiting:
+            chunks[0] = self._lone_decode(chunks[0], lone_decode_steps)
         return SchedulerOutput(tuple(chunks), tuple(preempted))
+
+    def _lone_decode(self, chunk: ScheduledChunk, steps: int) -> ScheduledChunk:
+        """The chunk with up to `steps` decode steps where it is a plain-greedy decode and the blocks for them are free."""
+        seq = chunk.seq
+        if chunk.num_tokens != 1 or not chunk.samples or not seq.samples_by_argmax:
+            return chunk
+        steps = min(steps, seq.sampling.max_tokens - seq.num_completion_tokens)
+        if steps < 2 or not self.block_manager.append_slots(seq, steps):
+            return chunk
+        return chunk._replace(decode_steps=steps)
 
     def _admit_waiting(self, chunks: list[ScheduledChunk], budget: int) -> int:
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
@@ -114,7 +130,8 @@ class Scheduler:
         self.num_preemptions += 1
 
     def complete(self, output: SchedulerOutput, sampled: dict[str, int]) -> list[Sequence]:
-        """Record a finished step; `sampled` maps seq_id to the token drawn for chunks that sample.
+        """Record a finished step; `sampled` maps seq_id to the token drawn for chunks that sample (the tokens, in
+        order, for a chunk of several decode steps).
 
         Returns the sequences that got a new token (finished ones included, already freed).
         """
@@ -122,6 +139,15 @@ class Scheduler:
         for chunk in output.chunks:
             seq = chunk.seq
             if seq.status is not SequenceStatus.RUNNING:  # cancelled while the step ran
+                continue
+            if chunk.decode_steps > 1:  # each token as a one-token step would have recorded it
+                for token in sampled[seq.seq_id]:
+                    seq.num_computed_tokens += 1
+                    self.block_manager.cache_full_blocks(seq)
+                    self._append_token(seq, token)
+                    if seq.status is not SequenceStatus.RUNNING:
+                        break
+                advanced.append(seq)
                 continue
             seq.num_computed_tokens += chunk.num_tokens
             self.block_manager.cache_full_blocks(seq)

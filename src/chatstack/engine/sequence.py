@@ -60,6 +60,12 @@ class Sequence:
         return self.num_tokens - self.num_computed_tokens
 
     @property
+    def samples_by_argmax(self) -> bool:
+        """Whether the argmax of the raw logits is all its next token needs (greedy: no penalty, mask or logprobs)."""
+        sampling = self.sampling
+        return sampling.greedy and not sampling.penalised and sampling.logprobs is None and self.copy is None
+
+    @property
     def is_finished(self) -> bool:
         return self.status is SequenceStatus.FINISHED
 

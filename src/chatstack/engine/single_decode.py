@@ -70,12 +70,22 @@ class SingleDecodePath:
         """The argmax of those logits, picked inside the C step (a plain greedy decode needs nothing else)."""
         return self._step.greedy(self._x, self._load(token, block_table), position)
 
-    def _load(self, token: int, block_table: list[int]) -> torch.Tensor:
-        """Copy the token's embedding into the step's residual stream; the block table as int32."""
+    def greedy_steps(self, token: int, position: int, block_table: list[int], steps: int,
+                     stop_ids: tuple[int, ...]) -> list[int]:
+        """Up to `steps` greedy tokens in one C call, `greedy` step after step, ending after a token in `stop_ids`."""
+        return self._step.greedy_steps(self._embed, self._x, self._table_of(block_table), position, token, steps,
+                                       stop_ids)
+
+    def _table_of(self, block_table: list[int]) -> torch.Tensor:
         listed, table = self._table
         if block_table != listed:  # a sequence gains a block every block_size tokens: convert only then
             listed, table = list(block_table), torch.tensor(block_table, dtype=torch.int32)
             self._table = listed, table
+        return table
+
+    def _load(self, token: int, block_table: list[int]) -> torch.Tensor:
+        """Copy the token's embedding into the step's residual stream; the block table as int32."""
+        table = self._table_of(block_table)
         if not 0 <= token < self._vocab:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding

@@ -6,7 +6,7 @@ import pytest
 
 from chatstack.backends.base import FinishReason, SamplingParams
 from chatstack.engine.config import EngineConfig
-from chatstack.engine.scheduler import Scheduler
+from chatstack.engine.scheduler import ScheduledChunk, Scheduler, SchedulerOutput
 from chatstack.engine.sequence import Sequence, SequenceStatus
 
 BLOCK = 4
@@ -264,3 +264,46 @@ def test_a_step_result_for_a_sequence_cancelled_mid_step_is_ignored():
 def test_bad_engine_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         EngineConfig(**{field: value})
+
+
+def test_a_lone_greedy_decode_gets_several_steps_only_alone_and_within_its_max_tokens():
+    scheduler = make_scheduler()
+    alone = make_seq("a", range(1, 7), max_tokens=6)
+    scheduler.add(alone)
+    assert scheduler.schedule(lone_decode_steps=4).chunks[0].decode_steps == 1  # a prefill takes no extra steps
+    scheduler.complete(SchedulerOutput((ScheduledChunk(alone, 0, 6),)), {"a": 11})
+    (chunk,) = scheduler.schedule(lone_decode_steps=4).chunks
+    assert (chunk.start, chunk.num_tokens, chunk.decode_steps) == (6, 1, 4)
+    assert len(alone.block_table) * BLOCK >= 6 + 4  # slots for every step's K/V
+    scheduler.complete(SchedulerOutput((chunk,)), {"a": [12, 13, 14, 15]})
+    assert alone.token_ids[6:] == [11, 12, 13, 14, 15] and alone.num_computed_tokens == 10
+    (chunk,) = scheduler.schedule(lone_decode_steps=4).chunks
+    assert chunk.decode_steps == 1  # one token left of max_tokens 6
+    waiting = make_seq("w", range(50, 53))
+    scheduler.add(waiting)
+    output = scheduler.schedule(lone_decode_steps=4)
+    assert [c.decode_steps for c in output.chunks] == [1, 1]  # someone joined: one token each again
+
+
+def test_a_stop_token_inside_several_steps_finishes_the_sequence_and_frees_its_blocks():
+    scheduler = make_scheduler()
+    seq = make_seq("s", range(1, 6), max_tokens=10, stop=(99,))
+    scheduler.add(seq)
+    output = scheduler.schedule()
+    scheduler.complete(output, {"s": 7})
+    (chunk,) = scheduler.schedule(lone_decode_steps=8).chunks
+    assert chunk.decode_steps == 8
+    scheduler.complete(SchedulerOutput((chunk,)), {"s": [8, 99]})  # the kernel ends its run after a stop token
+    assert seq.finish_reason is FinishReason.STOP and seq.token_ids[5:] == [7, 8]
+    assert not scheduler.has_unfinished()
+    assert scheduler.block_manager.num_free_blocks == scheduler.block_manager.num_blocks
+
+
+def test_a_sampling_or_penalised_lone_decode_keeps_one_step():
+    for sampling in (SamplingParams(max_tokens=8, temperature=0.7), SamplingParams(max_tokens=8, temperature=0.0,
+                                                                                     presence_penalty=0.5)):
+        scheduler = make_scheduler()
+        seq = Sequence("p", [1, 2, 3], sampling)
+        scheduler.add(seq)
+        scheduler.complete(scheduler.schedule(), {"p": 4})
+        assert scheduler.schedule(lone_decode_steps=8).chunks[0].decode_steps == 1

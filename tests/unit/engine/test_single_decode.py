@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chatstack.backends.base import GenerationRequest, SamplingParams
+from chatstack.backends.base import FinishReason, GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import PackedDense
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
-from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, hf_greedy, needs_c_compiler, save_random_llama
+from tests.unit.engine.helpers import MAX_NEW, PROMPTS, assert_engine_idle, hf_greedy, needs_c_compiler, save_random_llama
 
 pytestmark = needs_c_compiler
 
@@ -71,15 +71,27 @@ def test_one_call_path_follows_each_sequence_own_block_table_and_rejects_a_token
     assert_engine_idle(engine)
 
 
-def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, references):
-    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
-    calls = []
-    original = engine.runner.single_decode.greedy
-    engine.runner.single_decode.greedy = lambda *a: calls.append(a) or original(*a)
+def count_one_call_tokens(engine: LLMEngine) -> list[int]:
+    """Patch the engine's one-call path to record how many tokens each of its calls gave (several for a call of
+    several decode steps)."""
+    path, counts = engine.runner.single_decode, []
+    greedy, greedy_steps = path.greedy, path.greedy_steps
+    path.greedy = lambda *a: counts.append(1) or greedy(*a)
+    path.greedy_steps = lambda *a: (lambda tokens: counts.append(len(tokens)) or tokens)(greedy_steps(*a))
+    return counts
+
+
+@pytest.mark.parametrize("lone_decode_steps", [1, 4])
+def test_single_request_through_the_one_call_path_matches_hf(tiny_llama, references, lone_decode_steps):
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, lone_decode_steps=lone_decode_steps,
+                                                lone_decode_budget_ms=1000))
+    counts = count_one_call_tokens(engine)
     prompt = PROMPTS[1]
     assert engine.generate([GenerationRequest("s", prompt, SamplingParams(max_tokens=12, temperature=0.0))])["s"] == \
         references[prompt][:12]
-    assert len(calls) == 11  # every decode after the prefill's first token
+    assert sum(counts) == 11  # every decode after the prefill's first token
+    # the first lone step measures its time; then up to lone_decode_steps tokens a call, the last call what is left
+    assert counts == ([1] * 11 if lone_decode_steps == 1 else [1, 4, 4, 2])
     assert_engine_idle(engine)
 
 
@@ -101,7 +113,7 @@ def test_the_greedy_token_the_one_call_step_picks_is_the_argmax_of_its_logits(tm
 
 
 def test_a_lone_request_that_samples_or_is_penalised_takes_the_logits_not_the_greedy_token(tiny_llama):
-    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64))
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, lone_decode_steps=1))
     path, calls = engine.runner.single_decode, []
     for name in ("logits", "greedy"):
         original = getattr(path, name)
@@ -113,6 +125,47 @@ def test_a_lone_request_that_samples_or_is_penalised_takes_the_logits_not_the_gr
         calls.clear()
         assert len(engine.generate([GenerationRequest(request_id, prompt, sampling)])[request_id]) == 5
         assert calls == ["greedy" if request_id == "g" else "logits"] * 4, (request_id, calls)
+    assert_engine_idle(engine)
+
+
+def test_several_decode_steps_in_one_call_stop_at_a_stop_token_as_single_steps_do(tiny_llama):
+    """A stop token inside a call of several steps ends the request there: the same tokens and finish as one step
+    a call, and every block free after."""
+    prompt = PROMPTS[1]
+    single = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, lone_decode_steps=1))
+    free_run = single.generate([GenerationRequest("f", prompt, SamplingParams(max_tokens=12, temperature=0.0))])["f"]
+    stop = free_run[6]  # a token the run reaches mid-way (the first time it appears ends the request)
+    expected = free_run[:free_run.index(stop)]
+    for steps in (1, 8):
+        engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, lone_decode_steps=steps,
+                                                    lone_decode_budget_ms=1000))
+        engine.add_request(GenerationRequest("s", prompt, SamplingParams(max_tokens=12, temperature=0.0),
+                                             stop_token_ids=(stop,)))
+        tokens, finish = [], None
+        while engine.has_unfinished():
+            for result in engine.step():
+                tokens.extend(result.new_token_ids)
+                finish = result.finish_reason or finish
+        assert (tokens, finish) == (expected, FinishReason.STOP)
+        assert_engine_idle(engine)
+
+
+def test_a_request_arriving_during_lone_decode_steps_joins_the_batch_and_both_match_hf(tiny_llama, references):
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, lone_decode_steps=4,
+                                                lone_decode_budget_ms=1000))
+    counts = count_one_call_tokens(engine)
+    sampling = SamplingParams(max_tokens=MAX_NEW, temperature=0.0)
+    engine.add_request(GenerationRequest("a", PROMPTS[1], sampling))
+    out = {"a": [], "b": []}
+    for _ in range(3):  # prefill, one measured step, then a call of four
+        for result in engine.step():
+            out[result.request_id].extend(result.new_token_ids)
+    assert counts == [1, 4] and len(out["a"]) == 6
+    engine.add_request(GenerationRequest("b", PROMPTS[2], sampling))
+    while engine.has_unfinished():
+        for result in engine.step():
+            out[result.request_id].extend(result.new_token_ids)
+    assert out == {"a": references[PROMPTS[1]], "b": references[PROMPTS[2]]}
     assert_engine_idle(engine)
 
 
@@ -176,12 +229,10 @@ def test_bfloat16_generation_through_the_one_call_path_matches_the_batched_engin
     batched = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64), dtype=torch.bfloat16)
     one_call = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=64, single_decode="on"),
                          dtype=torch.bfloat16)
-    calls = []
-    original = one_call.runner.single_decode.greedy
-    one_call.runner.single_decode.greedy = lambda *a: calls.append(a) or original(*a)
+    counts = count_one_call_tokens(one_call)
     for request in requests():  # one at a time, so every decode is a single-sequence step
         assert one_call.generate([request]) == batched.generate([request])
-    assert len(calls) == 3 * 9
+    assert sum(counts) == 3 * 9
     assert_engine_idle(one_call)
 
 

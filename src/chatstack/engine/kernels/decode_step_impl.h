@@ -135,6 +135,33 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
     return status;
 }
 
+/* Up to `steps` greedy decode steps of one sequence in one call: step i feeds token (the first: `token`, then the
+ * last one picked) at position + i, writes its K/V and picks the next token into tokens[i]; a token in
+ * stop_ids (n_stop of them) ends the run after it is written. embed: (vocab, hidden) rows; the block table must
+ * already cover position + steps - 1. Returns how many tokens it wrote (>= 1), or -1 as the single step fails. */
+int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_t *stop_ids, int64_t n_stop,
+                                      int64_t *tokens, const T *embed, T *x, T *logits,
+                                      const void *const *layers, int64_t num_layers,
+                                      const T *final_norm, const T *lm_head, int64_t vocab,
+                                      const T *cos, const T *sin, int64_t max_positions,
+                                      const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
+                                      int64_t position, int64_t hidden, int64_t n_heads, int64_t n_kv_heads,
+                                      int64_t head_dim, int64_t intermediate, int64_t block_size, float eps) {
+    for (int64_t i = 0; i < steps; ++i) {
+        if (token < 0 || token >= vocab) return -1;
+        memcpy(x, embed + token * hidden, sizeof(T) * (size_t)hidden);
+        if (CAT(chatstack_decode_step_, SFX)(x, logits, &tokens[i], layers, num_layers, final_norm, lm_head, vocab,
+                                             cos, sin, max_positions, block_table, num_blocks_in_table, cache_slots,
+                                             position + i, hidden, n_heads, n_kv_heads, head_dim, intermediate,
+                                             block_size, eps) != 0)
+            return i ? i : -1;
+        token = tokens[i];
+        for (int64_t s = 0; s < n_stop; ++s)
+            if (token == stop_ids[s]) return i + 1;
+    }
+    return steps;
+}
+
 #undef CAT
 #undef CAT_
 /* the parameters this file was included with, so the next inclusion defines its own */
