@@ -89,7 +89,7 @@ class LLMEngine:
         return self.scheduler.has_unfinished()
 
     def step(self) -> list[StepOutput]:
-        output = self.scheduler.schedule(self.runner.lone_decode_steps() if self.config.lone_decode_steps > 1 else 1)
+        output = self.scheduler.schedule(self.runner.lone_decode_steps())
         if output.is_empty:
             return []
         try:
