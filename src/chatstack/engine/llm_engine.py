@@ -99,12 +99,9 @@ class LLMEngine:
             failed = [c.seq.seq_id for c in output.chunks if self.abort(c.seq.seq_id, FinishReason.ERROR)]
             return [StepOutput(seq_id, (), FinishReason.ERROR, error) for seq_id in failed]
         results = []
+        ends = {chunk.seq.seq_id: chunk.start + chunk.num_tokens for chunk in output.chunks}
         for seq in self.scheduler.complete(output, sampled):
-            if len(output.chunks) == 1:  # one step's tokens: those after the chunk (none for a stop token)
-                chunk = output.chunks[0]
-                new = tuple(seq.token_ids[chunk.start + chunk.num_tokens:])
-            else:
-                new = () if seq.finish_reason is FinishReason.STOP else (seq.token_ids[-1],)
+            new = tuple(seq.token_ids[ends[seq.seq_id]:])  # this step's tokens (none for a stop token)
             report = logprobs.get(seq.seq_id) if new else None
             results.append(StepOutput(seq.seq_id, new, seq.finish_reason, logprobs=() if report is None else (report,)))
             if seq.is_finished:
