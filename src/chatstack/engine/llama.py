@@ -85,12 +85,13 @@ class RMSNorm(nn.Module):
 
 class DecoderLayer(nn.Module):
     def __init__(self, spec: LlamaSpec, weights: dict[str, torch.Tensor], prefix: str, quantization: str | None,
-                 prepack: bool = True, keep_plain: bool = False):
+                 prepack: bool = True, keep_plain: bool = False, prepack_float32: bool = False):
         super().__init__()
         self.spec = spec
         w = lambda name: weights[prefix + name]  # noqa: E731
         b = lambda name: weights.get(prefix + name)  # noqa: E731
-        project = lambda weight, bias: dense(weight, bias, quantization, prepack, keep_plain)  # noqa: E731
+        project = lambda weight, bias: dense(weight, bias, quantization, prepack, keep_plain,  # noqa: E731
+                                             prepack_float32)
         qkv_bias = None if b("self_attn.q_proj.bias") is None else torch.cat(
             [b("self_attn.q_proj.bias"), b("self_attn.k_proj.bias"), b("self_attn.v_proj.bias")])
         self.qkv = project(torch.cat([w("self_attn.q_proj.weight"), w("self_attn.k_proj.weight"),
@@ -139,15 +140,15 @@ class DecoderLayer(nn.Module):
 
 class LlamaForPagedDecoding(nn.Module):
     def __init__(self, hf_config, weights: dict[str, torch.Tensor], quantization: str | None = None,
-                 prepack: bool = True, keep_plain: bool = False):
+                 prepack: bool = True, keep_plain: bool = False, prepack_float32: bool = False):
         super().__init__()
         self.spec = spec = LlamaSpec.from_hf(hf_config)
         self.embed = nn.Embedding.from_pretrained(weights["model.embed_tokens.weight"], freeze=True)
-        self.layers = nn.ModuleList(DecoderLayer(spec, weights, f"model.layers.{i}.", quantization, prepack, keep_plain)
-                                    for i in range(spec.num_layers))
+        self.layers = nn.ModuleList(DecoderLayer(spec, weights, f"model.layers.{i}.", quantization, prepack, keep_plain,
+                                                 prepack_float32) for i in range(spec.num_layers))
         self.norm = RMSNorm(weights["model.norm.weight"], spec.rms_norm_eps)
         head = weights["model.embed_tokens.weight"] if spec.tie_word_embeddings else weights["lm_head.weight"]
-        self.lm_head = dense(head, None, quantization, prepack, keep_plain)
+        self.lm_head = dense(head, None, quantization, prepack, keep_plain, prepack_float32)
         cos, sin = rope_tables(hf_config, spec)
         self.register_buffer("cos", cos.to(head.dtype), persistent=False)
         self.register_buffer("sin", sin.to(head.dtype), persistent=False)
@@ -169,9 +170,11 @@ class LlamaForPagedDecoding(nn.Module):
 
 
 def load_llama(model_dir: str | Path, dtype: torch.dtype, device: str | torch.device,
-               quantization: str | None = None, prepack: bool = True, keep_plain: bool = False) -> LlamaForPagedDecoding:
-    """`prepack`: bfloat16 / float16 CPU projections in oneDNN's blocked layout (quant.PackedDense); `keep_plain`:
-    the prepacked projections (layers and LM head) also keep a plain transposed copy (for the one-call decode step)."""
+               quantization: str | None = None, prepack: bool = True, keep_plain: bool = False,
+               prepack_float32: bool = False) -> LlamaForPagedDecoding:
+    """`prepack`: bfloat16 / float16 CPU projections in oneDNN's blocked layout (quant.PackedDense), and float32 ones
+    with `prepack_float32`; `keep_plain`: the prepacked projections (layers and LM head) also keep a plain transposed
+    copy (for the one-call decode step)."""
     model_dir = Path(model_dir)
     hf_config = AutoConfig.from_pretrained(str(model_dir))
     files = sorted(model_dir.glob("*.safetensors"))
@@ -180,4 +183,4 @@ def load_llama(model_dir: str | Path, dtype: torch.dtype, device: str | torch.de
     weights: dict[str, torch.Tensor] = {}
     for file in files:
         weights.update({k: v.to(device=device, dtype=dtype) for k, v in load_file(str(file)).items()})
-    return LlamaForPagedDecoding(hf_config, weights, quantization, prepack, keep_plain).eval()
+    return LlamaForPagedDecoding(hf_config, weights, quantization, prepack, keep_plain, prepack_float32).eval()

@@ -13,6 +13,7 @@ from chatstack.engine.config import EngineConfig
 from chatstack.engine.cpu_kernels import paged_attention_kernel
 from chatstack.engine.layer_ops import LayerOpsKernel, layer_ops_kernel
 from chatstack.engine.llama import load_llama
+from chatstack.engine.quant import PackedDense, float32_prepack_pays
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
 from chatstack.engine.single_decode import SingleDecodePath
@@ -24,8 +25,11 @@ class ModelRunner:
         self.config = config
         self.device = torch.device(device)
         # compile traces plain matmuls (a prepacked oneDNN weight is opaque to it and failed every bf16 step)
+        prepack_float32 = self._prepack_float32(config, dtype)
         self.model = load_llama(model_dir, dtype, self.device, config.quantization, prepack=not config.compile,
-                                keep_plain=config.single_decode == "on")
+                                keep_plain=config.single_decode == "on" or (config.single_decode == "auto"
+                                                                            and prepack_float32),
+                                prepack_float32=prepack_float32)
         self.spec = spec = self.model.spec
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
         self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
@@ -41,6 +45,16 @@ class ModelRunner:
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
         self._lone_token_s: float | None = None  # seconds per token of the last lone greedy decode step
+
+    def _prepack_float32(self, config: EngineConfig, dtype: torch.dtype) -> bool:
+        applies = (self.device.type == "cpu" and dtype == torch.float32 and not config.compile
+                   and config.quantization is None and PackedDense.applies(torch.zeros(0), float32=True))
+        if config.float32_prepack == "on" and not applies:
+            raise ValueError("float32_prepack 'on' needs unquantized float32 weights on the CPU without compile, "
+                             "and torch built with oneDNN")
+        if config.float32_prepack == "off" or not applies:
+            return False
+        return config.float32_prepack == "on" or float32_prepack_pays(torch.get_num_threads())
 
     def _single_decode_path(self, config: EngineConfig) -> SingleDecodePath | None:
         if config.single_decode == "off":

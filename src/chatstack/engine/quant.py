@@ -9,8 +9,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
+import time
+
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class Int8Linear(nn.Module):
@@ -70,12 +76,14 @@ class Dense(nn.Module):
 class PackedDense(nn.Module):
     """y = x @ W.T + b with W reordered once, at load, into oneDNN's blocked layout.
 
-    For bfloat16 / float16 on the CPU. A plain matmul there hands oneDNN a weight in the plain
-    layout, which it reorders into its blocked (AMX / VNNI) layout on every call: on a 26.7 M
-    model's layer weights (bfloat16, one thread, all layers in turn so they come from memory) one
-    pass of the eight layers' projections took 5.8 ms at 8 rows and 6.8 ms at 40 rows, against 3.9
-    and 4.7 ms prepacked. Without a bias the results are bit-identical; a bias is added before the
-    one rounding (the plain path rounds twice), so the result is at least as close to float32.
+    For bfloat16 / float16 on the CPU, and float32 where that pays (`float32_prepack_pays`). A plain
+    half-precision matmul hands oneDNN a weight in the plain layout, which it reorders into its
+    blocked (AMX / VNNI) layout on every call: on a 26.7 M model's layer weights (bfloat16, one
+    thread, all layers in turn so they come from memory) one pass of the eight layers' projections
+    took 5.8 ms at 8 rows and 6.8 ms at 40 rows, against 3.9 and 4.7 ms prepacked. Without a bias
+    the half-precision results are bit-identical; a bias is added before the one rounding (the plain
+    path rounds twice), so the result is at least as close to float32. A float32 result differs from
+    MKL's only in the order of its sums.
     `keep_plain` also keeps W transposed (in, out) as `weight_t`, for the one-call decode step
     (single_decode.py), at twice the weight memory.
     """
@@ -88,14 +96,49 @@ class PackedDense(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias, requires_grad=False)
 
     @staticmethod
-    def applies(weight: torch.Tensor) -> bool:
+    def applies(weight: torch.Tensor, float32: bool = False) -> bool:
         """Half-precision weights on a CPU whose oneDNN runs that dtype (on an AVX2-only CPU it refuses to reorder
-        bfloat16; `Dense` widens there instead)."""
-        return (weight.device.type == "cpu" and weight.dtype in (torch.bfloat16, torch.float16)
-                and onednn_runs(weight.dtype) and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+        bfloat16; `Dense` widens there instead); float32 weights where `float32` says so (`float32_prepack_pays`)."""
+        wanted = weight.dtype in (torch.bfloat16, torch.float16) or (float32 and weight.dtype == torch.float32)
+        return (weight.device.type == "cpu" and wanted and onednn_runs(weight.dtype)
+                and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+# The probe's shape: 64 rows (a decode batch) through a 512 -> 2048 projection, ~134 MFLOP a call.
+PROBE_ROWS, PROBE_IN, PROBE_OUT = 64, 512, 2048
+FLOAT32_PREPACK_MIN_SPEEDUP = 1.2
+
+
+@functools.cache
+def float32_prepack_pays(threads: int) -> bool:
+    """Whether float32 projections run faster prepacked for oneDNN than as the plain matmul (MKL) on this CPU, at
+    `threads` (torch's thread count, which the caller passes): timed once per process and count (~50 ms), the two taking turns, the best of five rounds each; the
+    prepacked layout must win by FLOAT32_PREPACK_MIN_SPEEDUP. MKL's AVX-512 code runs on Intel CPUs only, so on an
+    AVX-512 AMD CPU oneDNN's kernels were 2.3-3x faster on the 26.7 M benchmark model's shapes; on AVX2 CPUs the two
+    are close and the plain matmul stays."""
+    if not (onednn_runs(torch.float32) and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(PROBE_ROWS, PROBE_IN, generator=generator)
+    weight = torch.randn(PROBE_OUT, PROBE_IN, generator=generator)
+    plain, packed = Dense(weight), PackedDense(weight)
+    best = {"plain": float("inf"), "prepacked": float("inf")}
+    with torch.inference_mode():
+        for _ in range(5):
+            for name, projection in (("plain", plain), ("prepacked", packed)):
+                projection(x)  # its first call at this shape sets oneDNN's kernel up
+                start = time.perf_counter()
+                for _ in range(3):
+                    projection(x)
+                best[name] = min(best[name], (time.perf_counter() - start) / 3)
+    speedup = best["plain"] / best["prepacked"]
+    log.info("float32 projections: prepacked (oneDNN) %.2fx the plain matmul here (%.2f vs %.2f ms a %dx%dx%d "
+             "call, %d threads): %s", speedup, best["prepacked"] * 1e3, best["plain"] * 1e3, PROBE_ROWS, PROBE_IN,
+             PROBE_OUT, threads, "prepacked" if speedup >= FLOAT32_PREPACK_MIN_SPEEDUP else "plain")
+    return speedup >= FLOAT32_PREPACK_MIN_SPEEDUP
 
 
 INT4_GROUP_SIZE = 32
@@ -144,14 +187,14 @@ class Int4Linear(nn.Module):
 
 
 def dense(weight: torch.Tensor, bias: torch.Tensor | None, quantization: str | None,
-          prepack: bool = True, keep_plain: bool = False) -> nn.Module:
+          prepack: bool = True, keep_plain: bool = False, prepack_float32: bool = False) -> nn.Module:
     """A projection holding `weight` (out, in), quantized if asked; `prepack=False` keeps a plain matmul (what
-    torch.compile can trace: it does its own weight layout); `keep_plain` keeps a plain (in, out) copy beside a
-    prepacked weight."""
+    torch.compile can trace: it does its own weight layout); `prepack_float32` prepacks float32 weights too;
+    `keep_plain` keeps a plain (in, out) copy beside a prepacked weight."""
     if quantization == "int8":
         return Int8Linear(weight, bias)
     if quantization == "int4":
         return Int4Linear(weight, bias)
-    if prepack and PackedDense.applies(weight):
+    if prepack and PackedDense.applies(weight, prepack_float32):
         return PackedDense(weight, bias, keep_plain)
     return Dense(weight, bias)

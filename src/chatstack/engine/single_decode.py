@@ -1,9 +1,10 @@
 """The one-call decode step: a scheduled step that holds a single decoding sequence runs every
 layer, the final norm and the LM head in C (`kernels/decode_step.c`) instead of ~25 torch ops per layer.
 
-Applies on the CPU with unquantized weights and the C kernels available, in float32, and in
-bfloat16 where the layers' prepacked projections keep a plain copy (`EngineConfig.single_decode`
-"on"); the engine's batched path handles everything else.
+Applies on the CPU with unquantized weights and the C kernels available, in float32 (where its
+projections are prepacked, `single_decode` "auto" keeps a plain copy for this step), and in bfloat16
+where the layers' prepacked projections keep a plain copy (`EngineConfig.single_decode` "on"); the
+engine's batched path handles everything else.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class SingleDecodePath:
         if not all(isinstance(m, (Dense, PackedDense)) for m in projections):
             return "it needs unquantized weights"
         if not all(m.weight_t is not None and m.weight_t.dtype == kv_cache.dtype for m in projections):
-            return "the prepacked bfloat16 projections keep no plain copy (single_decode 'on' keeps one)"
+            return "the prepacked projections keep no plain copy (single_decode 'on' keeps one)"
         return None
 
     @classmethod

@@ -1,5 +1,5 @@
 """Weight-only quantization (int8 per channel, int4 group-wise packed): small error and a working engine.
-Also the prepacked bfloat16 / float16 projection (same results as a plain matmul)."""
+Also the prepacked bfloat16 / float16 / float32 projections (the results of a plain matmul)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from transformers import LlamaForCausalLM
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
-from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense, dense
+from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense, dense, float32_prepack_pays
 from tests.unit.engine.helpers import PROMPTS, assert_engine_idle
 
 
@@ -73,8 +73,10 @@ def test_int4_engine_equals_hf_generate_on_the_dequantized_weights(tiny_llama):
     assert_engine_idle(engine)
 
 
-@pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=torch.bfloat16)), reason="oneDNN cannot run bfloat16 on this CPU (or torch has no oneDNN)")
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [
+    pytest.param(dtype, marks=pytest.mark.skipif(not PackedDense.applies(torch.zeros(1, dtype=dtype)),
+                                                 reason=f"oneDNN cannot run {dtype} on this CPU (or torch has no oneDNN)"))
+    for dtype in (torch.bfloat16, torch.float16)])
 def test_packed_projection_equals_the_plain_matmul(dtype):
     generator = torch.Generator().manual_seed(0)
     weight, bias = torch.randn(96, 40, generator=generator).to(dtype), torch.randn(96, generator=generator).to(dtype)
@@ -96,7 +98,7 @@ def test_bfloat16_engine_with_packed_weights_generates_what_plain_weights_do(tin
     packed = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128), dtype=torch.bfloat16)
     assert isinstance(packed.runner.model.layers[0].gate_up, PackedDense)
     got = packed.generate(requests)
-    monkeypatch.setattr(PackedDense, "applies", staticmethod(lambda weight: False))
+    monkeypatch.setattr(PackedDense, "applies", staticmethod(lambda weight, float32=False: False))
     plain = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128), dtype=torch.bfloat16)
     assert isinstance(plain.runner.model.layers[0].gate_up, Dense)
     assert got == plain.generate(requests)
@@ -113,3 +115,56 @@ def test_half_precision_weights_are_prepacked_only_where_onednn_runs_that_dtype(
     assert isinstance(projection, PackedDense) == bool(getattr(torch.ops.mkldnn, supported)())
     x = torch.randn(3, 16).to(dtype)
     torch.testing.assert_close(projection(x).float(), (x.float() @ weight.float().T + bias.float()), rtol=2e-2, atol=5e-2)
+
+
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(0), float32=True), reason="torch has no oneDNN here")
+def test_float32_packed_projection_matches_the_plain_matmul_to_rounding():
+    generator = torch.Generator().manual_seed(1)
+    weight, bias = torch.randn(96, 40, generator=generator), torch.randn(96, generator=generator)
+    assert isinstance(dense(weight, None, None), Dense)  # float32 is prepacked only when asked
+    projection = dense(weight, bias, None, prepack_float32=True, keep_plain=True)
+    assert isinstance(projection, PackedDense) and projection.packed.dtype == torch.float32
+    assert torch.equal(projection.weight_t, weight.T)  # the plain copy the one-call step reads
+    for rows in (1, 7, 64, 300):
+        x = torch.randn(rows, 40, generator=generator)
+        torch.testing.assert_close(projection(x), Dense(weight, bias)(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not PackedDense.applies(torch.zeros(0), float32=True), reason="torch has no oneDNN here")
+def test_float32_prepacked_engine_keeps_the_one_call_step_and_generates_what_hf_does(tiny_llama, references):
+    requests = [GenerationRequest(f"r{i}", p, SamplingParams(max_tokens=len(references[p]), temperature=0.0))
+                for i, p in enumerate(PROMPTS)]
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128, float32_prepack="on"))
+    model = engine.runner.model
+    assert all(isinstance(m, PackedDense) for layer in model.layers for m in (layer.qkv, layer.gate_up))
+    assert isinstance(model.lm_head, PackedDense) and model.lm_head.weight_t is not None
+    assert engine.runner.single_decode is not None  # "auto" kept the plain copy the one-call step reads
+    got = engine.generate(requests)  # a batch, then lone decodes as the shorter ones finish
+    assert [got[f"r{i}"] for i in range(len(PROMPTS))] == [references[p] for p in PROMPTS]
+    assert_engine_idle(engine)
+    off = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=16, float32_prepack="on",
+                                             single_decode="off"))
+    assert off.runner.single_decode is None and off.runner.model.layers[0].qkv.weight_t is None
+
+
+@pytest.mark.parametrize("pays", [True, False])
+def test_float32_prepack_auto_follows_the_load_time_probe(tiny_llama, monkeypatch, pays):
+    monkeypatch.setattr("chatstack.engine.model_runner.float32_prepack_pays", lambda threads: pays)
+    engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=16))
+    packed = isinstance(engine.runner.model.layers[0].down, PackedDense)
+    assert packed == (pays and PackedDense.applies(torch.zeros(0), float32=True))
+    assert not isinstance(LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=16, float32_prepack="off"))
+                          .runner.model.layers[0].down, PackedDense)
+    bf16 = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=16), dtype=torch.bfloat16)
+    assert all(m.packed.dtype == torch.bfloat16 for m in bf16.runner.model.modules() if isinstance(m, PackedDense))
+
+
+def test_float32_prepack_probe_answers_once_per_thread_count():
+    answer = float32_prepack_pays(torch.get_num_threads())
+    assert isinstance(answer, bool)
+    assert float32_prepack_pays.cache_info().currsize >= 1
+
+
+def test_float32_prepack_settings_are_checked():
+    with pytest.raises(ValueError, match="float32_prepack"):
+        EngineConfig(float32_prepack="yes")
