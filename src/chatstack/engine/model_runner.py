@@ -44,6 +44,10 @@ class ModelRunner:
             self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
+        if self.single_decode is None:  # the plain copies kept beside prepacked weights serve the one-call step only
+            for module in self.model.modules():
+                if isinstance(module, PackedDense):
+                    module.weight_t = None
         self._lone_token_s: float | None = None  # seconds per token of the last lone greedy decode step
 
     def _prepack_float32(self, config: EngineConfig, dtype: torch.dtype) -> bool:

@@ -115,11 +115,11 @@ FLOAT32_PREPACK_MIN_SPEEDUP = 1.2
 @functools.cache
 def float32_prepack_pays(threads: int) -> bool:
     """Whether float32 projections run faster prepacked for oneDNN than as the plain matmul (MKL) on this CPU, at
-    `threads` (torch's thread count, which the caller passes): timed once per process and count (~50 ms), the two taking turns, the best of five rounds each; the
-    prepacked layout must win by FLOAT32_PREPACK_MIN_SPEEDUP. MKL's AVX-512 code runs on Intel CPUs only, so on an
-    AVX-512 AMD CPU oneDNN's kernels were 2.3-3x faster on the 26.7 M benchmark model's shapes; on AVX2 CPUs the two
-    are close and the plain matmul stays."""
-    if not (onednn_runs(torch.float32) and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    `threads` (torch's thread count, which the caller passes): timed once per process and count (~50 ms), the two
+    taking turns, the best of five rounds each; the prepacked layout must win by FLOAT32_PREPACK_MIN_SPEEDUP. MKL's
+    AVX-512 code runs on Intel CPUs only, so on an AVX-512 AMD CPU oneDNN's kernels were 2.3-3x faster on the 26.7 M
+    benchmark model's shapes; on AVX2 CPUs the two are close and the plain matmul stays."""
+    if not PackedDense.applies(torch.zeros(0), float32=True):
         return False
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(PROBE_ROWS, PROBE_IN, generator=generator)
