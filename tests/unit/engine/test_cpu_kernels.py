@@ -40,6 +40,8 @@ def random_layout(num_seqs: int, block_size: int, num_blocks: int, max_len: int,
     (4, 2, 48, 16),   # a multiple of 16 (the AVX-512 loops) that is not a fixed size
     (2, 1, 40, 16),   # a multiple of 8 but not of 16 (the AVX2 loops where AVX-512 is built)
     (2, 2, 160, 16),  # more than one 128-wide output slice
+    (12, 2, 64, 16),  # a group of six: four heads per value row, then two
+    (6, 2, 16, 16),   # a group of three: scored two heads per key load, then one
 ])
 def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block_size):
     torch.manual_seed(0)

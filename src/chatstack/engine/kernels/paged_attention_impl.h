@@ -52,10 +52,26 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
                                              in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
 #ifdef __AVX512F__
-        /* Eight keys at once, sixteen dimensions per instruction. */
+        /* Eight keys at once, sixteen dimensions per instruction; two heads of the group per key load. */
         if (head_dim % 16 == 0) {
             for (; s + 8 <= in_block; s += 8) {
-                for (int64_t h = 0; h < group; ++h) {
+                int64_t h = 0;
+                for (; h + 2 <= group; h += 2) {
+                    const float *qa = q + h * head_dim, *qb = qa + head_dim;
+                    __m512 acc_a[8], acc_b[8];
+                    for (int r = 0; r < 8; ++r) acc_a[r] = acc_b[r] = _mm512_setzero_ps();
+                    for (int64_t d = 0; d < head_dim; d += 16) {
+                        const __m512 qva = _mm512_loadu_ps(qa + d), qvb = _mm512_loadu_ps(qb + d);
+                        for (int r = 0; r < 8; ++r) {
+                            const __m512 key = _mm512_loadu_ps(keys + (s + r) * row + d);
+                            acc_a[r] = _mm512_fmadd_ps(qva, key, acc_a[r]);
+                            acc_b[r] = _mm512_fmadd_ps(qvb, key, acc_b[r]);
+                        }
+                    }
+                    store_scaled_sums_of_eight(acc_a, scale, scores + h * length + j0 + s);
+                    store_scaled_sums_of_eight(acc_b, scale, scores + (h + 1) * length + j0 + s);
+                }
+                for (; h < group; ++h) {
                     const float *qh = q + h * head_dim;
                     __m512 acc[8];
                     for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
@@ -101,6 +117,41 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
     }
 }
 
+#ifdef __AVX512F__
+/* Sixteen elements of a cache row as floats. */
+INLINE __m512 NAME(load16)(const KV_T *p) {
+#if KV_IS_FLOAT
+    return _mm512_loadu_ps(p);
+#else
+    return bf16x16_load(p);
+#endif
+}
+
+/* out[h0 .. h0 + HEADS) += weights . values over one block's rows, for a 64-wide (or narrower, `width`
+ * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once. */
+#define WEIGH_HEADS(HEADS) \
+    INLINE void NAME(weigh_##HEADS##_heads)(const float *weights, int64_t length, int64_t j0, const KV_T *values, \
+                                             int64_t row, int64_t in_block, float *out, int64_t h0, int64_t head_dim, \
+                                             int64_t d0, int width) { \
+        __m512 acc[HEADS][4]; \
+        for (int h = 0; h < HEADS; ++h) \
+            for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r); \
+        for (int64_t s = 0; s < in_block; ++s) { \
+            __m512 v[4]; \
+            for (int r = 0; r < width; ++r) v[r] = NAME(load16)(values + s * row + d0 + 16 * r); \
+            for (int h = 0; h < HEADS; ++h) { \
+                const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + s]); \
+                for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]); \
+            } \
+        } \
+        for (int h = 0; h < HEADS; ++h) \
+            for (int r = 0; r < width; ++r) _mm512_storeu_ps(out + (h0 + h) * head_dim + d0 + 16 * r, acc[h][r]); \
+    }
+WEIGH_HEADS(4)
+WEIGH_HEADS(1)
+#undef WEIGH_HEADS
+#endif
+
 /* out_h = sum_j weights[h][j] * value_j for the group's heads; out (group, head_dim) floats. */
 INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
                                float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
@@ -114,7 +165,18 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
                                 strides[1], head_dim);
         const float *values = NAME(block_rows)(v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                                in_block, strides[1], head_dim, tile, &row);
-        for (int64_t h = 0; h < group; ++h) {
+        int64_t h = 0;
+#if KV_IS_FLOAT && defined(__AVX512F__)
+        /* Each value row read once for four heads of the group (the bfloat16 routine's loop, float loads). */
+        if (head_dim % 16 == 0) {
+            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
+                for (h = 0; h + 4 <= group; h += 4)
+                    NAME(weigh_4_heads)(weights, length, j0, values, row, in_block, out, h, head_dim, d0, width);
+            }
+        }
+#endif
+        for (; h < group; ++h) {
             const float *wh = weights + h * length + j0;
             float *oh = out + h * head_dim;
             int64_t d0 = 0;
@@ -198,29 +260,6 @@ INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const in
     }
 }
 
-/* out[h0 .. h0 + HEADS) += weights . values over one block's rows, for a 64-wide (or narrower, `width`
- * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once. */
-#define WEIGH_HEADS(HEADS) \
-    INLINE void NAME(weigh_##HEADS##_heads)(const float *weights, int64_t length, int64_t j0, const KV_T *values, \
-                                             int64_t row, int64_t in_block, float *out, int64_t h0, int64_t head_dim, \
-                                             int64_t d0, int width) { \
-        __m512 acc[HEADS][4]; \
-        for (int h = 0; h < HEADS; ++h) \
-            for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r); \
-        for (int64_t s = 0; s < in_block; ++s) { \
-            __m512 v[4]; \
-            for (int r = 0; r < width; ++r) v[r] = bf16x16_load(values + s * row + d0 + 16 * r); \
-            for (int h = 0; h < HEADS; ++h) { \
-                const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + s]); \
-                for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]); \
-            } \
-        } \
-        for (int h = 0; h < HEADS; ++h) \
-            for (int r = 0; r < width; ++r) _mm512_storeu_ps(out + (h0 + h) * head_dim + d0 + 16 * r, acc[h][r]); \
-    }
-WEIGH_HEADS(4)
-WEIGH_HEADS(1)
-#undef WEIGH_HEADS
 
 /* As weigh_values, for head_dim % 16 == 0. */
 INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
