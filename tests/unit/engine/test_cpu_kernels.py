@@ -59,6 +59,32 @@ def test_kernel_decode_equals_the_sdpa_path(n_heads, n_kv_heads, head_dim, block
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prompt_chunks_through_the_kernel_equal_sdpa(dtype, tolerance, threads):
+    """A whole prompt, a piece after a cached prefix, a piece ending mid-block, and decodes: each chunk token
+    as a kernel query (causal by its position) equals the SDPA path's gathered, masked attention."""
+    torch.manual_seed(8)
+    rng = random.Random(9)
+    free = list(range(1, 300))
+    rng.shuffle(free)
+    layout = []
+    for start, n in ((0, 77), (64, 48), (130, 5), (33, 1), (200, 1), (0, 2)):
+        layout.append((start, n, [free.pop() for _ in range(math.ceil((start + n) / 16))]))
+    total = sum(n for _, n, _ in layout)
+    cache = torch.randn(2, 300, 16, 2, 64).to(dtype)
+    q, k = torch.randn(total, 10, 64).to(dtype).split([8, 2], dim=1)
+    v = torch.randn(total, 2, 64).to(dtype)
+    outputs = []
+    for chunk_kernel in (False, True):
+        k_cache, v_cache = cache.clone()
+        meta = AttentionMetadata.build(layout, 16, "cpu", True, kernel_threads=threads, chunk_kernel=chunk_kernel)
+        assert len(meta.groups) == (0 if chunk_kernel else 4)
+        assert meta.kernel_decodes.query_token.numel() == (total if chunk_kernel else 2)
+        outputs.append(paged_attention(q, k, v, k_cache, v_cache, meta).float())
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("n_heads, n_kv_heads, head_dim", [
     (8, 2, 64),   # the AVX512-BF16 path where the CPU has it: four heads per value pass
     (6, 1, 32),   # ... four heads, then two one at a time
