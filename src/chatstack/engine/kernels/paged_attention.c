@@ -18,6 +18,9 @@
  * accumulated in registers; with AVX-512 the same with sixteen lanes where head_dim is a
  * multiple of 16; elsewhere, or for a head_dim not a multiple of 8, plain loops.
  * A bfloat16 block is widened to floats once, then read by every head of the group.
+ * Up to RUN_QUERIES consecutive tokens of one prompt chunk join one group (their rows of a KV
+ * head scored and weighed together, each stopping at its own position), so a chunk reads each
+ * key and value row once per RUN_QUERIES tokens rather than once per token.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,11 +32,16 @@
 #endif
 
 #define INLINE static inline __attribute__((always_inline))
+#ifndef RUN_QUERIES
+#define RUN_QUERIES 8
+#endif
 
-/* Each of the group's score rows becomes its softmax, in place. */
-INLINE void softmax_rows(float *scores, int64_t group, int64_t length) {
+/* Each of the group's score rows (`length` apart) becomes its softmax over its first valid[h] entries
+ * (all `length` where valid is NULL), in place; the entries past those become 0. */
+INLINE void softmax_rows(float *scores, int64_t group, int64_t stride, const int64_t *valid) {
     for (int64_t h = 0; h < group; ++h) {
-        float *sh = scores + h * length;
+        float *sh = scores + h * stride;
+        const int64_t length = valid == NULL ? stride : valid[h];
         float top = sh[0];
         #pragma omp simd reduction(max:top)
         for (int64_t j = 1; j < length; ++j) top = sh[j] > top ? sh[j] : top;
@@ -67,6 +75,7 @@ INLINE void softmax_rows(float *scores, int64_t group, int64_t length) {
         const float inv = 1.0f / total;
         #pragma omp simd
         for (int64_t j = 0; j < length; ++j) sh[j] *= inv;
+        for (int64_t j = length; j < stride; ++j) sh[j] = 0.0f;
     }
 }
 

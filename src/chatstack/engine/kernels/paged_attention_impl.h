@@ -285,7 +285,7 @@ INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, c
 
 /* q: the group's rows as floats; q_raw: the same rows as stored (KV_T). */
 INLINE void NAME(attend_one)(const float *q, const KV_T *q_raw, const KV_T *k_cache, const KV_T *v_cache,
-                             const int32_t *table, int64_t length, float *out, int64_t group,
+                             const int32_t *table, int64_t length, const int64_t *valid, float *out, int64_t group,
                              const int64_t strides[3], int64_t kv_head, int64_t head_dim, int64_t block_size,
                              float scale, float *scores, float *tile) {
 #if !KV_IS_FLOAT && defined(__AVX512BF16__)
@@ -293,25 +293,26 @@ INLINE void NAME(attend_one)(const float *q, const KV_T *q_raw, const KV_T *k_ca
         (void)q, (void)tile;
         NAME(score_keys_dpbf16)(q_raw, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale,
                                 scores);
-        softmax_rows(scores, group, length);
+        softmax_rows(scores, group, length, valid);
         NAME(weigh_values_bf16)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size);
         return;
     }
 #endif
     (void)q_raw;
     NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores, tile);
-    softmax_rows(scores, group, length);
+    softmax_rows(scores, group, length, valid);
     NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size, tile);
 }
 
 /* head_dim fixed at compile time for the common sizes, so loops unroll into whole registers. */
 #define ATTEND_FIXED(DIM) \
     static void NAME(attend_##DIM)(const float *q, const KV_T *q_raw, const KV_T *k, const KV_T *v, \
-                                   const int32_t *table, int64_t length, float *out, int64_t group, \
+                                   const int32_t *table, int64_t length, const int64_t *valid, float *out, \
+                                   int64_t group, \
                                    const int64_t strides[3], int64_t kv_head, int64_t block_size, float scale, \
                                    float *scores, float *tile) { \
-        NAME(attend_one)(q, q_raw, k, v, table, length, out, group, strides, kv_head, DIM, block_size, scale, scores, \
-                         tile); \
+        NAME(attend_one)(q, q_raw, k, v, table, length, valid, out, group, strides, kv_head, DIM, block_size, scale, \
+                         scores, tile); \
     }
 ATTEND_FIXED(32)
 ATTEND_FIXED(64)
@@ -329,26 +330,49 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
     const int64_t group = n_heads / n_kv_heads, width = group * head_dim;
     int64_t longest = 1;
     for (int64_t i = 0; i < num_queries; ++i) longest = query_pos[i] + 1 > longest ? query_pos[i] + 1 : longest;
-    /* scores (group, longest), the group's queries and outputs as floats, one block's rows as floats */
-    float *scores = malloc(sizeof(float) * (size_t)(group * longest + 2 * width + block_size * head_dim));
+    /* scores (RUN_QUERIES * group, longest); the run's queries and outputs as floats and its queries as stored;
+     * one block's rows as floats; each row's valid key count */
+    const int64_t rows_max = RUN_QUERIES * group;
+    float *scores = malloc(sizeof(float) * (size_t)(rows_max * longest + 2 * rows_max * head_dim + block_size * head_dim)
+                           + sizeof(KV_T) * (size_t)(rows_max * head_dim) + sizeof(int64_t) * (size_t)rows_max);
     if (scores == NULL) return -1;
-    float *q_f32 = scores + group * longest, *out_f32 = q_f32 + width, *tile = out_f32 + width;
-    for (int64_t i = 0; i < num_queries; ++i) {
-        const int64_t t = query_token[i];
+    float *q_f32 = scores + rows_max * longest, *out_f32 = q_f32 + rows_max * head_dim;
+    float *tile = out_f32 + rows_max * head_dim;
+    KV_T *q_run = (KV_T *)(tile + block_size * head_dim);
+    int64_t *valid = (int64_t *)(void *)(q_run + rows_max * head_dim);
+    for (int64_t i = 0, run; i < num_queries; i += run) {
+        /* consecutive tokens of one chunk (rows and positions in step, the same table) are scored as one
+         * group of run * group rows, each key block read once for all of them; row r of query i + r / group
+         * stops at that query's position (softmax_rows zeroes its later weights) */
+        const int32_t *table = block_tables + i * max_blocks;
+        for (run = 1; run < RUN_QUERIES && i + run < num_queries; ++run) {
+            const int64_t j = i + run;
+            if (query_token[j] != query_token[j - 1] + 1 || query_pos[j] != query_pos[j - 1] + 1
+                || memcmp(block_tables + j * max_blocks, table, sizeof(int32_t) * (size_t)max_blocks) != 0)
+                break;
+        }
+        const int64_t rows = run * group, length = query_pos[i + run - 1] + 1;
+        for (int64_t r = 0; r < rows; ++r) valid[r] = query_pos[i + r / group] + 1;
         for (int64_t g = 0; g < n_kv_heads; ++g) {
-            const KV_T *qg = q + t * q_stride + g * width;
-            for (int64_t d = 0; d < width; ++d) q_f32[d] = KV_TO_F32(qg[d]);
-            const int32_t *table = block_tables + i * max_blocks;
-            const int64_t length = query_pos[i] + 1;
-            switch (head_dim) {
-                case 32: NAME(attend_32)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                case 64: NAME(attend_64)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                case 128: NAME(attend_128)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, block_size, scale, scores, tile); break;
-                default: NAME(attend_one)(q_f32, qg, k_cache, v_cache, table, length, out_f32, group, strides, g, head_dim,
-                                          block_size, scale, scores, tile);
+            for (int64_t k = 0; k < run; ++k) {
+                const KV_T *qg = q + query_token[i + k] * q_stride + g * width;
+                for (int64_t d = 0; d < width; ++d) {
+                    q_f32[k * width + d] = KV_TO_F32(qg[d]);
+                    q_run[k * width + d] = qg[d];
+                }
             }
-            KV_T *og = out + (t * n_heads + g * group) * head_dim;
-            for (int64_t d = 0; d < width; ++d) og[d] = KV_FROM_F32(out_f32[d]);
+            const int64_t *row_valid = run > 1 ? valid : NULL;
+            switch (head_dim) {
+                case 32: NAME(attend_32)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                case 64: NAME(attend_64)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                case 128: NAME(attend_128)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                default: NAME(attend_one)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g,
+                                          head_dim, block_size, scale, scores, tile);
+            }
+            for (int64_t k = 0; k < run; ++k) {
+                KV_T *og = out + (query_token[i + k] * n_heads + g * group) * head_dim;
+                for (int64_t d = 0; d < width; ++d) og[d] = KV_FROM_F32(out_f32[k * width + d]);
+            }
         }
     }
     free(scores);
