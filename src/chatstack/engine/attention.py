@@ -11,7 +11,7 @@ blocks in place; where it is not used (CUDA, or no compiler) they share one batc
 masked SDPA call over gathered, padded keys (vectorized torch, CPU or CUDA).
 With `chunk_kernel`, every token of a longer chunk is a query of that kernel too, attending
 keys [0, its position] in place: no gathered copy, and causal for free; on one core it took
-a 512-token prompt's attention 2.3x faster than SDPA (docs/benchmarks.md).
+a 512-token prompt's attention from 6.5 ms in SDPA to ~2.1 ms (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import sys
 
 import torch
@@ -37,10 +38,7 @@ def _madvise_huge(address: int, length: int) -> bool:
 
 def huge_page_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
     """Zeros of `shape` on the CPU, 2 MiB-aligned, and whether the huge-page hint was taken."""
-    numel = 1
-    for size in shape:
-        numel *= size
-    item = torch.empty(0, dtype=dtype).element_size()
+    numel, item = math.prod(shape), dtype.itemsize
     nbytes = numel * item
     if not sys.platform.startswith("linux") or nbytes < HUGE_PAGE:
         return torch.zeros(shape, dtype=dtype), False
@@ -48,9 +46,7 @@ def huge_page_zeros(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.T
     raw = torch.empty(numel + pad, dtype=dtype)  # untouched: the allocator maps it lazily
     start = raw.data_ptr()
     aligned = (start + HUGE_PAGE - 1) // HUGE_PAGE * HUGE_PAGE
-    offset = (aligned - start) // item
-    if (aligned - start) % item:  # an element size that does not divide the alignment gap: no view fits
-        return torch.zeros(shape, dtype=dtype), False
+    offset = (aligned - start) // item  # exact: the allocator aligns to 64 bytes, a multiple of every element size
     taken = _madvise_huge(aligned, nbytes // HUGE_PAGE * HUGE_PAGE)
     tensor = raw[offset:offset + numel].view(shape)
     tensor.zero_()

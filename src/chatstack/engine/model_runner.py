@@ -35,10 +35,9 @@ class ModelRunner:
         # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
         shape = (spec.num_layers, 2, config.num_kv_blocks, config.block_size, spec.num_kv_heads, spec.head_dim)
         if self.device.type == "cpu" and config.kv_cache_huge_pages:
-            self.kv_cache, self.kv_cache_on_huge_pages = huge_page_zeros(shape, dtype)
+            self.kv_cache = huge_page_zeros(shape, dtype)[0]
         else:
             self.kv_cache = torch.zeros(shape, dtype=dtype, device=self.device)
-            self.kv_cache_on_huge_pages = False
         if config.compile:
             for layer in self.model.layers:
                 layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)

@@ -36,12 +36,12 @@
 #define RUN_QUERIES 8
 #endif
 
-/* Each of the group's score rows (`length` apart) becomes its softmax over its first valid[h] entries
- * (all `length` where valid is NULL), in place; the entries past those become 0. */
+/* Each of the group's score rows (`stride` apart) becomes its softmax over its first valid[h] entries,
+ * in place; the entries past those become 0. */
 INLINE void softmax_rows(float *scores, int64_t group, int64_t stride, const int64_t *valid) {
     for (int64_t h = 0; h < group; ++h) {
         float *sh = scores + h * stride;
-        const int64_t length = valid == NULL ? stride : valid[h];
+        const int64_t length = valid[h];
         float top = sh[0];
         #pragma omp simd reduction(max:top)
         for (int64_t j = 1; j < length; ++j) top = sh[j] > top ? sh[j] : top;

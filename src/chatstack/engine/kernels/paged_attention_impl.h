@@ -361,12 +361,11 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
                     q_run[k * width + d] = qg[d];
                 }
             }
-            const int64_t *row_valid = run > 1 ? valid : NULL;
             switch (head_dim) {
-                case 32: NAME(attend_32)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
-                case 64: NAME(attend_64)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
-                case 128: NAME(attend_128)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
-                default: NAME(attend_one)(q_f32, q_run, k_cache, v_cache, table, length, row_valid, out_f32, rows, strides, g,
+                case 32: NAME(attend_32)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                case 64: NAME(attend_64)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                case 128: NAME(attend_128)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
+                default: NAME(attend_one)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g,
                                           head_dim, block_size, scale, scores, tile);
             }
             for (int64_t k = 0; k < run; ++k) {
