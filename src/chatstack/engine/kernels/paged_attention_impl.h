@@ -6,11 +6,23 @@
 #define NAME__(base, sfx) base##_##sfx
 
 /* The next block sits elsewhere in the pool (often another page), out of the hardware prefetcher's
- * reach: ask for its rows while this block is computed. */
+ * reach: ask for its rows while this block is computed. The vector loops ask for one next-block row
+ * per row they compute (`prefetch_row`), which keeps a steady few misses in flight; a burst of every
+ * row at the block's start (`prefetch_rows`, for the other loops) left the kernel at ~10 GB/s where
+ * the spread requests reach ~13 (docs/benchmarks.md). */
+INLINE void NAME(prefetch_row)(const KV_T *row, int64_t width) {
+    if (row == NULL) return;
+    for (int64_t d = 0; d < width; d += 64 / (int64_t)sizeof(KV_T)) __builtin_prefetch(row + d, 0, 3);
+}
+
 INLINE void NAME(prefetch_rows)(const KV_T *rows, int64_t count, int64_t row, int64_t head_dim) {
-    for (int64_t s = 0; s < count; ++s)
-        for (int64_t d = 0; d < head_dim; d += 64 / (int64_t)sizeof(KV_T))
-            __builtin_prefetch(rows + s * row + d, 0, 3);
+    for (int64_t s = 0; s < count; ++s) NAME(prefetch_row)(rows + s * row, head_dim);
+}
+
+/* Where block `b + 1` of this KV head starts, else `after` (the first block of the next sweep, or NULL). */
+INLINE const KV_T *NAME(next_block)(const KV_T *cache, const int32_t *table, int64_t b, int64_t j0, int64_t length,
+                                    int64_t block_size, const int64_t strides[3], int64_t kv_head, const KV_T *after) {
+    return j0 + block_size < length ? cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2] : after;
 }
 
 /* The block's first `count` rows of this KV head as floats, `*stride` apart: the cache itself
@@ -41,13 +53,11 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                              int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
-                             int64_t block_size, float scale, float *scores, float *tile) {
+                             int64_t block_size, float scale, float *scores, float *tile, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
-        if (j0 + block_size < length)
-            NAME(prefetch_rows)(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2], block_size,
-                                strides[1], head_dim);
+        const KV_T *next = NAME(next_block)(k_cache, table, b, j0, length, block_size, strides, kv_head, after);
         const float *keys = NAME(block_rows)(k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                              in_block, strides[1], head_dim, tile, &row);
         int64_t s = 0;
@@ -55,6 +65,8 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
         /* Eight keys at once, sixteen dimensions per instruction; two heads of the group per key load. */
         if (head_dim % 16 == 0) {
             for (; s + 8 <= in_block; s += 8) {
+                if (next != NULL)
+                    for (int r = 0; r < 8; ++r) NAME(prefetch_row)(next + (s + r) * strides[1], head_dim);
                 int64_t h = 0;
                 for (; h + 2 <= group; h += 2) {
                     const float *qa = q + h * head_dim, *qb = qa + head_dim;
@@ -89,6 +101,8 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
         /* Eight keys at once: one accumulator per key, then a transposing horizontal add. */
         if (head_dim % 8 == 0) {
             for (; s + 8 <= in_block; s += 8) {
+                if (next != NULL)
+                    for (int r = 0; r < 8; ++r) NAME(prefetch_row)(next + (s + r) * strides[1], head_dim);
                 for (int64_t h = 0; h < group; ++h) {
                     const float *qh = q + h * head_dim;
                     __m256 acc[8];
@@ -106,6 +120,7 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
 #endif
         for (; s < in_block; ++s) {
             const float *key = keys + s * row;
+            if (next != NULL) NAME(prefetch_row)(next + s * strides[1], head_dim);
             for (int64_t h = 0; h < group; ++h) {
                 const float *qh = q + h * head_dim;
                 float dot = 0.0f;
@@ -128,15 +143,17 @@ INLINE __m512 NAME(load16)(const KV_T *p) {
 }
 
 /* out[h0 .. h0 + HEADS) += weights . values over one block's rows, for a 64-wide (or narrower, `width`
- * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once. */
+ * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once;
+ * `next` (or NULL): the block whose same slice to prefetch, a row per row. */
 #define WEIGH_HEADS(HEADS) \
     INLINE void NAME(weigh_##HEADS##_heads)(const float *weights, int64_t length, int64_t j0, const KV_T *values, \
                                              int64_t row, int64_t in_block, float *out, int64_t h0, int64_t head_dim, \
-                                             int64_t d0, int width) { \
+                                             int64_t d0, int width, const KV_T *next) { \
         __m512 acc[HEADS][4]; \
         for (int h = 0; h < HEADS; ++h) \
             for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r); \
         for (int64_t s = 0; s < in_block; ++s) { \
+            if (next != NULL) NAME(prefetch_row)(next + s * row + d0, 16 * width); \
             __m512 v[4]; \
             for (int r = 0; r < width; ++r) v[r] = NAME(load16)(values + s * row + d0 + 16 * r); \
             for (int h = 0; h < HEADS; ++h) { \
@@ -160,19 +177,24 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
-        if (j0 + block_size < length)
-            NAME(prefetch_rows)(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2], block_size,
-                                strides[1], head_dim);
+        const KV_T *next = NAME(next_block)(v_cache, table, b, j0, length, block_size, strides, kv_head, NULL);
+#if KV_IS_FLOAT && defined(__AVX512F__)
+        const int spread = head_dim % 16 == 0 && group >= 4;  /* weigh_4_heads prefetches as it goes */
+#else
+        const int spread = 0;
+#endif
+        if (next != NULL && !spread) NAME(prefetch_rows)(next, block_size, strides[1], head_dim);
         const float *values = NAME(block_rows)(v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2],
                                                in_block, strides[1], head_dim, tile, &row);
         int64_t h = 0;
 #if KV_IS_FLOAT && defined(__AVX512F__)
         /* Each value row read once for four heads of the group (the bfloat16 routine's loop, float loads). */
-        if (head_dim % 16 == 0) {
+        if (spread) {
             for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
                 const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
                 for (h = 0; h + 4 <= group; h += 4)
-                    NAME(weigh_4_heads)(weights, length, j0, values, row, in_block, out, h, head_dim, d0, width);
+                    NAME(weigh_4_heads)(weights, length, j0, values, row, in_block, out, h, head_dim, d0, width,
+                                        h == 0 ? next : NULL);
             }
         }
 #endif
@@ -226,13 +248,14 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
 /* As score_keys, for head_dim % 32 == 0; q: the group's bfloat16 rows. */
 INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                                     int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
-                                    int64_t block_size, float scale, float *scores) {
+                                    int64_t block_size, float scale, float *scores, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
         const int64_t row = strides[1];
-        if (j0 + block_size < length) NAME(prefetch_rows)(k_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
-                                                    block_size, row, head_dim);
+        /* here a burst at the block's start measured as fast as spread requests (docs/benchmarks.md) */
+        const KV_T *next = NAME(next_block)(k_cache, table, b, j0, length, block_size, strides, kv_head, after);
+        if (next != NULL) NAME(prefetch_rows)(next, block_size, row, head_dim);
         int64_t s = 0;
         for (; s + 8 <= in_block; s += 8) {
             for (int64_t h = 0; h < group; ++h) {
@@ -269,15 +292,17 @@ INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, c
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
-        if (j0 + block_size < length) NAME(prefetch_rows)(v_cache + (int64_t)table[b + 1] * strides[0] + kv_head * strides[2],
-                                                    block_size, strides[1], head_dim);
+        const KV_T *next = NAME(next_block)(v_cache, table, b, j0, length, block_size, strides, kv_head, NULL);
+        if (next != NULL) NAME(prefetch_rows)(next, block_size, strides[1], head_dim);
         for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
             const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
             int64_t h = 0;
             for (; h + 4 <= group; h += 4)
-                NAME(weigh_4_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width);
+                NAME(weigh_4_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width,
+                                    NULL);
             for (; h < group; ++h)
-                NAME(weigh_1_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width);
+                NAME(weigh_1_heads)(weights, length, j0, values, strides[1], in_block, out, h, head_dim, d0, width,
+                                    NULL);
         }
     }
 }
@@ -288,18 +313,20 @@ INLINE void NAME(attend_one)(const float *q, const KV_T *q_raw, const KV_T *k_ca
                              const int32_t *table, int64_t length, const int64_t *valid, float *out, int64_t group,
                              const int64_t strides[3], int64_t kv_head, int64_t head_dim, int64_t block_size,
                              float scale, float *scores, float *tile) {
+    const KV_T *first_values = v_cache + (int64_t)table[0] * strides[0] + kv_head * strides[2];  /* asked for early */
 #if !KV_IS_FLOAT && defined(__AVX512BF16__)
     if (head_dim % 32 == 0) {
         (void)q, (void)tile;
         NAME(score_keys_dpbf16)(q_raw, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale,
-                                scores);
+                                scores, first_values);
         softmax_rows(scores, group, length, valid);
         NAME(weigh_values_bf16)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size);
         return;
     }
 #endif
     (void)q_raw;
-    NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores, tile);
+    NAME(score_keys)(q, k_cache, table, length, group, strides, kv_head, head_dim, block_size, scale, scores, tile,
+                     first_values);
     softmax_rows(scores, group, length, valid);
     NAME(weigh_values)(scores, v_cache, table, length, out, group, strides, kv_head, head_dim, block_size, tile);
 }
