@@ -80,7 +80,8 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
                                      const T *cos, const T *sin, int64_t max_positions,
                                      const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
                                      int64_t position, int64_t hidden, int64_t n_heads, int64_t n_kv_heads,
-                                     int64_t head_dim, int64_t intermediate, int64_t block_size, float eps) {
+                                     int64_t head_dim, int64_t intermediate, const int64_t layout[4], float eps) {
+    const int64_t block_size = layout[0];
     const int64_t q_size = n_heads * head_dim, kv_size = n_kv_heads * head_dim;
     const int64_t qkv_size = q_size + 2 * kv_size, widest_in = qkv_size > hidden ? qkv_size : hidden;
     const int64_t widest_mlp = widest_in > 2 * intermediate ? widest_in : 2 * intermediate;
@@ -104,12 +105,12 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
         CAT(chatstack_add_rms_norm_, SFX)(x, l == 0 ? NULL : delta, p[0], 1, hidden, eps, h);
         CAT(matvec_, SFX)(h, p[1], p[2], hidden, qkv_size, acc, qkv);
         status = CAT(chatstack_rope_store_, SFX)(qkv, 1, &position, cos, sin, max_positions, n_heads, n_kv_heads,
-                                                 head_dim, &slot, cache_slots, q, k_cache, v_cache);
+                                                 head_dim, &slot, cache_slots, layout, q, k_cache, v_cache);
         if (status == 0)
             status = CAT(chatstack_paged_attention_, SFX)(q, q_size, k_cache, v_cache, block_table, num_blocks_in_table,
                                                           &token, &position, 1, attended, n_heads, n_kv_heads,
-                                                          head_dim, block_size, block_size * kv_size, kv_size,
-                                                          head_dim, 1.0f / sqrtf((float)head_dim));
+                                                          head_dim, block_size, layout[1], layout[2], layout[3],
+                                                          1.0f / sqrtf((float)head_dim));
         if (status != 0) break;
         CAT(matvec_, SFX)(attended, p[3], p[4], q_size, hidden, acc, projected);
         CAT(chatstack_add_rms_norm_, SFX)(x, projected, p[5], 1, hidden, eps, h);
@@ -146,14 +147,14 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
                                       const T *cos, const T *sin, int64_t max_positions,
                                       const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
                                       int64_t position, int64_t hidden, int64_t n_heads, int64_t n_kv_heads,
-                                      int64_t head_dim, int64_t intermediate, int64_t block_size, float eps) {
+                                      int64_t head_dim, int64_t intermediate, const int64_t layout[4], float eps) {
     for (int64_t i = 0; i < steps; ++i) {
         if (token < 0 || token >= vocab) return -1;
         memcpy(x, embed + token * hidden, sizeof(T) * (size_t)hidden);
         if (CAT(chatstack_decode_step_, SFX)(x, logits, &tokens[i], layers, num_layers, final_norm, lm_head, vocab,
                                              cos, sin, max_positions, block_table, num_blocks_in_table, cache_slots,
                                              position + i, hidden, n_heads, n_kv_heads, head_dim, intermediate,
-                                             block_size, eps) != 0)
+                                             layout, eps) != 0)
             return i ? i : -1;
         token = tokens[i];
         for (int64_t s = 0; s < n_stop; ++s)

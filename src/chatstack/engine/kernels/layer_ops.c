@@ -13,8 +13,9 @@
  * Arithmetic is float32. In bfloat16 each result is rounded where the torch ops it replaces
  * round (the normalised row before the weight, silu before the product, each RoPE product
  * and their sum), so the outputs equal the torch path's bit for bit up to the order of the
- * norm's sum of squares. All tensors are contiguous rows; caches are a layer's
- * (blocks, block_size, n_kv_heads, head_dim), so slot s starts at s * n_kv_heads * head_dim.
+ * norm's sum of squares. All tensors are contiguous rows but the caches: a layer's
+ * (blocks, block_size, n_kv_heads, head_dim) with any strides between blocks, slots and heads
+ * (`layout`: block_size, then those three strides in elements) and a contiguous head_dim.
  * With AVX-512, SiLU runs sixteen lanes at a time written out (the compiler's own loop was
  * 1.1-1.35x slower; a refined reciprocal estimate in place of the division was no faster and
  * moved some bfloat16 results by a step, so the division stays); with AVX2 only, eight (the

@@ -83,23 +83,26 @@ static inline void CAT(rotate_head_, SFX)(const T *x, const T *cos, const T *sin
 
 /* qkv: (rows, (n_heads + 2 n_kv_heads) head_dim), q heads then k then v; positions, slots: (rows,);
  * cos, sin: (max_positions, head_dim); q_out: (rows, n_heads, head_dim); the caches hold num_slots
- * slots. Returns 0, or -1 (nothing written) when a position or slot is out of range. */
+ * slots laid out as `layout` says (block_size, block / slot / head strides in elements). Returns 0,
+ * or -1 (nothing written) when a position or slot is out of range. */
 int CAT(chatstack_rope_store_, SFX)(const T *qkv, int64_t rows, const int64_t *positions, const T *cos,
                                     const T *sin, int64_t max_positions, int64_t n_heads, int64_t n_kv_heads,
-                                    int64_t head_dim, const int64_t *slots, int64_t num_slots, T *q_out,
-                                    T *k_cache, T *v_cache) {
-    const int64_t width = (n_heads + 2 * n_kv_heads) * head_dim, kv_size = n_kv_heads * head_dim;
+                                    int64_t head_dim, const int64_t *slots, int64_t num_slots, const int64_t layout[4],
+                                    T *q_out, T *k_cache, T *v_cache) {
+    const int64_t width = (n_heads + 2 * n_kv_heads) * head_dim, block_size = layout[0];
     for (int64_t r = 0; r < rows; ++r)
         if (positions[r] < 0 || positions[r] >= max_positions || slots[r] < 0 || slots[r] >= num_slots) return -1;
     for (int64_t r = 0; r < rows; ++r) {
         const T *row = qkv + r * width;
         const T *c = cos + positions[r] * head_dim, *s = sin + positions[r] * head_dim;
-        T *k = k_cache + slots[r] * kv_size, *v = v_cache + slots[r] * kv_size;
+        const int64_t at = slots[r] / block_size * layout[1] + slots[r] % block_size * layout[2];
         for (int64_t h = 0; h < n_heads; ++h)
             CAT(rotate_head_, SFX)(row + h * head_dim, c, s, head_dim, q_out + (r * n_heads + h) * head_dim);
-        for (int64_t h = 0; h < n_kv_heads; ++h)
-            CAT(rotate_head_, SFX)(row + (n_heads + h) * head_dim, c, s, head_dim, k + h * head_dim);
-        memcpy(v, row + (n_heads + n_kv_heads) * head_dim, sizeof(T) * (size_t)kv_size);
+        for (int64_t h = 0; h < n_kv_heads; ++h) {
+            CAT(rotate_head_, SFX)(row + (n_heads + h) * head_dim, c, s, head_dim, k_cache + at + h * layout[3]);
+            memcpy(v_cache + at + h * layout[3], row + (n_heads + n_kv_heads + h) * head_dim,
+                   sizeof(T) * (size_t)head_dim);
+        }
     }
     return 0;
 }
