@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5, help="rounds of 20 calls; the best round counts")
     parser.add_argument("--huge-pages", action="store_true",
                         help="caches on 2 MiB transparent huge pages, as the engine allocates its pool")
+    parser.add_argument("--layout", choices=("slot-major", "head-major"), default="slot-major",
+                        help="a block's rows: slot by slot with the KV heads side by side (the engine's pool), or "
+                             "each KV head's slots contiguous")
     parser.add_argument("--layers", type=int, default=1,
                         help="separate caches called in turn, as an engine's layers are (8: K/V come from memory, "
                              "not the last call's cache)")
@@ -52,9 +55,13 @@ def main(argv: list[str] | None = None) -> str:
     counts = [length // block_size + 1 for length in lengths]  # blocks holding keys [0, length]
     order = list(range(1, sum(counts) + 1))
     rng.shuffle(order)  # blocks scattered over the pool, as after many admissions and frees
-    shape = (sum(counts) + 1, block_size, args.kv_heads, args.head_dim)
+    head_major = args.layout == "head-major"
+    shape = (sum(counts) + 1, args.kv_heads, block_size, args.head_dim) if head_major else \
+        (sum(counts) + 1, block_size, args.kv_heads, args.head_dim)
+
     def cache() -> torch.Tensor:
-        return huge_page_zeros(shape, dtype)[0].normal_() if args.huge_pages else torch.randn(shape, dtype=dtype)
+        pool = huge_page_zeros(shape, dtype)[0].normal_() if args.huge_pages else torch.randn(shape, dtype=dtype)
+        return pool.transpose(1, 2) if head_major else pool  # (blocks, block_size, kv_heads, head_dim) either way
 
     caches = [(cache(), cache()) for _ in range(args.layers)]
     starts = [sum(counts[:i]) for i in range(len(counts))]
@@ -73,6 +80,7 @@ def main(argv: list[str] | None = None) -> str:
     kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * q.element_size() * 2
     report = (f"{args.sequences} decodes, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
               f"{args.layers} cache{'s' if args.layers > 1 else ''}{' on huge pages' if args.huge_pages else ''}, "
+              f"{args.layout}, "
               f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V "
               f"(threads {torch.get_num_threads()})")
     print(report)

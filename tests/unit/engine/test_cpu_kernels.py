@@ -231,6 +231,8 @@ def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
 
     report = attention_kernel.main(["--sequences", "3", "--repeats", "1", "--dtype", "bfloat16"])
     assert "bfloat16" in report and "ms per call" in report and "GB/s" in report
+    report = attention_kernel.main(["--sequences", "3", "--repeats", "1", "--layout", "head-major"])
+    assert "head-major, float32" in report and "ms per call" in report
     with pytest.raises(SystemExit):
         attention_kernel.main(["--heads", "6", "--kv-heads", "4"])
 
