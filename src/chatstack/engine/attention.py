@@ -141,8 +141,9 @@ class AttentionMetadata:
 
 
 def write_kv(cache: torch.Tensor, slot_mapping: torch.Tensor, new: torch.Tensor) -> None:
-    """cache: (num_blocks, block_size, n_kv_heads, head_dim); new: (T, n_kv_heads, head_dim)."""
-    cache.view(-1, *cache.shape[2:]).index_copy_(0, slot_mapping, new)
+    """cache: (num_blocks, block_size, n_kv_heads, head_dim), any strides; new: (T, n_kv_heads, head_dim)."""
+    block_size = cache.shape[1]
+    cache.index_put_((slot_mapping // block_size, slot_mapping % block_size), new)
 
 
 def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
@@ -150,7 +151,7 @@ def gather_kv(cache: torch.Tensor, block_tables: torch.Tensor) -> torch.Tensor:
     batch, blocks = block_tables.shape
     _, block_size, heads, dim = cache.shape
     gathered = cache.index_select(0, block_tables.flatten())  # (B * max_blocks, block_size, n_kv_heads, head_dim)
-    return gathered.view(batch, blocks * block_size, heads, dim).transpose(1, 2)
+    return gathered.reshape(batch, blocks * block_size, heads, dim).transpose(1, 2)
 
 
 def paged_attention(

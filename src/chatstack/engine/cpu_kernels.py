@@ -171,6 +171,15 @@ class ArgmaxKernel:
         return list(out)
 
 
+def cache_layout(cache: torch.Tensor) -> tuple[int, int, int, int]:
+    """A layer's K (or V) cache, (blocks, block_size, n_kv_heads, head_dim) any strides with head_dim contiguous, as
+    the C kernels take it: (block_size, block stride, slot stride, KV-head stride), strides in elements."""
+    if cache.dim() != 4 or cache.stride(3) != 1:
+        raise ValueError(f"a cache must be (blocks, block_size, n_kv_heads, head_dim) with a contiguous head_dim, "
+                         f"got shape {tuple(cache.shape)} strides {cache.stride()}")
+    return cache.shape[1], cache.stride(0), cache.stride(1), cache.stride(2)
+
+
 class DecodeStepKernel:
     """`chatstack_decode_step_f32` / `_bf16`: every layer, the final norm and the LM head for one decoding
     token (see kernels/decode_step.c)."""
@@ -181,7 +190,7 @@ class DecodeStepKernel:
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         self._fns, self._multi = {}, {}
-        model_types = [p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, i64, ctypes.c_float]
+        model_types = [p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, p, ctypes.c_float]
         for dtype, suffix in self.DTYPES.items():
             fn = getattr(library, f"chatstack_decode_step_{suffix}")
             fn.argtypes = [p, p, p] + model_types
@@ -194,21 +203,22 @@ class DecodeStepKernel:
 
     def __call__(self, x: torch.Tensor, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor,
                  cos: torch.Tensor, sin: torch.Tensor, block_table: torch.Tensor, cache_slots: int, position: int,
-                 n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, block_size: int,
+                 n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, layout: tuple[int, int, int, int],
                  eps: float) -> torch.Tensor:
         """x: (hidden,) the token's embedding, overwritten with its residual stream; `layers`: a ctypes array of
         LAYER_POINTERS pointers per layer (of x's dtype), kept alive by the caller; lm_head_t: (hidden, vocab);
-        cos, sin: the whole (positions, head_dim) tables; block_table: (n,) int32 -> the logits, (vocab,)."""
+        cos, sin: the whole (positions, head_dim) tables; block_table: (n,) int32; layout: the caches' block size and
+        their block / slot / KV-head strides in elements (`cache_layout`) -> the logits, (vocab,)."""
         require_contiguous_cpu(("x", x, final_norm.dtype), ("block_table", block_table, torch.int32))
         if lm_head_t.shape[0] != x.shape[0]:
             raise ValueError(f"lm_head_t must be (hidden={x.shape[0]}, vocab), got {tuple(lm_head_t.shape)}")
         step = self.prepare(layers, num_layers, final_norm, lm_head_t, cos, sin, cache_slots, n_heads, n_kv_heads,
-                            head_dim, intermediate, block_size, eps)
+                            head_dim, intermediate, layout, eps)
         return step.logits(x, block_table, position)
 
     def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor, cos: torch.Tensor,
                 sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int,
-                block_size: int, eps: float) -> "PreparedDecodeStep":
+                layout: tuple[int, int, int, int], eps: float) -> "PreparedDecodeStep":
         """The call with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
         of the weights' dtype) and block_table (contiguous int32) itself. A lone decoding sequence pays only the
         C call then (its Python around it was ~0.1 ms a token)."""
@@ -222,8 +232,9 @@ class DecodeStepKernel:
             raise ValueError(f"final_norm must be (hidden={hidden},) like lm_head_t's rows, got {tuple(final_norm.shape)}")
         model_args = (layers, num_layers, final_norm.data_ptr(), lm_head_t.data_ptr(), vocab, cos.data_ptr(),
                       sin.data_ptr(), cos.shape[0])
-        shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, block_size, eps)
-        return PreparedDecodeStep(self._fns[dtype], self._multi[dtype], dtype, vocab, block_size, cos.shape[0],
+        layout_array = (ctypes.c_int64 * 4)(*layout)  # held by shape_args as long as the prepared step lives
+        shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, layout_array, eps)
+        return PreparedDecodeStep(self._fns[dtype], self._multi[dtype], dtype, vocab, layout[0], cos.shape[0],
                                   cache_slots, model_args, shape_args)
 
 

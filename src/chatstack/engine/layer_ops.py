@@ -12,7 +12,7 @@ import functools
 
 import torch
 
-from chatstack.engine.cpu_kernels import load, require_contiguous_cpu, row_parts, run_parts
+from chatstack.engine.cpu_kernels import cache_layout, load, require_contiguous_cpu, row_parts, run_parts
 
 
 class LayerOpsKernel:
@@ -29,7 +29,7 @@ class LayerOpsKernel:
             self._norm[dtype] = self._bind(library, f"chatstack_add_rms_norm_{suffix}", [p, p, p, i64, i64, ctypes.c_float, p])
             self._silu[dtype] = self._bind(library, f"chatstack_silu_mul_{suffix}", [p, i64, i64, p])
             self._rope[dtype] = self._bind(library, f"chatstack_rope_store_{suffix}",
-                                           [p, i64, p, p, p, i64, i64, i64, i64, p, i64, p, p, p], ctypes.c_int)
+                                           [p, i64, p, p, p, i64, i64, i64, i64, p, i64, p, p, p, p], ctypes.c_int)
 
     @staticmethod
     def _bind(library: ctypes.CDLL, name: str, argtypes: list, restype=None):
@@ -85,9 +85,14 @@ class LayerOpsKernel:
                    n_heads: int, n_kv_heads: int, slots: torch.Tensor, k_cache: torch.Tensor,
                    v_cache: torch.Tensor) -> torch.Tensor:
         """qkv: (rows, (n_heads + 2 n_kv_heads) head_dim); positions, slots: (rows,) int64; cos, sin: (P, head_dim);
-        caches: contiguous (blocks, block_size, n_kv_heads, head_dim). Rotates q and k, writes k and v at each
-        row's slot, returns q (rows, n_heads, head_dim)."""
-        self._check(qkv.dtype, qkv=qkv, cos=cos, sin=sin, k_cache=k_cache, v_cache=v_cache)
+        caches: (blocks, block_size, n_kv_heads, head_dim), any strides alike with head_dim contiguous. Rotates q and
+        k, writes k and v at each row's slot, returns q (rows, n_heads, head_dim)."""
+        self._check(qkv.dtype, qkv=qkv, cos=cos, sin=sin)
+        layout = cache_layout(k_cache)
+        if v_cache.stride() != k_cache.stride() or not k_cache.dtype == v_cache.dtype == qkv.dtype or not (
+                k_cache.is_cpu and v_cache.is_cpu):
+            raise ValueError(f"rope_store: k_cache and v_cache must be {qkv.dtype} CPU tensors with equal strides, got "
+                             f"{k_cache.dtype} {k_cache.stride()} and {v_cache.dtype} {v_cache.stride()}")
         require_contiguous_cpu(("positions", positions, torch.int64), ("slots", slots, torch.int64))
         head_dim, rows = k_cache.shape[-1], qkv.shape[0]
         if (qkv.dim() != 2 or qkv.shape[1] != (n_heads + 2 * n_kv_heads) * head_dim or head_dim % 2
@@ -101,9 +106,10 @@ class LayerOpsKernel:
         qkv_p, pos_p, slot_p, q_p = qkv.data_ptr(), positions.data_ptr(), slots.data_ptr(), q.data_ptr()
         cos_p, sin_p, k_p, v_p = cos.data_ptr(), sin.data_ptr(), k_cache.data_ptr(), v_cache.data_ptr()
         num_slots, statuses = k_cache.shape[0] * k_cache.shape[1], []
+        layout_array = (ctypes.c_int64 * 4)(*layout)
         self._rows(lambda first, end: statuses.append(fn(
             qkv_p + first * width * size, end - first, pos_p + first * 8, cos_p, sin_p, cos.shape[0], n_heads,
-            n_kv_heads, head_dim, slot_p + first * 8, num_slots, q_p + first * n_heads * head_dim * size, k_p, v_p)),
+            n_kv_heads, head_dim, slot_p + first * 8, num_slots, layout_array, q_p + first * n_heads * head_dim * size, k_p, v_p)),
             rows)
         if any(statuses):
             raise ValueError(f"rope_store: positions must be in [0, {cos.shape[0]}) and slots in [0, {num_slots})")

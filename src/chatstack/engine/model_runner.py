@@ -32,12 +32,15 @@ class ModelRunner:
                                                                             and prepack_float32),
                                 prepack_float32=prepack_float32)
         self.spec = spec = self.model.spec
-        # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim)
-        shape = (spec.num_layers, 2, config.num_kv_blocks, config.block_size, spec.num_kv_heads, spec.head_dim)
+        # stored (layers, k/v, num_blocks, n_kv_heads, block_size, head_dim): each KV head's slots of a block are
+        # contiguous, which the decode kernel reads faster than heads side by side (docs/benchmarks.md); seen as
+        # (layers, k/v, num_blocks, block_size, n_kv_heads, head_dim) through strides
+        shape = (spec.num_layers, 2, config.num_kv_blocks, spec.num_kv_heads, config.block_size, spec.head_dim)
         if self.device.type == "cpu" and config.kv_cache_huge_pages:
-            self.kv_cache = huge_page_zeros(shape, dtype)[0]
+            pool = huge_page_zeros(shape, dtype)[0]
         else:
-            self.kv_cache = torch.zeros(shape, dtype=dtype, device=self.device)
+            pool = torch.zeros(shape, dtype=dtype, device=self.device)
+        self.kv_cache = pool.transpose(3, 4)
         if config.compile:
             for layer in self.model.layers:
                 layer.project_qkv = torch.compile(layer.project_qkv, dynamic=True)

@@ -13,7 +13,7 @@ import ctypes
 
 import torch
 
-from chatstack.engine.cpu_kernels import DecodeStepKernel, decode_step_kernel
+from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel
 from chatstack.engine.llama import LlamaForPagedDecoding
 from chatstack.engine.quant import Dense, PackedDense
 
@@ -40,7 +40,7 @@ class SingleDecodePath:
         spec = model.spec
         self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
                                     model.sin, self.cache_slots, spec.num_heads, spec.num_kv_heads, spec.head_dim,
-                                    spec.intermediate_size, block_size, spec.rms_norm_eps)
+                                    spec.intermediate_size, cache_layout(kv_cache[0, 0]), spec.rms_norm_eps)
 
     @staticmethod
     def applies(model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> str | None:

@@ -226,6 +226,14 @@ def test_kernel_split_over_threads_equals_one_call():
                                              out, 1.0, ((0, 99),))
 
 
+def test_engine_pool_stores_each_kv_heads_block_slots_contiguously(tiny_llama):
+    runner = ModelRunner(tiny_llama, EngineConfig(num_kv_blocks=8, block_size=4))
+    k_cache = runner.kv_cache[0, 0]  # (blocks, block_size, n_kv_heads, head_dim) as the layers see it
+    head_dim, heads = k_cache.shape[3], k_cache.shape[2]
+    assert k_cache.stride()[1:] == (head_dim, 4 * head_dim, 1)  # slot, KV head, dimension
+    assert cpu_kernels.cache_layout(k_cache) == (4, heads * 4 * head_dim, head_dim, 4 * head_dim)
+
+
 def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
     from chatstack.bench import attention_kernel
 
