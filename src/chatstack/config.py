@@ -42,7 +42,7 @@ class EngineSection:
     enable_prefix_caching: bool = True
     quantization: str | None = None  # None, "int8" or "int4" (weight-only)
     attention: str = "auto"  # "auto", "kernel" (the C decode kernel) or "torch"
-    single_decode: str = "auto"  # "auto", "on" (bfloat16 too, at twice the layer weight memory) or "off"
+    single_decode: str = "auto"  # "auto", "on" (refuse where it cannot apply) or "off"; it keeps a weight copy
     float32_prepack: str = "auto"  # "auto" (where a load-time probe finds it faster), "on" or "off"
     lone_decode_steps: int = 8  # a lone plain-greedy decode: up to this many tokens per step (1: off)
     lone_decode_budget_ms: float = 2.0  # ... as many as fit in this time (what an arriving request may wait)

@@ -20,9 +20,10 @@ def test_throughput_report_compares_native_with_hf_in_the_same_dtype(dtype, atte
     hf = next(line for line in report.splitlines() if line.startswith("| HF generate"))
     assert float(native.split("|")[2]) > 0 and float(hf.split("|")[4]) >= 0  # tok/s, CPU seconds
     assert hf.split("|")[5].strip().endswith("×")
-    single = next(line for line in report.splitlines() if line.startswith("single-stream decode:"))
-    # bfloat16 also times the one-call step, which float32 takes by default (and torch attention never)
-    assert ("one-call step (single_decode 'on')" in single) == (dtype == "bfloat16")
+    assert next(line for line in report.splitlines() if line.startswith("single-stream decode:"))
+    # a lone decode takes the one-call step in either dtype, never with torch attention
+    path = next(line for line in report.splitlines() if line.startswith("native projections:"))
+    assert ("a lone decode: the one-call step (+" in path) == (attention != "torch"), path
 
 
 def test_bad_ranges_are_refused_naming_the_flag():

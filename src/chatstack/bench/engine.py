@@ -91,19 +91,6 @@ def hf_throughput(model_dir: Path, workload: Workload, batch_size: int, dtype: s
     return {"seconds": elapsed, "tok_s": sum(workload.max_tokens) / elapsed, "cpu_s": time.process_time() - cpu_start}
 
 
-def one_call_single_stream(args, model_dir: Path, prompt: tuple[int, ...],
-                           weight_bytes: int) -> tuple[SingleStream, int] | None:
-    """bfloat16 only: (the stream, bytes of the plain weight copies) with the one-call step turned on, which float32
-    takes by default; None elsewhere."""
-    if args.dtype != "bfloat16" or args.attention == "torch":
-        return None
-    engine = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, single_decode="on"),
-                       dtype=TORCH_DTYPES[args.dtype])
-    copies = sum(b.numel() * b.element_size() for name, b in engine.runner.model.named_buffers()
-                 if name.endswith(".weight_t"))
-    return single_stream(engine, prompt, args.single_tokens, weight_bytes), copies
-
-
 def ttft_turn(engine: LLMEngine, request: GenerationRequest) -> tuple[float, list[int]]:
     engine.add_request(request)
     start, first, tokens = time.perf_counter(), None, []
@@ -232,15 +219,17 @@ def run_all(args, model_dir: Path, command: str) -> str:
     dram_bandwidth = read_bandwidth_gbps()
     solo = LLMEngine(model_dir, EngineConfig(block_size=args.block_size, num_kv_blocks=64, attention=args.attention,
                                              float32_prepack=args.float32_prepack), dtype=TORCH_DTYPES[args.dtype])
+    path = solo.runner.single_decode
     lines.insert(-1, "native projections: " + ("prepacked (oneDNN)" if isinstance(solo.runner.model.layers[0].qkv,
-                                                                                   PackedDense) else "plain matmul"))
+                                                                                   PackedDense) else "plain matmul")
+                 + "; a lone decode: " + ("the batched step" if path is None else
+                                          f"the one-call step (+{path.weight_bytes / 2**20:.0f} MiB weight panels)"))
     params = checkpoint_params(model_dir)
     weight_bytes = decode_weight_bytes(solo.runner.model)
     # the floor: the weights read once at the bandwidth of a buffer their size, i.e. from the cache where
     # the CPU's last-level cache holds them between steps (the Xeon's 480 MiB holds a 100 MiB model)
     stream = single_stream(solo, workload.prompts[0][:32], args.single_tokens, weight_bytes)
     single, floor = stream.step_ms, stream.floor_ms
-    one_call = one_call_single_stream(args, model_dir, workload.prompts[0][:32], weight_bytes)
     lines.append(f"model: {params / 1e6:.1f}M params, decode reads {weight_bytes / 2**20:.0f} MiB; "
                  f"measured read bandwidth {stream.bandwidth_gbps(weight_bytes):.1f} GB/s over a buffer that size "
                  f"(median of reads between the single-stream steps; fastest "
@@ -255,9 +244,7 @@ def run_all(args, model_dir: Path, command: str) -> str:
     native = native_throughput(model_dir, workload, base, args.dtype)
     lines.append(f"single-stream decode: {single:.3f} ms/token, {stream.ratio:.2f}× the {floor:.3f} ms floor (medians; "
                  f"fastest step {stream.fastest_step_ms:.3f} against fastest read {stream.fastest_floor_ms:.3f}: "
-                 f"{stream.fastest_ratio:.2f}×)"
-                 + ("" if one_call is None else f"; one-call step (single_decode 'on'): {one_call[0].step_ms:.3f} "
-                                                f"ms/token, {one_call[0].ratio:.2f}× its {one_call[0].floor_ms:.3f}"))
+                 f"{stream.fastest_ratio:.2f}×)")
     if args.throughput_only:
         return "\n".join(lines + throughput_only(args, model_dir, workload, native, vllm, vocab, limits))
     progress("HF generate throughput")
@@ -277,10 +264,6 @@ def run_all(args, model_dir: Path, command: str) -> str:
                   f"{stream.ratio:.2f}× floor", "≤ 1.5× floor"),
               row("  … fastest step against fastest read", f"{stream.fastest_step_ms:.3f}",
                   f"bandwidth floor {stream.fastest_floor_ms:.3f}", f"{stream.fastest_ratio:.2f}× floor", "(info)"),
-              *([] if one_call is None else [row(
-                  f"  … one-call step (single_decode 'on', +{one_call[1] / 2**20:.0f} MiB plain weights)",
-                  f"{one_call[0].step_ms:.3f}", f"bandwidth floor {one_call[0].floor_ms:.3f}",
-                  f"{one_call[0].ratio:.2f}× floor", "≤ 1.5× floor")]),
               row("KV waste (% of allocated slots, mean over steps)", f"{native['waste_pct']:.2f}%", "–", "–", "≤ 4%"),
               row(f"concurrent seqs at a {args.kv_budget_tokens}-token KV budget (peak)", str(native["peak_seqs"]),
                   f"static {hf_config.max_position_embeddings}-token slots: {static_ctx}",

@@ -16,9 +16,9 @@ ATTENTION_BACKENDS = ("auto", "kernel", "torch")
 # Without the C kernel chunks always take SDPA.
 PREFILL_ATTENTION_MODES = ("kernel", "sdpa")
 # A step that holds one decoding sequence and nothing else runs every layer in one C call
-# (single_decode.py): "auto" = in float32 (unquantized, C kernels, no compile), keeping a plain copy of the
-# projections where they are prepacked (see FLOAT32_PREPACK_MODES; their weight memory twice over);
-# "on" = in bfloat16 too, which keeps such a copy beside the oneDNN-packed ones; "off" = never.
+# (single_decode.py) over its own copy of the projections in column panels (their weight memory twice over):
+# "auto" = wherever it applies (float32 or bfloat16, unquantized, C kernels, no compile); "on" = the same, but
+# refuse to start where it does not apply; "off" = never (saves the copy).
 SINGLE_DECODE_MODES = ("auto", "on", "off")
 # float32 CPU projections in oneDNN's prepacked layout instead of the plain matmul (MKL): "auto" = where a
 # load-time probe times it >= 1.2x faster on this CPU (quant.float32_prepack_pays); "on" = always; "off" = never.

@@ -180,6 +180,21 @@ def cache_layout(cache: torch.Tensor) -> tuple[int, int, int, int]:
     return cache.shape[1], cache.stride(0), cache.stride(1), cache.stride(2)
 
 
+PANEL = 64  # columns per weight panel of the one-call decode step (kernels/decode_step.c)
+
+
+def panels(weight_t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Copy an (in, out) weight into `out` (in * out values, contiguous) in the decode step's column panels:
+    panel t holds columns t * PANEL onwards (the last one what is left), all rows, row after row."""
+    rows, cols = weight_t.shape
+    if out.numel() != rows * cols or not out.is_contiguous():
+        raise ValueError(f"out must be {rows * cols} contiguous values, got {out.numel()}")
+    full = cols // PANEL * PANEL
+    out[:rows * full].view(cols // PANEL, rows, PANEL).copy_(weight_t[:, :full].reshape(rows, -1, PANEL).transpose(0, 1))
+    out[rows * full:].view(rows, cols - full).copy_(weight_t[:, full:])
+    return out
+
+
 class DecodeStepKernel:
     """`chatstack_decode_step_f32` / `_bf16`: every layer, the final norm and the LM head for one decoding
     token (see kernels/decode_step.c)."""
@@ -201,36 +216,24 @@ class DecodeStepKernel:
             multi.restype = ctypes.c_int
             self._multi[dtype] = multi
 
-    def __call__(self, x: torch.Tensor, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor,
-                 cos: torch.Tensor, sin: torch.Tensor, block_table: torch.Tensor, cache_slots: int, position: int,
-                 n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, layout: tuple[int, int, int, int],
-                 eps: float) -> torch.Tensor:
-        """x: (hidden,) the token's embedding, overwritten with its residual stream; `layers`: a ctypes array of
-        LAYER_POINTERS pointers per layer (of x's dtype), kept alive by the caller; lm_head_t: (hidden, vocab);
-        cos, sin: the whole (positions, head_dim) tables; block_table: (n,) int32; layout: the caches' block size and
-        their block / slot / KV-head strides in elements (`cache_layout`) -> the logits, (vocab,)."""
-        require_contiguous_cpu(("x", x, final_norm.dtype), ("block_table", block_table, torch.int32))
-        if lm_head_t.shape[0] != x.shape[0]:
-            raise ValueError(f"lm_head_t must be (hidden={x.shape[0]}, vocab), got {tuple(lm_head_t.shape)}")
-        step = self.prepare(layers, num_layers, final_norm, lm_head_t, cos, sin, cache_slots, n_heads, n_kv_heads,
-                            head_dim, intermediate, layout, eps)
-        return step.logits(x, block_table, position)
-
-    def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head_t: torch.Tensor, cos: torch.Tensor,
-                sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int,
-                layout: tuple[int, int, int, int], eps: float) -> "PreparedDecodeStep":
-        """The call with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
+    def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head: torch.Tensor, vocab: int,
+                cos: torch.Tensor, sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int,
+                intermediate: int, layout: tuple[int, int, int, int], eps: float) -> "PreparedDecodeStep":
+        """The step with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
         of the weights' dtype) and block_table (contiguous int32) itself. A lone decoding sequence pays only the
-        C call then (its Python around it was ~0.1 ms a token)."""
+        C call then (its Python around it was ~0.1 ms a token). `layers`: a ctypes array of LAYER_POINTERS
+        pointers per layer (of the weights' dtype; projections as `panels` gives them), kept alive by the caller;
+        lm_head: the (hidden, vocab) LM head as `panels` gives it; cos, sin: the whole (positions, head_dim) RoPE
+        tables; layout: the caches' block size and block / slot / KV-head strides in elements (`cache_layout`)."""
         dtype = final_norm.dtype
         if dtype not in self._fns:
             raise ValueError(f"the decode step takes float32 or bfloat16, got {dtype}")
-        require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head_t", lm_head_t, dtype),
+        require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head", lm_head, dtype),
                                ("cos", cos, dtype), ("sin", sin, dtype))
-        hidden, vocab = lm_head_t.shape
-        if final_norm.shape != (hidden,):
-            raise ValueError(f"final_norm must be (hidden={hidden},) like lm_head_t's rows, got {tuple(final_norm.shape)}")
-        model_args = (layers, num_layers, final_norm.data_ptr(), lm_head_t.data_ptr(), vocab, cos.data_ptr(),
+        hidden = final_norm.shape[0]
+        if final_norm.dim() != 1 or lm_head.numel() != hidden * vocab:
+            raise ValueError(f"lm_head must hold (hidden={hidden}, vocab={vocab}) values, got {lm_head.numel()}")
+        model_args = (layers, num_layers, final_norm.data_ptr(), lm_head.data_ptr(), vocab, cos.data_ptr(),
                       sin.data_ptr(), cos.shape[0])
         layout_array = (ctypes.c_int64 * 4)(*layout)  # held by shape_args as long as the prepared step lives
         shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, layout_array, eps)

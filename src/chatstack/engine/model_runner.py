@@ -28,8 +28,7 @@ class ModelRunner:
         # compile traces plain matmuls (a prepacked oneDNN weight is opaque to it and failed every bf16 step)
         prepack_float32 = self._prepack_float32(config, dtype)
         self.model = load_llama(model_dir, dtype, self.device, config.quantization, prepack=not config.compile,
-                                keep_plain=config.single_decode == "on" or (config.single_decode == "auto"
-                                                                            and prepack_float32),
+                                keep_plain=config.single_decode != "off",  # for the one-call step to pack
                                 prepack_float32=prepack_float32)
         self.spec = spec = self.model.spec
         # stored (layers, k/v, num_blocks, n_kv_heads, block_size, head_dim): each KV head's slots of a block are
@@ -51,10 +50,10 @@ class ModelRunner:
             self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
-        if self.single_decode is None:  # the plain copies kept beside prepacked weights serve the one-call step only
-            for module in self.model.modules():
-                if isinstance(module, PackedDense):
-                    module.weight_t = None
+        # the plain copies kept beside prepacked weights served only the one-call step, which has its own copy now
+        for module in self.model.modules():
+            if isinstance(module, PackedDense):
+                module.weight_t = None
         self._lone_token_s: float | None = None  # seconds per token of the last lone greedy decode step
 
     def _prepack_float32(self, config: EngineConfig, dtype: torch.dtype) -> bool:

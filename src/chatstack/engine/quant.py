@@ -85,7 +85,7 @@ class PackedDense(nn.Module):
     path rounds twice), so the result is at least as close to float32. A float32 result differs from
     MKL's only in the order of its sums.
     `keep_plain` also keeps W transposed (in, out) as `weight_t`, for the one-call decode step
-    (single_decode.py), at twice the weight memory.
+    (single_decode.py), which packs it into its own layout; the model runner then drops it.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, keep_plain: bool = False):

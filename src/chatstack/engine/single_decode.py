@@ -5,6 +5,12 @@ Applies on the CPU with unquantized weights and the C kernels available, in floa
 projections are prepacked, `single_decode` "auto" keeps a plain copy for this step), and in bfloat16
 where the layers' prepacked projections keep a plain copy (`EngineConfig.single_decode` "on"); the
 engine's batched path handles everything else.
+
+The step reads its own copy of the projections: column panels (`cpu_kernels.panels`), every layer's and
+the LM head's in one buffer on 2 MiB huge pages where Linux grants them, so a step's ~100 MiB weight
+stream crosses a few dozen pages instead of ~26,000 (a single-thread read of 4 KiB-paged weights ran at
+about two thirds of the huge-paged speed here; docs/benchmarks.md). The model runner then drops the plain
+copies kept beside prepacked weights, which served only this copy.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import ctypes
 
 import torch
 
-from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel
+from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels
+from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.llama import LlamaForPagedDecoding
 from chatstack.engine.quant import Dense, PackedDense
 
@@ -29,18 +36,27 @@ class SingleDecodePath:
         self._x = torch.empty(embed.shape[1], dtype=embed.dtype)  # the residual stream of the step in flight
         self._x_ptr = self._x.data_ptr()
         self._table: tuple[list[int], torch.Tensor] = ([], torch.zeros(0, dtype=torch.int32))
+        projections = [m.weight_t for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up,
+                                                                      layer.down)] + [model.lm_head.weight_t]
+        # every projection in panels, in one buffer (huge pages where granted), in the order the step reads them
+        self.weights = huge_page_zeros((sum(w.numel() for w in projections),), embed.dtype)[0]
+        packed, offset = [], 0
+        for weight_t in projections:
+            packed.append(panels(weight_t, self.weights[offset:offset + weight_t.numel()]))
+            offset += weight_t.numel()
+        self.weight_bytes = self.weights.numel() * self.weights.element_size()
         pointers: list[int | None] = []
-        for layer, kv in zip(model.layers, kv_cache):
-            for tensor in (layer.input_norm.weight, layer.qkv.weight_t, layer.qkv.bias, layer.o_proj.weight_t,
-                           layer.o_proj.bias, layer.post_attention_norm.weight, layer.gate_up.weight_t,
-                           layer.down.weight_t, kv[0], kv[1]):
+        for i, (layer, kv) in enumerate(zip(model.layers, kv_cache)):
+            qkv, o_proj, gate_up, down = packed[4 * i:4 * i + 4]
+            for tensor in (layer.input_norm.weight, qkv, layer.qkv.bias, o_proj, layer.o_proj.bias,
+                           layer.post_attention_norm.weight, gate_up, down, kv[0], kv[1]):
                 pointers.append(None if tensor is None else tensor.data_ptr())
-        # (layers * LAYER_POINTERS,) addresses; the tensors live as long as the model and the cache
+        # (layers * LAYER_POINTERS,) addresses; the tensors live as long as the model, the cache and self.weights
         self.layers = (ctypes.c_void_p * len(pointers))(*pointers)
         spec = model.spec
-        self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, model.lm_head.weight_t, model.cos,
-                                    model.sin, self.cache_slots, spec.num_heads, spec.num_kv_heads, spec.head_dim,
-                                    spec.intermediate_size, cache_layout(kv_cache[0, 0]), spec.rms_norm_eps)
+        self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, packed[-1],
+                                    projections[-1].shape[1], model.cos, model.sin, self.cache_slots, spec.num_heads,
+                                    spec.num_kv_heads, spec.head_dim, spec.intermediate_size, cache_layout(kv_cache[0, 0]), spec.rms_norm_eps)
 
     @staticmethod
     def applies(model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> str | None:

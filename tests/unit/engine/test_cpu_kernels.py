@@ -234,6 +234,16 @@ def test_engine_pool_stores_each_kv_heads_block_slots_contiguously(tiny_llama):
     assert cpu_kernels.cache_layout(k_cache) == (4, heads * 4 * head_dim, head_dim, 4 * head_dim)
 
 
+def test_decode_step_panels_hold_64_columns_of_every_row_then_what_is_left():
+    weight_t = torch.arange(3 * 150, dtype=torch.float32).view(3, 150)  # (in, out): two full panels and 22 columns
+    packed = cpu_kernels.panels(weight_t, torch.empty(3 * 150))
+    assert torch.equal(packed[:3 * 64].view(3, 64), weight_t[:, :64])
+    assert torch.equal(packed[3 * 64:3 * 128].view(3, 64), weight_t[:, 64:128])
+    assert torch.equal(packed[3 * 128:].view(3, 22), weight_t[:, 128:])
+    with pytest.raises(ValueError, match="450 contiguous values"):
+        cpu_kernels.panels(weight_t, torch.empty(449))
+
+
 def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
     from chatstack.bench import attention_kernel
 

@@ -137,8 +137,11 @@ def test_float32_prepacked_engine_keeps_the_one_call_step_and_generates_what_hf_
     engine = LLMEngine(tiny_llama, EngineConfig(block_size=4, num_kv_blocks=128, float32_prepack="on"))
     model = engine.runner.model
     assert all(isinstance(m, PackedDense) for layer in model.layers for m in (layer.qkv, layer.gate_up))
-    assert isinstance(model.lm_head, PackedDense) and model.lm_head.weight_t is not None
-    assert engine.runner.single_decode is not None  # "auto" kept the plain copy the one-call step reads
+    assert isinstance(model.lm_head, PackedDense)
+    path = engine.runner.single_decode
+    assert path is not None  # "auto" kept the plain copies the one-call step packs into its own panels
+    assert model.lm_head.weight_t is None and model.layers[0].qkv.weight_t is None  # released once packed
+    assert path.weight_bytes == 4 * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, PackedDense))
     got = engine.generate(requests)  # a batch, then lone decodes as the shorter ones finish
     assert [got[f"r{i}"] for i in range(len(PROMPTS))] == [references[p] for p in PROMPTS]
     assert_engine_idle(engine)

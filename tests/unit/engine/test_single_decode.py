@@ -178,17 +178,14 @@ def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings):
     assert len(out["x"]) == 4
 
 
-def test_bfloat16_auto_takes_the_one_call_step_only_where_it_needs_no_second_weight_copy(tiny_llama):
+def test_bfloat16_auto_takes_the_one_call_step_and_drops_the_plain_copies_once_packed(tiny_llama):
     engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16), dtype=torch.bfloat16)
-    layers = engine.runner.model.layers
-    if isinstance(layers[0].qkv, PackedDense):  # oneDNN runs bfloat16 here: "auto" keeps no plain copy
-        assert engine.runner.single_decode is None
-        assert all(layer.qkv.weight_t is None for layer in layers)
-    else:  # a CPU oneDNN cannot run bfloat16 on (AVX2 only): the plain weights are the one copy
-        assert engine.runner.single_decode is not None
-        assert not any(isinstance(m, PackedDense) for m in engine.runner.model.modules())
+    path, modules = engine.runner.single_decode, list(engine.runner.model.modules())
+    assert path is not None and path.weights.dtype == torch.bfloat16
+    assert all(m.weight_t is None for m in modules if isinstance(m, PackedDense))  # the panels are the copy
     out = engine.generate([GenerationRequest("x", PROMPTS[0], SamplingParams(max_tokens=4, temperature=0.0))])
     assert len(out["x"]) == 4
+    assert_engine_idle(engine)
 
 
 def test_one_call_path_on_a_model_with_untied_head_and_llama3_rope(tmp_path):
@@ -211,7 +208,7 @@ def test_bfloat16_one_call_step_rounds_where_the_batched_step_rounds(tmp_path, v
     engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, single_decode="on"),
                        dtype=torch.bfloat16)
     runner = engine.runner
-    assert runner.single_decode is not None and runner.model.layers[0].qkv.weight_t.dtype == torch.bfloat16
+    assert runner.single_decode is not None and runner.single_decode.weights.dtype == torch.bfloat16
     one_call, cache_one_call, batched, cache_batched, cache_before = both_paths(engine, prefilled(engine, PROMPTS[2]))
     written = (cache_one_call != cache_before).float().sum()
     assert written > 0 and (cache_one_call != cache_batched).float().sum() <= 0.02 * written

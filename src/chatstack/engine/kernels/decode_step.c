@@ -10,8 +10,12 @@
  * sums. It ends with the final norm and the LM head; the caller samples from the logits, or takes
  * the greedy token the step picked (argmax.c).
  *
- * Weights are transposed (in, out) matrices, so each matvec streams its weight once, row by row
- * (in bfloat16 a plain copy kept beside the oneDNN-packed one the batched step multiplies by).
+ * Weights are (in, out) matrices stored in column panels, the step's own copy (single_decode.py): panel t
+ * holds columns t * PANEL to t * PANEL + PANEL - 1 (the last panel the n % PANEL left over) of every row,
+ * the rows of a panel one after another, each panel after the one before. A matvec then reads its
+ * weight front to back as one stream, and a panel's PANEL sums stay in registers over all its rows
+ * (row-by-row streaming of the plain (in, out) layout read several rows at once and wrote the partial
+ * sums back every pass; docs/benchmarks.md has both).
  * Per layer, `layers` holds LAYER_POINTERS pointers in this order: input_norm, qkv, qkv_bias
  * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache.
  */
@@ -19,13 +23,15 @@
 #include "layer_ops.c"
 #include "argmax.c"
 
-enum { LAYER_POINTERS = 10 };
+enum { LAYER_POINTERS = 10, PANEL = 64 };
 
 #define T float
 #define SFX f32
 #define TO_F32(x) (x)
 #define FROM_F32(x) (x)
 #define WIDENS 0
+#define LOAD16(p) _mm512_loadu_ps(p)
+#define LOAD8(p) _mm256_loadu_ps(p)
 #include "decode_step_impl.h"
 
 #define T uint16_t
@@ -33,4 +39,6 @@ enum { LAYER_POINTERS = 10 };
 #define TO_F32(x) bf16_to_f32(x)
 #define FROM_F32(x) f32_to_bf16(x)
 #define WIDENS 1
+#define LOAD16(p) bf16x16_load(p)
+#define LOAD8(p) bf16x8_load(p)
 #include "decode_step_impl.h"

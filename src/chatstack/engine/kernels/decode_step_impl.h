@@ -1,75 +1,73 @@
 /* One storage type's decode step (see decode_step.c); included once per type with T, SFX,
- * TO_F32, FROM_F32 and WIDENS (1: T is bfloat16, widened to float32 as it is read) defined. */
+ * TO_F32, FROM_F32, WIDENS (1: T is bfloat16, widened to float32 as it is read) and LOAD16 / LOAD8
+ * (sixteen / eight values of T as floats, AVX-512 / AVX2) defined. */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
-/* out (n) = x (k) @ w (k, n) [+ bias], summed in float32 in `acc` (n) and stored once (the bias
- * added before that one rounding, as the batched step's prepacked projections add it). Scaled
- * rows of w are added eight at a time, so `acc` is read and written once per eight weight rows
- * while the weight streams through once. */
-static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, int64_t n, float *acc, T *out) {
-    memset(acc, 0, sizeof(float) * (size_t)n);
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        const T *r = w + i * n;
-        const float x0 = TO_F32(x[i]), x1 = TO_F32(x[i + 1]), x2 = TO_F32(x[i + 2]), x3 = TO_F32(x[i + 3]);
-        const float x4 = TO_F32(x[i + 4]), x5 = TO_F32(x[i + 5]), x6 = TO_F32(x[i + 6]), x7 = TO_F32(x[i + 7]);
-        int64_t j = 0;
-#if defined(__AVX512F__) && WIDENS
-        /* sixteen columns of eight widened rows per pass: the compiler's loop streamed ~6 GB/s here */
-        const __m512 v0 = _mm512_set1_ps(x0), v1 = _mm512_set1_ps(x1), v2 = _mm512_set1_ps(x2), v3 = _mm512_set1_ps(x3);
-        const __m512 v4 = _mm512_set1_ps(x4), v5 = _mm512_set1_ps(x5), v6 = _mm512_set1_ps(x6), v7 = _mm512_set1_ps(x7);
-        for (; j + 16 <= n; j += 16) {
-            __m512 a = _mm512_fmadd_ps(v0, bf16x16_load(r + j), _mm512_loadu_ps(acc + j));
-            __m512 b = _mm512_mul_ps(v1, bf16x16_load(r + n + j));
-            a = _mm512_fmadd_ps(v2, bf16x16_load(r + 2 * n + j), a);
-            b = _mm512_fmadd_ps(v3, bf16x16_load(r + 3 * n + j), b);
-            a = _mm512_fmadd_ps(v4, bf16x16_load(r + 4 * n + j), a);
-            b = _mm512_fmadd_ps(v5, bf16x16_load(r + 5 * n + j), b);
-            a = _mm512_fmadd_ps(v6, bf16x16_load(r + 6 * n + j), a);
-            b = _mm512_fmadd_ps(v7, bf16x16_load(r + 7 * n + j), b);
-            _mm512_storeu_ps(acc + j, _mm512_add_ps(a, b));
-        }
+/* out (n) = x (k) @ w (k, n) [+ bias], w in column panels (see decode_step.c): panel t holds columns
+ * t * PANEL onwards (the last one n % PANEL wide) for all k rows, row after row, so the whole matvec
+ * reads its weight as one forward stream. A full panel's PANEL sums stay in registers across the k rows,
+ * in float32, and are stored once (the bias added before that one rounding, as the batched step's
+ * prepacked projections add it). */
+static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, int64_t n, T *out) {
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
+        const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
+        const T *panel = w + j0 * k;
+        float sums[PANEL];
+        if (width == PANEL) {
+#if defined(__AVX512F__)
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t i = 0; i < k; ++i) {
+                const T *r = panel + i * PANEL;
+                const __m512 xi = _mm512_set1_ps(TO_F32(x[i]));
+                a0 = _mm512_fmadd_ps(xi, LOAD16(r), a0);
+                a1 = _mm512_fmadd_ps(xi, LOAD16(r + 16), a1);
+                a2 = _mm512_fmadd_ps(xi, LOAD16(r + 32), a2);
+                a3 = _mm512_fmadd_ps(xi, LOAD16(r + 48), a3);
+            }
+            _mm512_storeu_ps(sums, a0);
+            _mm512_storeu_ps(sums + 16, a1);
+            _mm512_storeu_ps(sums + 32, a2);
+            _mm512_storeu_ps(sums + 48, a3);
+#elif defined(__AVX2__)
+            __m256 a[PANEL / 8];
+            for (int c = 0; c < PANEL / 8; ++c) a[c] = _mm256_setzero_ps();
+            for (int64_t i = 0; i < k; ++i) {
+                const T *r = panel + i * PANEL;
+                const __m256 xi = _mm256_set1_ps(TO_F32(x[i]));
+                for (int c = 0; c < PANEL / 8; ++c) a[c] = _mm256_fmadd_ps(xi, LOAD8(r + 8 * c), a[c]);
+            }
+            for (int c = 0; c < PANEL / 8; ++c) _mm256_storeu_ps(sums + 8 * c, a[c]);
+#else
+            memset(sums, 0, sizeof sums);
+            for (int64_t i = 0; i < k; ++i) {
+                const float xi = TO_F32(x[i]);
+                const T *r = panel + i * PANEL;
+                #pragma omp simd
+                for (int c = 0; c < PANEL; ++c) sums[c] += xi * TO_F32(r[c]);
+            }
 #endif
-#if defined(__AVX2__) && WIDENS
-        /* the same, eight columns per pass, where the CPU has AVX2 only */
-        const __m256 u0 = _mm256_set1_ps(x0), u1 = _mm256_set1_ps(x1), u2 = _mm256_set1_ps(x2), u3 = _mm256_set1_ps(x3);
-        const __m256 u4 = _mm256_set1_ps(x4), u5 = _mm256_set1_ps(x5), u6 = _mm256_set1_ps(x6), u7 = _mm256_set1_ps(x7);
-        for (; j + 8 <= n; j += 8) {
-            __m256 a = _mm256_fmadd_ps(u0, bf16x8_load(r + j), _mm256_loadu_ps(acc + j));
-            __m256 b = _mm256_mul_ps(u1, bf16x8_load(r + n + j));
-            a = _mm256_fmadd_ps(u2, bf16x8_load(r + 2 * n + j), a);
-            b = _mm256_fmadd_ps(u3, bf16x8_load(r + 3 * n + j), b);
-            a = _mm256_fmadd_ps(u4, bf16x8_load(r + 4 * n + j), a);
-            b = _mm256_fmadd_ps(u5, bf16x8_load(r + 5 * n + j), b);
-            a = _mm256_fmadd_ps(u6, bf16x8_load(r + 6 * n + j), a);
-            b = _mm256_fmadd_ps(u7, bf16x8_load(r + 7 * n + j), b);
-            _mm256_storeu_ps(acc + j, _mm256_add_ps(a, b));
+        } else {
+            memset(sums, 0, sizeof sums);
+            for (int64_t i = 0; i < k; ++i) {
+                const float xi = TO_F32(x[i]);
+                const T *r = panel + i * width;
+                #pragma omp simd
+                for (int64_t c = 0; c < width; ++c) sums[c] += xi * TO_F32(r[c]);
+            }
         }
-#endif
-        #pragma omp simd
-        for (int64_t c = j; c < n; ++c)
-            acc[c] += x0 * TO_F32(r[c]) + x1 * TO_F32(r[n + c]) + x2 * TO_F32(r[2 * n + c])
-                    + x3 * TO_F32(r[3 * n + c]) + x4 * TO_F32(r[4 * n + c]) + x5 * TO_F32(r[5 * n + c])
-                    + x6 * TO_F32(r[6 * n + c]) + x7 * TO_F32(r[7 * n + c]);
-    }
-    for (; i < k; ++i) {
-        const float xi = TO_F32(x[i]);
-        const T *row = w + i * n;
-        #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) acc[j] += xi * TO_F32(row[j]);
-    }
-    if (bias) {
-        #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) out[j] = FROM_F32(acc[j] + TO_F32(bias[j]));
-    } else {
-        #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) out[j] = FROM_F32(acc[j]);
+        if (bias) {
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) out[j0 + c] = FROM_F32(sums[c] + TO_F32(bias[j0 + c]));
+        } else {
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) out[j0 + c] = FROM_F32(sums[c]);
+        }
     }
 }
 
 /* x (hidden): the token's embedding, then its residual stream; logits (vocab): the LM head
- * (lm_head: (hidden, vocab)) over the final norm of the stream after every layer, for a token at
+ * (lm_head: (hidden, vocab) in panels, as every weight here) over the final norm of the stream after every layer, for a token at
  * `position`. cos, sin: the whole (max_positions, head_dim) RoPE tables; the caches hold
  * cache_slots slots. `top`, unless NULL, gets the greedy token: the argmax of the logits as stored
  * (torch.argmax's choice on them, widened to float32), so a plain greedy decode needs no sampler.
@@ -83,13 +81,11 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
                                      int64_t head_dim, int64_t intermediate, const int64_t layout[4], float eps) {
     const int64_t block_size = layout[0];
     const int64_t q_size = n_heads * head_dim, kv_size = n_kv_heads * head_dim;
-    const int64_t qkv_size = q_size + 2 * kv_size, widest_in = qkv_size > hidden ? qkv_size : hidden;
-    const int64_t widest_mlp = widest_in > 2 * intermediate ? widest_in : 2 * intermediate;
-    const int64_t widest = widest_mlp > vocab ? widest_mlp : vocab;
+    const int64_t qkv_size = q_size + 2 * kv_size;
     if (position < 0 || position >= num_blocks_in_table * block_size) return -1;
     const int64_t slot = (int64_t)block_table[position / block_size] * block_size + position % block_size;
     T *h = malloc(sizeof(T) * (size_t)(2 * hidden + qkv_size + 2 * q_size + 3 * intermediate + hidden));
-    float *acc = malloc(sizeof(float) * (size_t)widest);
+    float *acc = malloc(sizeof(float) * (size_t)vocab);  /* the logits widened for the argmax */
     if (h == NULL || acc == NULL) {
         free(h);
         free(acc);
@@ -103,7 +99,7 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
         const T *const *p = (const T *const *)(layers + l * LAYER_POINTERS);
         T *k_cache = (T *)p[8], *v_cache = (T *)p[9];
         CAT(chatstack_add_rms_norm_, SFX)(x, l == 0 ? NULL : delta, p[0], 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, p[1], p[2], hidden, qkv_size, acc, qkv);
+        CAT(matvec_, SFX)(h, p[1], p[2], hidden, qkv_size, qkv);
         status = CAT(chatstack_rope_store_, SFX)(qkv, 1, &position, cos, sin, max_positions, n_heads, n_kv_heads,
                                                  head_dim, &slot, cache_slots, layout, q, k_cache, v_cache);
         if (status == 0)
@@ -112,15 +108,15 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
                                                           head_dim, block_size, layout[1], layout[2], layout[3],
                                                           1.0f / sqrtf((float)head_dim));
         if (status != 0) break;
-        CAT(matvec_, SFX)(attended, p[3], p[4], q_size, hidden, acc, projected);
+        CAT(matvec_, SFX)(attended, p[3], p[4], q_size, hidden, projected);
         CAT(chatstack_add_rms_norm_, SFX)(x, projected, p[5], 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, p[6], NULL, hidden, 2 * intermediate, acc, gate_up);
+        CAT(matvec_, SFX)(h, p[6], NULL, hidden, 2 * intermediate, gate_up);
         CAT(chatstack_silu_mul_, SFX)(gate_up, 1, intermediate, act);
-        CAT(matvec_, SFX)(act, p[7], NULL, intermediate, hidden, acc, delta);
+        CAT(matvec_, SFX)(act, p[7], NULL, intermediate, hidden, delta);
     }
     if (status == 0) {
         CAT(chatstack_add_rms_norm_, SFX)(x, num_layers ? delta : NULL, final_norm, 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, lm_head, NULL, hidden, vocab, acc, logits);
+        CAT(matvec_, SFX)(h, lm_head, NULL, hidden, vocab, logits);
         if (top != NULL) {
 #if WIDENS
             #pragma omp simd
@@ -171,3 +167,5 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
 #undef TO_F32
 #undef FROM_F32
 #undef WIDENS
+#undef LOAD16
+#undef LOAD8
