@@ -199,45 +199,59 @@ class DecodeStepKernel:
     """`chatstack_decode_step_f32` / `_bf16`: every layer, the final norm and the LM head for one decoding
     token (see kernels/decode_step.c)."""
 
-    LAYER_POINTERS = 10
+    LAYER_POINTERS = 14
     DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
+    # (activation dtype, weight dtype) -> the C functions' suffix; int8 weights carry a float32 scale per column
+    SUFFIXES = {(torch.float32, torch.float32): "f32", (torch.bfloat16, torch.bfloat16): "bf16",
+                (torch.float32, torch.int8): "f32i8"}
 
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         self._fns, self._multi = {}, {}
-        model_types = [p, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, p, ctypes.c_float]
-        for dtype, suffix in self.DTYPES.items():
+        model_types = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, p,
+                       ctypes.c_float]
+        for key, suffix in self.SUFFIXES.items():
             fn = getattr(library, f"chatstack_decode_step_{suffix}")
             fn.argtypes = [p, p, p] + model_types
             fn.restype = ctypes.c_int
-            self._fns[dtype] = fn
+            self._fns[key] = fn
             multi = getattr(library, f"chatstack_decode_steps_{suffix}")
             multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types
             multi.restype = ctypes.c_int
-            self._multi[dtype] = multi
+            self._multi[key] = multi
 
-    def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head: torch.Tensor, vocab: int,
-                cos: torch.Tensor, sin: torch.Tensor, cache_slots: int, n_heads: int, n_kv_heads: int, head_dim: int,
-                intermediate: int, layout: tuple[int, int, int, int], eps: float) -> "PreparedDecodeStep":
+    def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head: torch.Tensor,
+                lm_head_scale: torch.Tensor | None, vocab: int, cos: torch.Tensor, sin: torch.Tensor, cache_slots: int,
+                n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, layout: tuple[int, int, int, int],
+                eps: float) -> "PreparedDecodeStep":
         """The step with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
         of the weights' dtype) and block_table (contiguous int32) itself. A lone decoding sequence pays only the
         C call then (its Python around it was ~0.1 ms a token). `layers`: a ctypes array of LAYER_POINTERS
         pointers per layer (of the weights' dtype; projections as `panels` gives them), kept alive by the caller;
-        lm_head: the (hidden, vocab) LM head as `panels` gives it; cos, sin: the whole (positions, head_dim) RoPE
+        lm_head: the (hidden, vocab) LM head as `panels` gives it, int8 with its float32 (vocab,) `lm_head_scale`
+        (and every layer's projections int8 with their scales) or of the activations' dtype; cos, sin: the whole (positions, head_dim) RoPE
         tables; layout: the caches' block size and block / slot / KV-head strides in elements (`cache_layout`)."""
-        dtype = final_norm.dtype
-        if dtype not in self._fns:
-            raise ValueError(f"the decode step takes float32 or bfloat16, got {dtype}")
-        require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head", lm_head, dtype),
+        dtype, key = final_norm.dtype, (final_norm.dtype, lm_head.dtype)
+        if key not in self._fns:
+            raise ValueError(f"the decode step takes float32 or bfloat16 weights, or int8 ones with float32 "
+                             f"activations, got {lm_head.dtype} weights with {dtype} activations")
+        if (lm_head.dtype == torch.int8) != (lm_head_scale is not None):
+            raise ValueError("lm_head_scale goes with int8 weights, and only with them")
+        require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head", lm_head, lm_head.dtype),
                                ("cos", cos, dtype), ("sin", sin, dtype))
+        if lm_head_scale is not None:
+            require_contiguous_cpu(("lm_head_scale", lm_head_scale, torch.float32))
+            if lm_head_scale.shape != (vocab,):
+                raise ValueError(f"lm_head_scale must be (vocab={vocab},), got {tuple(lm_head_scale.shape)}")
         hidden = final_norm.shape[0]
         if final_norm.dim() != 1 or lm_head.numel() != hidden * vocab:
             raise ValueError(f"lm_head must hold (hidden={hidden}, vocab={vocab}) values, got {lm_head.numel()}")
-        model_args = (layers, num_layers, final_norm.data_ptr(), lm_head.data_ptr(), vocab, cos.data_ptr(),
+        model_args = (layers, num_layers, final_norm.data_ptr(), lm_head.data_ptr(),
+                      None if lm_head_scale is None else lm_head_scale.data_ptr(), vocab, cos.data_ptr(),
                       sin.data_ptr(), cos.shape[0])
         layout_array = (ctypes.c_int64 * 4)(*layout)  # held by shape_args as long as the prepared step lives
         shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, layout_array, eps)
-        return PreparedDecodeStep(self._fns[dtype], self._multi[dtype], dtype, vocab, layout[0], cos.shape[0],
+        return PreparedDecodeStep(self._fns[key], self._multi[key], dtype, vocab, layout[0], cos.shape[0],
                                   cache_slots, model_args, shape_args)
 
 

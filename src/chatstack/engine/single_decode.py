@@ -1,10 +1,10 @@
 """The one-call decode step: a scheduled step that holds a single decoding sequence runs every
 layer, the final norm and the LM head in C (`kernels/decode_step.c`) instead of ~25 torch ops per layer.
 
-Applies on the CPU with unquantized weights and the C kernels available, in float32 (where its
-projections are prepacked, `single_decode` "auto" keeps a plain copy for this step), and in bfloat16
-where the layers' prepacked projections keep a plain copy (`EngineConfig.single_decode` "on"); the
-engine's batched path handles everything else.
+Applies on the CPU with the C kernels available, to unquantized float32 or bfloat16 weights (where
+they are prepacked the loader keeps a plain copy for this step to pack) and to int8 weight-only
+models with float32 activations (int8 panels and each projection's per-column scale); the engine's
+batched path handles everything else (int4, float16, torch attention, compile).
 
 The step reads its own copy of the projections: column panels (`cpu_kernels.panels`), every layer's and
 the LM head's in one buffer on 2 MiB huge pages where Linux grants them, so a step's ~100 MiB weight
@@ -22,7 +22,7 @@ import torch
 from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels
 from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.llama import LlamaForPagedDecoding
-from chatstack.engine.quant import Dense, PackedDense
+from chatstack.engine.quant import Dense, Int8Linear, PackedDense
 
 
 class SingleDecodePath:
@@ -36,10 +36,14 @@ class SingleDecodePath:
         self._x = torch.empty(embed.shape[1], dtype=embed.dtype)  # the residual stream of the step in flight
         self._x_ptr = self._x.data_ptr()
         self._table: tuple[list[int], torch.Tensor] = ([], torch.zeros(0, dtype=torch.int32))
-        projections = [m.weight_t for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up,
-                                                                      layer.down)] + [model.lm_head.weight_t]
+        modules = [m for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
+        modules.append(model.lm_head)
+        projections = [m.weight_t for m in modules]
+        # int8 weights: each module's float32 (out,) scale, applied by the step to each column's sum
+        scales = [m.scale.float().contiguous() if isinstance(m, Int8Linear) else None for m in modules]
+        self._scales = scales  # the step reads them by address
         # every projection in panels, in one buffer (huge pages where granted), in the order the step reads them
-        self.weights = huge_page_zeros((sum(w.numel() for w in projections),), embed.dtype)[0]
+        self.weights = huge_page_zeros((sum(w.numel() for w in projections),), projections[0].dtype)[0]
         packed, offset = [], 0
         for weight_t in projections:
             packed.append(panels(weight_t, self.weights[offset:offset + weight_t.numel()]))
@@ -49,12 +53,12 @@ class SingleDecodePath:
         for i, (layer, kv) in enumerate(zip(model.layers, kv_cache)):
             qkv, o_proj, gate_up, down = packed[4 * i:4 * i + 4]
             for tensor in (layer.input_norm.weight, qkv, layer.qkv.bias, o_proj, layer.o_proj.bias,
-                           layer.post_attention_norm.weight, gate_up, down, kv[0], kv[1]):
+                           layer.post_attention_norm.weight, gate_up, down, kv[0], kv[1], *scales[4 * i:4 * i + 4]):
                 pointers.append(None if tensor is None else tensor.data_ptr())
         # (layers * LAYER_POINTERS,) addresses; the tensors live as long as the model, the cache and self.weights
         self.layers = (ctypes.c_void_p * len(pointers))(*pointers)
         spec = model.spec
-        self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, packed[-1],
+        self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, packed[-1], scales[-1],
                                     projections[-1].shape[1], model.cos, model.sin, self.cache_slots, spec.num_heads,
                                     spec.num_kv_heads, spec.head_dim, spec.intermediate_size, cache_layout(kv_cache[0, 0]), spec.rms_norm_eps)
 
@@ -65,8 +69,12 @@ class SingleDecodePath:
             return f"it runs float32 or bfloat16 on the CPU, not {kv_cache.dtype} on {kv_cache.device.type}"
         projections = [m for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
         projections.append(model.lm_head)
+        if all(isinstance(m, Int8Linear) for m in projections):
+            if kv_cache.dtype != torch.float32:
+                return f"with int8 weights it runs float32 activations, not {kv_cache.dtype}"
+            return None
         if not all(isinstance(m, (Dense, PackedDense)) for m in projections):
-            return "it needs unquantized weights"
+            return "it needs unquantized or int8 weights (int4 runs the batched step)"
         if not all(m.weight_t is not None and m.weight_t.dtype == kv_cache.dtype for m in projections):
             return "the prepacked projections keep no plain copy (single_decode 'on' keeps one)"
         return None

@@ -51,6 +51,30 @@ def test_one_call_logits_equal_the_batched_forward(tmp_path, variant):
     assert_engine_idle(engine)
 
 
+@pytest.mark.parametrize("variant", [{}, {"attention_bias": True, "tie_word_embeddings": True},
+                                     {"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96}],
+                         ids=["gqa", "biases-tied", "mqa-odd-head"])
+def test_int8_one_call_step_equals_the_batched_int8_forward_and_generates_what_it_does(tmp_path, variant):
+    model_dir = save_random_llama(tmp_path, seed=7, **variant)
+    engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization="int8"))
+    path = engine.runner.single_decode
+    assert path is not None and path.weights.dtype == torch.int8  # a quarter of the float32 panels' bytes
+    one_call, cache_one_call, batched, cache_batched, _ = both_paths(engine, prefilled(engine, PROMPTS[2]))
+    torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(cache_one_call, cache_batched, rtol=1e-5, atol=1e-5)
+    engine.abort("r")
+    batched_engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization="int8",
+                                                       single_decode="off"))
+    counts = count_one_call_tokens(engine)
+    for i, prompt in enumerate(PROMPTS[:3]):  # one at a time: every decode after the first token is a lone step
+        request = GenerationRequest(f"q{i}", prompt, SamplingParams(max_tokens=10, temperature=0.0))
+        assert engine.generate([request]) == batched_engine.generate([request])
+    # + 1: PROMPTS[2] was cached by the first check, so its prefill is its last token alone, a one-call step too
+    assert sum(counts) == 3 * 9 + 1
+    assert_engine_idle(engine)
+    assert_engine_idle(batched_engine)
+
+
 def test_one_call_path_follows_each_sequence_own_block_table_and_rejects_a_token_outside_the_vocabulary(tmp_path):
     """The path keeps the last block table it converted: sequences of equal table length take turns."""
     engine = LLMEngine(save_random_llama(tmp_path, seed=5), EngineConfig(block_size=4, num_kv_blocks=64))
@@ -169,8 +193,8 @@ def test_a_request_arriving_during_lone_decode_steps_joins_the_batch_and_both_ma
     assert_engine_idle(engine)
 
 
-@pytest.mark.parametrize("settings", [dict(attention="torch"), dict(quantization="int8"), dict(single_decode="off")],
-                         ids=["torch-attention", "int8", "off"])
+@pytest.mark.parametrize("settings", [dict(attention="torch"), dict(quantization="int4"), dict(single_decode="off")],
+                         ids=["torch-attention", "int4", "off"])
 def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings):
     engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, **settings))
     assert engine.runner.single_decode is None
@@ -234,10 +258,11 @@ def test_bfloat16_generation_through_the_one_call_path_matches_the_batched_engin
 
 
 @pytest.mark.parametrize("settings, dtype, message", [
-    (dict(quantization="int8"), torch.float32, "unquantized"),
+    (dict(quantization="int4"), torch.float32, "unquantized or int8"),
+    (dict(quantization="int8"), torch.bfloat16, "int8 weights it runs float32 activations"),
     (dict(attention="torch"), torch.float32, "C attention kernel"),
     ({}, torch.float16, "float32 or bfloat16"),
-], ids=["int8", "torch-attention", "float16"])
+], ids=["int4", "int8-bfloat16", "torch-attention", "float16"])
 def test_single_decode_on_where_it_cannot_apply_is_refused_by_name(tiny_llama, settings, dtype, message):
     with pytest.raises(ValueError, match=f"single_decode 'on' does not apply here: .*{message}"):
         LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, single_decode="on", **settings), dtype=dtype)

@@ -3,7 +3,8 @@
  * When a step holds exactly one decoding token, the ~25 small torch ops per layer cost more
  * than the memory traffic they do; this runs every layer for that token in C, for float32
  * (chatstack_decode_step_f32) and bfloat16 (chatstack_decode_step_bf16) weights, caches and
- * activations. It makes the batched step's calls in the batched step's order: the fused
+ * activations, and for int8 weight-only models (chatstack_decode_step_f32i8: float32 caches and
+ * activations, each int8 weight widened as it is read and its column's scale applied to the sum). It makes the batched step's calls in the batched step's order: the fused
  * residual add + RMSNorm, RoPE + K/V write and SiLU product of layer_ops.c, paged attention
  * (paged_attention.c), and a matvec for each projection; so in bfloat16 every value is rounded
  * where the batched step rounds it, and the two differ only in the order of the matmuls' float32
@@ -17,17 +18,22 @@
  * (row-by-row streaming of the plain (in, out) layout read several rows at once and wrote the partial
  * sums back every pass; docs/benchmarks.md has both).
  * Per layer, `layers` holds LAYER_POINTERS pointers in this order: input_norm, qkv, qkv_bias
- * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache.
+ * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache, then the float32
+ * per-column scales of qkv, o_proj, gate_up and down (int8 weights, chatstack_decode_step_f32i8;
+ * NULL otherwise).
  */
 #include "paged_attention.c"
 #include "layer_ops.c"
 #include "argmax.c"
 
-enum { LAYER_POINTERS = 10, PANEL = 64 };
+enum { LAYER_POINTERS = 14, PANEL = 64 };
 
 #define T float
+#define W float
 #define SFX f32
+#define OPS f32
 #define TO_F32(x) (x)
+#define W_TO_F32(x) (x)
 #define FROM_F32(x) (x)
 #define WIDENS 0
 #define LOAD16(p) _mm512_loadu_ps(p)
@@ -35,10 +41,36 @@ enum { LAYER_POINTERS = 10, PANEL = 64 };
 #include "decode_step_impl.h"
 
 #define T uint16_t
+#define W uint16_t
 #define SFX bf16
+#define OPS bf16
 #define TO_F32(x) bf16_to_f32(x)
+#define W_TO_F32(x) bf16_to_f32(x)
 #define FROM_F32(x) f32_to_bf16(x)
 #define WIDENS 1
 #define LOAD16(p) bf16x16_load(p)
 #define LOAD8(p) bf16x8_load(p)
+#include "decode_step_impl.h"
+
+/* int8 weights (Int8Linear: per output column, w = q * scale) with float32 activations and caches */
+#ifdef __AVX512F__
+static inline __m512 i8x16_load(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
+#endif
+#ifdef __AVX2__
+static inline __m256 i8x8_load(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+#endif
+#define T float
+#define W int8_t
+#define SFX f32i8
+#define OPS f32
+#define TO_F32(x) (x)
+#define W_TO_F32(x) ((float)(x))
+#define FROM_F32(x) (x)
+#define WIDENS 0
+#define LOAD16(p) i8x16_load(p)
+#define LOAD8(p) i8x8_load(p)
 #include "decode_step_impl.h"

@@ -1,6 +1,8 @@
 /* One storage type's decode step (see decode_step.c); included once per type with T, SFX,
- * TO_F32, FROM_F32, WIDENS (1: T is bfloat16, widened to float32 as it is read) and LOAD16 / LOAD8
- * (sixteen / eight values of T as floats, AVX-512 / AVX2) defined. */
+ * TO_F32, FROM_F32, WIDENS (1: T is bfloat16, widened to float32 as it is read), OPS (the suffix
+ * of the layer_ops / paged_attention functions for T), W and W_TO_F32 (the weights' storage type: T, or
+ * int8_t with a float32 scale per output column) and LOAD16 / LOAD8 (sixteen / eight values of W as
+ * floats, AVX-512 / AVX2) defined. */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
@@ -9,16 +11,17 @@
  * reads its weight as one forward stream. A full panel's PANEL sums stay in registers across the k rows,
  * in float32, and are stored once (the bias added before that one rounding, as the batched step's
  * prepacked projections add it). */
-static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, int64_t n, T *out) {
+static void CAT(matvec_, SFX)(const T *x, const W *w, const float *scale, const T *bias, int64_t k, int64_t n,
+                               T *out) {
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
-        const T *panel = w + j0 * k;
+        const W *panel = w + j0 * k;
         float sums[PANEL];
         if (width == PANEL) {
 #if defined(__AVX512F__)
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t i = 0; i < k; ++i) {
-                const T *r = panel + i * PANEL;
+                const W *r = panel + i * PANEL;
                 const __m512 xi = _mm512_set1_ps(TO_F32(x[i]));
                 a0 = _mm512_fmadd_ps(xi, LOAD16(r), a0);
                 a1 = _mm512_fmadd_ps(xi, LOAD16(r + 16), a1);
@@ -33,7 +36,7 @@ static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, 
             __m256 a[PANEL / 8];
             for (int c = 0; c < PANEL / 8; ++c) a[c] = _mm256_setzero_ps();
             for (int64_t i = 0; i < k; ++i) {
-                const T *r = panel + i * PANEL;
+                const W *r = panel + i * PANEL;
                 const __m256 xi = _mm256_set1_ps(TO_F32(x[i]));
                 for (int c = 0; c < PANEL / 8; ++c) a[c] = _mm256_fmadd_ps(xi, LOAD8(r + 8 * c), a[c]);
             }
@@ -42,19 +45,23 @@ static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, 
             memset(sums, 0, sizeof sums);
             for (int64_t i = 0; i < k; ++i) {
                 const float xi = TO_F32(x[i]);
-                const T *r = panel + i * PANEL;
+                const W *r = panel + i * PANEL;
                 #pragma omp simd
-                for (int c = 0; c < PANEL; ++c) sums[c] += xi * TO_F32(r[c]);
+                for (int c = 0; c < PANEL; ++c) sums[c] += xi * W_TO_F32(r[c]);
             }
 #endif
         } else {
             memset(sums, 0, sizeof sums);
             for (int64_t i = 0; i < k; ++i) {
                 const float xi = TO_F32(x[i]);
-                const T *r = panel + i * width;
+                const W *r = panel + i * width;
                 #pragma omp simd
-                for (int64_t c = 0; c < width; ++c) sums[c] += xi * TO_F32(r[c]);
+                for (int64_t c = 0; c < width; ++c) sums[c] += xi * W_TO_F32(r[c]);
             }
+        }
+        if (scale) {  /* int8 weights: each output column's scale, then the bias */
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) sums[c] *= scale[j0 + c];
         }
         if (bias) {
             #pragma omp simd
@@ -74,7 +81,7 @@ static void CAT(matvec_, SFX)(const T *x, const T *w, const T *bias, int64_t k, 
  * Returns 0, or -1 when scratch memory could not be allocated or the position or its slot lies
  * outside the tables or the cache. */
 int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *const *layers, int64_t num_layers,
-                                     const T *final_norm, const T *lm_head, int64_t vocab,
+                                     const T *final_norm, const W *lm_head, const float *lm_head_scale, int64_t vocab,
                                      const T *cos, const T *sin, int64_t max_positions,
                                      const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
                                      int64_t position, int64_t hidden, int64_t n_heads, int64_t n_kv_heads,
@@ -97,26 +104,28 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
     int status = 0;
     for (int64_t l = 0; l < num_layers && status == 0; ++l) {
         const T *const *p = (const T *const *)(layers + l * LAYER_POINTERS);
+        const W *const *wp = (const W *const *)(layers + l * LAYER_POINTERS);
+        const float *const *sp = (const float *const *)(layers + l * LAYER_POINTERS);
         T *k_cache = (T *)p[8], *v_cache = (T *)p[9];
-        CAT(chatstack_add_rms_norm_, SFX)(x, l == 0 ? NULL : delta, p[0], 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, p[1], p[2], hidden, qkv_size, qkv);
-        status = CAT(chatstack_rope_store_, SFX)(qkv, 1, &position, cos, sin, max_positions, n_heads, n_kv_heads,
+        CAT(chatstack_add_rms_norm_, OPS)(x, l == 0 ? NULL : delta, p[0], 1, hidden, eps, h);
+        CAT(matvec_, SFX)(h, wp[1], sp[10], p[2], hidden, qkv_size, qkv);
+        status = CAT(chatstack_rope_store_, OPS)(qkv, 1, &position, cos, sin, max_positions, n_heads, n_kv_heads,
                                                  head_dim, &slot, cache_slots, layout, q, k_cache, v_cache);
         if (status == 0)
-            status = CAT(chatstack_paged_attention_, SFX)(q, q_size, k_cache, v_cache, block_table, num_blocks_in_table,
+            status = CAT(chatstack_paged_attention_, OPS)(q, q_size, k_cache, v_cache, block_table, num_blocks_in_table,
                                                           &token, &position, 1, attended, n_heads, n_kv_heads,
                                                           head_dim, block_size, layout[1], layout[2], layout[3],
                                                           1.0f / sqrtf((float)head_dim));
         if (status != 0) break;
-        CAT(matvec_, SFX)(attended, p[3], p[4], q_size, hidden, projected);
-        CAT(chatstack_add_rms_norm_, SFX)(x, projected, p[5], 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, p[6], NULL, hidden, 2 * intermediate, gate_up);
-        CAT(chatstack_silu_mul_, SFX)(gate_up, 1, intermediate, act);
-        CAT(matvec_, SFX)(act, p[7], NULL, intermediate, hidden, delta);
+        CAT(matvec_, SFX)(attended, wp[3], sp[11], p[4], q_size, hidden, projected);
+        CAT(chatstack_add_rms_norm_, OPS)(x, projected, p[5], 1, hidden, eps, h);
+        CAT(matvec_, SFX)(h, wp[6], sp[12], NULL, hidden, 2 * intermediate, gate_up);
+        CAT(chatstack_silu_mul_, OPS)(gate_up, 1, intermediate, act);
+        CAT(matvec_, SFX)(act, wp[7], sp[13], NULL, intermediate, hidden, delta);
     }
     if (status == 0) {
-        CAT(chatstack_add_rms_norm_, SFX)(x, num_layers ? delta : NULL, final_norm, 1, hidden, eps, h);
-        CAT(matvec_, SFX)(h, lm_head, NULL, hidden, vocab, logits);
+        CAT(chatstack_add_rms_norm_, OPS)(x, num_layers ? delta : NULL, final_norm, 1, hidden, eps, h);
+        CAT(matvec_, SFX)(h, lm_head, lm_head_scale, NULL, hidden, vocab, logits);
         if (top != NULL) {
 #if WIDENS
             #pragma omp simd
@@ -139,7 +148,7 @@ int CAT(chatstack_decode_step_, SFX)(T *x, T *logits, int64_t *top, const void *
 int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_t *stop_ids, int64_t n_stop,
                                       int64_t *tokens, const T *embed, T *x, T *logits,
                                       const void *const *layers, int64_t num_layers,
-                                      const T *final_norm, const T *lm_head, int64_t vocab,
+                                      const T *final_norm, const W *lm_head, const float *lm_head_scale, int64_t vocab,
                                       const T *cos, const T *sin, int64_t max_positions,
                                       const int32_t *block_table, int64_t num_blocks_in_table, int64_t cache_slots,
                                       int64_t position, int64_t hidden, int64_t n_heads, int64_t n_kv_heads,
@@ -147,7 +156,7 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
     for (int64_t i = 0; i < steps; ++i) {
         if (token < 0 || token >= vocab) return -1;
         memcpy(x, embed + token * hidden, sizeof(T) * (size_t)hidden);
-        if (CAT(chatstack_decode_step_, SFX)(x, logits, &tokens[i], layers, num_layers, final_norm, lm_head, vocab,
+        if (CAT(chatstack_decode_step_, SFX)(x, logits, &tokens[i], layers, num_layers, final_norm, lm_head, lm_head_scale, vocab,
                                              cos, sin, max_positions, block_table, num_blocks_in_table, cache_slots,
                                              position + i, hidden, n_heads, n_kv_heads, head_dim, intermediate,
                                              layout, eps) != 0)
@@ -167,5 +176,8 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
 #undef TO_F32
 #undef FROM_F32
 #undef WIDENS
+#undef W
+#undef W_TO_F32
+#undef OPS
 #undef LOAD16
 #undef LOAD8
