@@ -17,8 +17,8 @@ ATTENTION_BACKENDS = ("auto", "kernel", "torch")
 PREFILL_ATTENTION_MODES = ("kernel", "sdpa")
 # A step that holds one decoding sequence and nothing else runs every layer in one C call
 # (single_decode.py) over its own copy of the projections in column panels (their weight memory twice over):
-# "auto" = wherever it applies (float32 or bfloat16, unquantized, C kernels, no compile); "on" = the same, but
-# refuse to start where it does not apply; "off" = never (saves the copy).
+# "auto" = wherever it applies (float32 or bfloat16 unquantized, or int8 with float32 activations; C kernels, no
+# compile); "on" = the same, but refuse to start where it does not apply; "off" = never (saves the copy).
 SINGLE_DECODE_MODES = ("auto", "on", "off")
 # float32 CPU projections in oneDNN's prepacked layout instead of the plain matmul (MKL): "auto" = where a
 # load-time probe times it >= 1.2x faster on this CPU (quant.float32_prepack_pays); "on" = always; "off" = never.
