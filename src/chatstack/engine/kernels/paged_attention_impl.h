@@ -50,11 +50,83 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
 #endif
 }
 
+#if KV_IS_FLOAT && defined(__AVX512F__)
+/* score_keys over `streams` (1, 2, 4 or 8: a constant where it is inlined) whole blocks b .. b + streams - 1
+ * (keys j0 onwards) at once: each group of eight keys takes 8 / streams rows from each block, so the loads run
+ * that many forward streams side by side. Blocks scattered through the pool, read one at a time, stay at
+ * ~10 GB/s however far ahead they are prefetched; eight at once let the hardware prefetchers follow eight
+ * pages (docs/benchmarks.md). */
+INLINE void NAME(score_blocks)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t b, int64_t j0,
+                               int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
+                               int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
+    const KV_T *blocks[8];
+    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+    const int64_t row = strides[1];
+    const int per_block = 8 / streams;
+    for (int64_t s = 0; s < block_size; s += per_block) {
+        const float *keys[8];
+        int64_t at[8];  /* each key's index in the score rows */
+        for (int r = 0; r < 8; ++r) {
+            const int64_t slot = s + r % per_block, from = r / per_block;
+            keys[r] = blocks[from] + slot * row;
+            at[r] = j0 + from * block_size + slot;
+        }
+        float sums[8];
+        int64_t h = 0;
+        for (; h + 2 <= group; h += 2) {
+            const float *qa = q + h * head_dim, *qb = qa + head_dim;
+            __m512 acc_a[8], acc_b[8];
+            for (int r = 0; r < 8; ++r) acc_a[r] = acc_b[r] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < head_dim; d += 16) {
+                const __m512 qva = _mm512_loadu_ps(qa + d), qvb = _mm512_loadu_ps(qb + d);
+                for (int r = 0; r < 8; ++r) {
+                    const __m512 key = _mm512_loadu_ps(keys[r] + d);
+                    acc_a[r] = _mm512_fmadd_ps(qva, key, acc_a[r]);
+                    acc_b[r] = _mm512_fmadd_ps(qvb, key, acc_b[r]);
+                }
+            }
+            store_scaled_sums_of_eight(acc_a, scale, sums);
+            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
+            store_scaled_sums_of_eight(acc_b, scale, sums);
+            for (int r = 0; r < 8; ++r) scores[(h + 1) * length + at[r]] = sums[r];
+        }
+        for (; h < group; ++h) {
+            const float *qh = q + h * head_dim;
+            __m512 acc[8];
+            for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < head_dim; d += 16) {
+                const __m512 qv = _mm512_loadu_ps(qh + d);
+                for (int r = 0; r < 8; ++r) acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(keys[r] + d), acc[r]);
+            }
+            store_scaled_sums_of_eight(acc, scale, sums);
+            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
+        }
+    }
+}
+#endif
+
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                              int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
                              int64_t block_size, float scale, float *scores, float *tile, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+#if KV_IS_FLOAT && defined(__AVX512F__)
+        const int64_t whole = head_dim % 16 == 0 && block_size % 8 == 0 ? (length - j0) / block_size : 0;
+        if (whole >= 2) {
+            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
+            if (streams == 8)
+                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                   scale, scores, 8);
+            else if (streams == 4)
+                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                   scale, scores, 4);
+            else
+                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                   scale, scores, 2);
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
+#endif
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
         const KV_T *next = NAME(next_block)(k_cache, table, b, j0, length, block_size, strides, kv_head, after);
@@ -169,12 +241,61 @@ WEIGH_HEADS(1)
 #undef WEIGH_HEADS
 #endif
 
+#if KV_IS_FLOAT && defined(__AVX512F__)
+/* weigh_4_heads over `streams` whole blocks (`values`: each one's rows of this KV head) at once, row s of every
+ * block in turn, for the same reason as score_blocks. */
+INLINE void NAME(weigh_4_heads_blocks)(const float *weights, int64_t length, int64_t j0, const KV_T *const *values,
+                                        int64_t row, int64_t block_size, float *out, int64_t h0, int64_t head_dim,
+                                        int64_t d0, int width, const int streams) {
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; ++h)
+        for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r);
+    for (int64_t s = 0; s < block_size; ++s) {
+        for (int i = 0; i < streams; ++i) {
+            __m512 v[4];
+            for (int r = 0; r < width; ++r) v[r] = _mm512_loadu_ps(values[i] + s * row + d0 + 16 * r);
+            for (int h = 0; h < 4; ++h) {
+                const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + i * block_size + s]);
+                for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]);
+            }
+        }
+    }
+    for (int h = 0; h < 4; ++h)
+        for (int r = 0; r < width; ++r) _mm512_storeu_ps(out + (h0 + h) * head_dim + d0 + 16 * r, acc[h][r]);
+}
+#endif
+
 /* out_h = sum_j weights[h][j] * value_j for the group's heads; out (group, head_dim) floats. */
 INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
                                float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
                                int64_t head_dim, int64_t block_size, float *tile) {
     memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+#if KV_IS_FLOAT && defined(__AVX512F__)
+        const int64_t whole = head_dim % 16 == 0 && group % 4 == 0 ? (length - j0) / block_size : 0;
+        if (whole >= 2) {
+            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
+            const KV_T *values[8];
+            for (int i = 0; i < streams; ++i)
+                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
+                for (int64_t h = 0; h < group; h += 4) {
+                    if (streams == 8)
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 8);
+                    else if (streams == 4)
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 4);
+                    else
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 2);
+                }
+            }
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
+#endif
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         int64_t row;
         const KV_T *next = NAME(next_block)(v_cache, table, b, j0, length, block_size, strides, kv_head, NULL);
