@@ -241,7 +241,7 @@ WEIGH_HEADS(1)
 #undef WEIGH_HEADS
 #endif
 
-#if KV_IS_FLOAT && defined(__AVX512F__)
+#ifdef __AVX512F__
 /* weigh_4_heads over `streams` whole blocks (`values`: each one's rows of this KV head) at once, row s of every
  * block in turn, for the same reason as score_blocks. */
 INLINE void NAME(weigh_4_heads_blocks)(const float *weights, int64_t length, int64_t j0, const KV_T *const *values,
@@ -253,7 +253,7 @@ INLINE void NAME(weigh_4_heads_blocks)(const float *weights, int64_t length, int
     for (int64_t s = 0; s < block_size; ++s) {
         for (int i = 0; i < streams; ++i) {
             __m512 v[4];
-            for (int r = 0; r < width; ++r) v[r] = _mm512_loadu_ps(values[i] + s * row + d0 + 16 * r);
+            for (int r = 0; r < width; ++r) v[r] = NAME(load16)(values[i] + s * row + d0 + 16 * r);
             for (int h = 0; h < 4; ++h) {
                 const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + i * block_size + s]);
                 for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]);
@@ -366,11 +366,59 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
  * Keys: each dot product takes 32 bf16 pairs per instruction (products exact in float32, sums
  * rounded to nearest even as the scalar path rounds its FMAs); q stays bfloat16. Values: widened
  * in registers as they are loaded, and each row is read once for four heads of the group. */
+/* score_blocks for the bfloat16 cache read in place (head_dim % 32 == 0; q: the group's bfloat16 rows). */
+INLINE void NAME(score_blocks_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t b,
+                                      int64_t j0, int64_t length, int64_t group, const int64_t strides[3],
+                                      int64_t kv_head, int64_t head_dim, int64_t block_size, float scale,
+                                      float *scores, const int streams) {
+    const KV_T *blocks[8];
+    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+    const int64_t row = strides[1];
+    const int per_block = 8 / streams;
+    for (int64_t s = 0; s < block_size; s += per_block) {
+        const KV_T *keys[8];
+        int64_t at[8];
+        for (int r = 0; r < 8; ++r) {
+            const int64_t slot = s + r % per_block, from = r / per_block;
+            keys[r] = blocks[from] + slot * row;
+            at[r] = j0 + from * block_size + slot;
+        }
+        float sums[8];
+        for (int64_t h = 0; h < group; ++h) {
+            const KV_T *qh = q + h * head_dim;
+            __m512 acc[8];
+            for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
+            for (int64_t d = 0; d < head_dim; d += 32) {
+                const __m512bh qv = (__m512bh)_mm512_loadu_si512(qh + d);
+                for (int r = 0; r < 8; ++r)
+                    acc[r] = _mm512_dpbf16_ps(acc[r], qv, (__m512bh)_mm512_loadu_si512(keys[r] + d));
+            }
+            store_scaled_sums_of_eight(acc, scale, sums);
+            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
+        }
+    }
+}
+
 /* As score_keys, for head_dim % 32 == 0; q: the group's bfloat16 rows. */
 INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                                     int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
                                     int64_t block_size, float scale, float *scores, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t whole = block_size % 8 == 0 ? (length - j0) / block_size : 0;
+        if (whole >= 2) {
+            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
+            if (streams == 8)
+                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
+                                          block_size, scale, scores, 8);
+            else if (streams == 4)
+                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
+                                          block_size, scale, scores, 4);
+            else
+                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
+                                          block_size, scale, scores, 2);
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *keys = k_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
         const int64_t row = strides[1];
@@ -411,6 +459,29 @@ INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, c
                                     int64_t head_dim, int64_t block_size) {
     memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
+        const int64_t whole = group % 4 == 0 ? (length - j0) / block_size : 0;
+        if (whole >= 2) {
+            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
+            const KV_T *values[8];
+            for (int i = 0; i < streams; ++i)
+                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
+                for (int64_t h = 0; h < group; h += 4) {
+                    if (streams == 8)
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 8);
+                    else if (streams == 4)
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 4);
+                    else
+                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
+                                                   head_dim, d0, width, 2);
+                }
+            }
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
         const KV_T *values = v_cache + (int64_t)table[b] * strides[0] + kv_head * strides[2];
         const KV_T *next = NAME(next_block)(v_cache, table, b, j0, length, block_size, strides, kv_head, NULL);
