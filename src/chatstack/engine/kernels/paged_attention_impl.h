@@ -105,6 +105,56 @@ INLINE void NAME(score_blocks)(const float *q, const KV_T *k_cache, const int32_
 }
 #endif
 
+#if KV_IS_FLOAT && defined(__AVX2__)
+/* score_blocks with eight lanes (AVX2; head_dim % 8 == 0): one head at a time, eight keys from `streams` blocks. */
+INLINE void NAME(score_blocks8)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t b, int64_t j0,
+                                int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
+                                int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
+    const KV_T *blocks[8];
+    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+    const int64_t row = strides[1];
+    const int per_block = 8 / streams;
+    for (int64_t s = 0; s < block_size; s += per_block) {
+        const float *keys[8];
+        int64_t at[8];
+        for (int r = 0; r < 8; ++r) {
+            const int64_t slot = s + r % per_block, from = r / per_block;
+            keys[r] = blocks[from] + slot * row;
+            at[r] = j0 + from * block_size + slot;
+        }
+        float sums[8];
+        for (int64_t h = 0; h < group; ++h) {
+            const float *qh = q + h * head_dim;
+            __m256 acc[8];
+            for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+            for (int64_t d = 0; d < head_dim; d += 8) {
+                const __m256 qv = _mm256_loadu_ps(qh + d);
+                for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys[r] + d), acc[r]);
+            }
+            _mm256_storeu_ps(sums, _mm256_mul_ps(sum_each_of_eight(acc), _mm256_set1_ps(scale)));
+            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
+        }
+    }
+}
+
+/* One head's out += weights . values over `streams` whole blocks, row s of every block in turn (AVX2). */
+INLINE void NAME(weigh_head_blocks8)(const float *wh, const KV_T *const *values, int64_t row, int64_t block_size,
+                                     float *oh, int64_t head_dim, const int streams) {
+    for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+        const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 8 : 8;
+        __m256 acc[8];
+        for (int r = 0; r < width; ++r) acc[r] = _mm256_loadu_ps(oh + d0 + 8 * r);
+        for (int64_t s = 0; s < block_size; ++s)
+            for (int i = 0; i < streams; ++i) {
+                const __m256 w = _mm256_set1_ps(wh[i * block_size + s]);
+                for (int r = 0; r < width; ++r)
+                    acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values[i] + s * row + d0 + 8 * r), acc[r]);
+            }
+        for (int r = 0; r < width; ++r) _mm256_storeu_ps(oh + d0 + 8 * r, acc[r]);
+    }
+}
+#endif
+
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                              int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
@@ -123,6 +173,23 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
             else
                 NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
                                    scale, scores, 2);
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
+#endif
+#if KV_IS_FLOAT && defined(__AVX2__)
+        const int64_t whole8 = head_dim % 8 == 0 && block_size % 8 == 0 ? (length - j0) / block_size : 0;
+        if (whole8 >= 2) {
+            const int streams = whole8 >= 8 ? 8 : whole8 >= 4 ? 4 : 2;
+            if (streams == 8)
+                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                    scale, scores, 8);
+            else if (streams == 4)
+                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                    scale, scores, 4);
+            else
+                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
+                                    scale, scores, 2);
             j0 += (streams - 1) * block_size, b += streams - 1;
             continue;
         }
@@ -291,6 +358,24 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
                         NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
                                                    head_dim, d0, width, 2);
                 }
+            }
+            j0 += (streams - 1) * block_size, b += streams - 1;
+            continue;
+        }
+#endif
+#if KV_IS_FLOAT && defined(__AVX2__)
+        const int64_t whole8 = head_dim % 8 == 0 ? (length - j0) / block_size : 0;
+        if (whole8 >= 2) {
+            const int streams = whole8 >= 8 ? 8 : whole8 >= 4 ? 4 : 2;
+            const KV_T *values[8];
+            for (int i = 0; i < streams; ++i)
+                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+            for (int64_t h = 0; h < group; ++h) {
+                const float *wh = weights + h * length + j0;
+                float *oh = out + h * head_dim;
+                if (streams == 8) NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 8);
+                else if (streams == 4) NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 4);
+                else NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 2);
             }
             j0 += (streams - 1) * block_size, b += streams - 1;
             continue;
