@@ -50,147 +50,18 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
 #endif
 }
 
-#if KV_IS_FLOAT && defined(__AVX512F__)
-/* score_keys over `streams` (1, 2, 4 or 8: a constant where it is inlined) whole blocks b .. b + streams - 1
- * (keys j0 onwards) at once: each group of eight keys takes 8 / streams rows from each block, so the loads run
- * that many forward streams side by side. Blocks scattered through the pool, read one at a time, stay at
- * ~10 GB/s however far ahead they are prefetched; eight at once let the hardware prefetchers follow eight
- * pages (docs/benchmarks.md). */
-INLINE void NAME(score_blocks)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t b, int64_t j0,
-                               int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
-                               int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
-    const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
-        const float *keys[8];
-        int64_t at[8];  /* each key's index in the score rows */
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
-        float sums[8];
-        int64_t h = 0;
-        for (; h + 2 <= group; h += 2) {
-            const float *qa = q + h * head_dim, *qb = qa + head_dim;
-            __m512 acc_a[8], acc_b[8];
-            for (int r = 0; r < 8; ++r) acc_a[r] = acc_b[r] = _mm512_setzero_ps();
-            for (int64_t d = 0; d < head_dim; d += 16) {
-                const __m512 qva = _mm512_loadu_ps(qa + d), qvb = _mm512_loadu_ps(qb + d);
-                for (int r = 0; r < 8; ++r) {
-                    const __m512 key = _mm512_loadu_ps(keys[r] + d);
-                    acc_a[r] = _mm512_fmadd_ps(qva, key, acc_a[r]);
-                    acc_b[r] = _mm512_fmadd_ps(qvb, key, acc_b[r]);
-                }
-            }
-            store_scaled_sums_of_eight(acc_a, scale, sums);
-            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
-            store_scaled_sums_of_eight(acc_b, scale, sums);
-            for (int r = 0; r < 8; ++r) scores[(h + 1) * length + at[r]] = sums[r];
-        }
-        for (; h < group; ++h) {
-            const float *qh = q + h * head_dim;
-            __m512 acc[8];
-            for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
-            for (int64_t d = 0; d < head_dim; d += 16) {
-                const __m512 qv = _mm512_loadu_ps(qh + d);
-                for (int r = 0; r < 8; ++r) acc[r] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(keys[r] + d), acc[r]);
-            }
-            store_scaled_sums_of_eight(acc, scale, sums);
-            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
-        }
-    }
-}
-#endif
-
-#if KV_IS_FLOAT && defined(__AVX2__)
-/* score_blocks with eight lanes (AVX2; head_dim % 8 == 0): one head at a time, eight keys from `streams` blocks. */
-INLINE void NAME(score_blocks8)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t b, int64_t j0,
-                                int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
-                                int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
-    const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
-        const float *keys[8];
-        int64_t at[8];
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
-        float sums[8];
-        for (int64_t h = 0; h < group; ++h) {
-            const float *qh = q + h * head_dim;
-            __m256 acc[8];
-            for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
-            for (int64_t d = 0; d < head_dim; d += 8) {
-                const __m256 qv = _mm256_loadu_ps(qh + d);
-                for (int r = 0; r < 8; ++r) acc[r] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(keys[r] + d), acc[r]);
-            }
-            _mm256_storeu_ps(sums, _mm256_mul_ps(sum_each_of_eight(acc), _mm256_set1_ps(scale)));
-            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
-        }
-    }
-}
-
-/* One head's out += weights . values over `streams` whole blocks, row s of every block in turn (AVX2). */
-INLINE void NAME(weigh_head_blocks8)(const float *wh, const KV_T *const *values, int64_t row, int64_t block_size,
-                                     float *oh, int64_t head_dim, const int streams) {
-    for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-        const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 8 : 8;
-        __m256 acc[8];
-        for (int r = 0; r < width; ++r) acc[r] = _mm256_loadu_ps(oh + d0 + 8 * r);
-        for (int64_t s = 0; s < block_size; ++s)
-            for (int i = 0; i < streams; ++i) {
-                const __m256 w = _mm256_set1_ps(wh[i * block_size + s]);
-                for (int r = 0; r < width; ++r)
-                    acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(values[i] + s * row + d0 + 8 * r), acc[r]);
-            }
-        for (int r = 0; r < width; ++r) _mm256_storeu_ps(oh + d0 + 8 * r, acc[r]);
-    }
-}
-#endif
+#include "paged_attention_blocks.h"
 
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                              int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
                              int64_t block_size, float scale, float *scores, float *tile, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
-#if KV_IS_FLOAT && defined(__AVX512F__)
-        const int64_t whole = head_dim % 16 == 0 && block_size % 8 == 0 ? (length - j0) / block_size : 0;
-        if (whole >= 2) {
-            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
-            if (streams == 8)
-                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                   scale, scores, 8);
-            else if (streams == 4)
-                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                   scale, scores, 4);
-            else
-                NAME(score_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                   scale, scores, 2);
-            j0 += (streams - 1) * block_size, b += streams - 1;
-            continue;
-        }
-#endif
-#if KV_IS_FLOAT && defined(__AVX2__)
-        const int64_t whole8 = head_dim % 8 == 0 && block_size % 8 == 0 ? (length - j0) / block_size : 0;
-        if (whole8 >= 2) {
-            const int streams = whole8 >= 8 ? 8 : whole8 >= 4 ? 4 : 2;
-            if (streams == 8)
-                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                    scale, scores, 8);
-            else if (streams == 4)
-                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                    scale, scores, 4);
-            else
-                NAME(score_blocks8)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim, block_size,
-                                    scale, scores, 2);
-            j0 += (streams - 1) * block_size, b += streams - 1;
+#if KV_IS_FLOAT
+        const int taken = NAME(score_whole_blocks)(q, k_cache, table, b, j0, length, group, strides, kv_head,
+                                                   head_dim, block_size, scale, scores);
+        if (taken) {
+            j0 += (taken - 1) * block_size, b += taken - 1;
             continue;
         }
 #endif
@@ -272,15 +143,6 @@ INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t 
 }
 
 #ifdef __AVX512F__
-/* Sixteen elements of a cache row as floats. */
-INLINE __m512 NAME(load16)(const KV_T *p) {
-#if KV_IS_FLOAT
-    return _mm512_loadu_ps(p);
-#else
-    return bf16x16_load(p);
-#endif
-}
-
 /* out[h0 .. h0 + HEADS) += weights . values over one block's rows, for a 64-wide (or narrower, `width`
  * vectors) slice at d0: HEADS x width accumulators stay in registers, each value row widened once;
  * `next` (or NULL): the block whose same slice to prefetch, a row per row. */
@@ -307,77 +169,17 @@ WEIGH_HEADS(4)
 WEIGH_HEADS(1)
 #undef WEIGH_HEADS
 #endif
-
-#ifdef __AVX512F__
-/* weigh_4_heads over `streams` whole blocks (`values`: each one's rows of this KV head) at once, row s of every
- * block in turn, for the same reason as score_blocks. */
-INLINE void NAME(weigh_4_heads_blocks)(const float *weights, int64_t length, int64_t j0, const KV_T *const *values,
-                                        int64_t row, int64_t block_size, float *out, int64_t h0, int64_t head_dim,
-                                        int64_t d0, int width, const int streams) {
-    __m512 acc[4][4];
-    for (int h = 0; h < 4; ++h)
-        for (int r = 0; r < width; ++r) acc[h][r] = _mm512_loadu_ps(out + (h0 + h) * head_dim + d0 + 16 * r);
-    for (int64_t s = 0; s < block_size; ++s) {
-        for (int i = 0; i < streams; ++i) {
-            __m512 v[4];
-            for (int r = 0; r < width; ++r) v[r] = NAME(load16)(values[i] + s * row + d0 + 16 * r);
-            for (int h = 0; h < 4; ++h) {
-                const __m512 w = _mm512_set1_ps(weights[(h0 + h) * length + j0 + i * block_size + s]);
-                for (int r = 0; r < width; ++r) acc[h][r] = _mm512_fmadd_ps(w, v[r], acc[h][r]);
-            }
-        }
-    }
-    for (int h = 0; h < 4; ++h)
-        for (int r = 0; r < width; ++r) _mm512_storeu_ps(out + (h0 + h) * head_dim + d0 + 16 * r, acc[h][r]);
-}
-#endif
-
 /* out_h = sum_j weights[h][j] * value_j for the group's heads; out (group, head_dim) floats. */
 INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const int32_t *table, int64_t length,
                                float *out, int64_t group, const int64_t strides[3], int64_t kv_head,
                                int64_t head_dim, int64_t block_size, float *tile) {
     memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
-#if KV_IS_FLOAT && defined(__AVX512F__)
-        const int64_t whole = head_dim % 16 == 0 && group % 4 == 0 ? (length - j0) / block_size : 0;
-        if (whole >= 2) {
-            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
-            const KV_T *values[8];
-            for (int i = 0; i < streams; ++i)
-                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
-                for (int64_t h = 0; h < group; h += 4) {
-                    if (streams == 8)
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 8);
-                    else if (streams == 4)
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 4);
-                    else
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 2);
-                }
-            }
-            j0 += (streams - 1) * block_size, b += streams - 1;
-            continue;
-        }
-#endif
-#if KV_IS_FLOAT && defined(__AVX2__)
-        const int64_t whole8 = head_dim % 8 == 0 ? (length - j0) / block_size : 0;
-        if (whole8 >= 2) {
-            const int streams = whole8 >= 8 ? 8 : whole8 >= 4 ? 4 : 2;
-            const KV_T *values[8];
-            for (int i = 0; i < streams; ++i)
-                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-            for (int64_t h = 0; h < group; ++h) {
-                const float *wh = weights + h * length + j0;
-                float *oh = out + h * head_dim;
-                if (streams == 8) NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 8);
-                else if (streams == 4) NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 4);
-                else NAME(weigh_head_blocks8)(wh, values, strides[1], block_size, oh, head_dim, 2);
-            }
-            j0 += (streams - 1) * block_size, b += streams - 1;
+#if KV_IS_FLOAT && (defined(__AVX512F__) || defined(__AVX2__))
+        const int taken = NAME(weigh_whole_blocks)(weights, v_cache, table, b, j0, length, out, group, strides,
+                                                   kv_head, head_dim, block_size);
+        if (taken) {
+            j0 += (taken - 1) * block_size, b += taken - 1;
             continue;
         }
 #endif
@@ -451,57 +253,15 @@ INLINE void NAME(weigh_values)(const float *weights, const KV_T *v_cache, const 
  * Keys: each dot product takes 32 bf16 pairs per instruction (products exact in float32, sums
  * rounded to nearest even as the scalar path rounds its FMAs); q stays bfloat16. Values: widened
  * in registers as they are loaded, and each row is read once for four heads of the group. */
-/* score_blocks for the bfloat16 cache read in place (head_dim % 32 == 0; q: the group's bfloat16 rows). */
-INLINE void NAME(score_blocks_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t b,
-                                      int64_t j0, int64_t length, int64_t group, const int64_t strides[3],
-                                      int64_t kv_head, int64_t head_dim, int64_t block_size, float scale,
-                                      float *scores, const int streams) {
-    const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
-        const KV_T *keys[8];
-        int64_t at[8];
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
-        float sums[8];
-        for (int64_t h = 0; h < group; ++h) {
-            const KV_T *qh = q + h * head_dim;
-            __m512 acc[8];
-            for (int r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
-            for (int64_t d = 0; d < head_dim; d += 32) {
-                const __m512bh qv = (__m512bh)_mm512_loadu_si512(qh + d);
-                for (int r = 0; r < 8; ++r)
-                    acc[r] = _mm512_dpbf16_ps(acc[r], qv, (__m512bh)_mm512_loadu_si512(keys[r] + d));
-            }
-            store_scaled_sums_of_eight(acc, scale, sums);
-            for (int r = 0; r < 8; ++r) scores[h * length + at[r]] = sums[r];
-        }
-    }
-}
-
 /* As score_keys, for head_dim % 32 == 0; q: the group's bfloat16 rows. */
 INLINE void NAME(score_keys_dpbf16)(const KV_T *q, const KV_T *k_cache, const int32_t *table, int64_t length,
                                     int64_t group, const int64_t strides[3], int64_t kv_head, int64_t head_dim,
                                     int64_t block_size, float scale, float *scores, const KV_T *after) {
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
-        const int64_t whole = block_size % 8 == 0 ? (length - j0) / block_size : 0;
-        if (whole >= 2) {
-            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
-            if (streams == 8)
-                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
-                                          block_size, scale, scores, 8);
-            else if (streams == 4)
-                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
-                                          block_size, scale, scores, 4);
-            else
-                NAME(score_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides, kv_head, head_dim,
-                                          block_size, scale, scores, 2);
-            j0 += (streams - 1) * block_size, b += streams - 1;
+        const int taken = NAME(score_whole_blocks_dpbf16)(q, k_cache, table, b, j0, length, group, strides,
+                                                          kv_head, head_dim, block_size, scale, scores);
+        if (taken) {
+            j0 += (taken - 1) * block_size, b += taken - 1;
             continue;
         }
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
@@ -544,27 +304,10 @@ INLINE void NAME(weigh_values_bf16)(const float *weights, const KV_T *v_cache, c
                                     int64_t head_dim, int64_t block_size) {
     memset(out, 0, sizeof(float) * (size_t)(group * head_dim));
     for (int64_t j0 = 0, b = 0; j0 < length; j0 += block_size, ++b) {
-        const int64_t whole = group % 4 == 0 ? (length - j0) / block_size : 0;
-        if (whole >= 2) {
-            const int streams = whole >= 8 ? 8 : whole >= 4 ? 4 : 2;
-            const KV_T *values[8];
-            for (int i = 0; i < streams; ++i)
-                values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-            for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-                const int width = head_dim - d0 < 64 ? (int)(head_dim - d0) / 16 : 4;
-                for (int64_t h = 0; h < group; h += 4) {
-                    if (streams == 8)
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 8);
-                    else if (streams == 4)
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 4);
-                    else
-                        NAME(weigh_4_heads_blocks)(weights, length, j0, values, strides[1], block_size, out, h,
-                                                   head_dim, d0, width, 2);
-                }
-            }
-            j0 += (streams - 1) * block_size, b += streams - 1;
+        const int taken = NAME(weigh_whole_blocks)(weights, v_cache, table, b, j0, length, out, group, strides,
+                                                   kv_head, head_dim, block_size);
+        if (taken) {
+            j0 += (taken - 1) * block_size, b += taken - 1;
             continue;
         }
         const int64_t in_block = length - j0 < block_size ? length - j0 : block_size;
