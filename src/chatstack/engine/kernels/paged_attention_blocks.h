@@ -8,8 +8,27 @@
 #define PAGED_ATTENTION_STREAMS_OF
 /* how many blocks to read side by side where `whole` whole blocks are left (at least two) */
 #define STREAMS_OF(whole) ((whole) >= 8 ? 8 : (whole) >= 4 ? 4 : 2)
-#define WITH_STREAMS(streams, CALL) do { if ((streams) == 8) CALL(8); else if ((streams) == 4) CALL(4); else CALL(2); } while (0)
+#define WITH_STREAMS(streams, CALL) \
+    do { if ((streams) == 8) CALL(8); else if ((streams) == 4) CALL(4); else CALL(2); } while (0)
 #endif
+
+/* Where each of `streams` blocks b onwards of this KV head starts. */
+INLINE void NAME(stream_blocks)(const KV_T *cache, const int32_t *table, int64_t b, int streams,
+                                const int64_t strides[3], int64_t kv_head, const KV_T **blocks) {
+    for (int i = 0; i < streams; ++i) blocks[i] = cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+}
+
+/* The eight rows read together at slot s: 8 / streams consecutive rows of each block (`row` apart), and each
+ * one's key index (j0 + its block * block_size + its slot). */
+INLINE void NAME(eight_rows)(const KV_T *const *blocks, int streams, int64_t s, int64_t row, int64_t j0,
+                             int64_t block_size, const KV_T **rows, int64_t *at) {
+    const int per_block = 8 / streams;
+    for (int r = 0; r < 8; ++r) {
+        const int64_t slot = s + r % per_block, from = r / per_block;
+        rows[r] = blocks[from] + slot * row;
+        at[r] = j0 + from * block_size + slot;
+    }
+}
 
 #ifdef __AVX512F__
 /* Sixteen elements of a cache row as floats. */
@@ -32,17 +51,11 @@ INLINE void NAME(score_blocks)(const float *q, const KV_T *k_cache, const int32_
                                int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
                                int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
     const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
-        const float *keys[8];
+    NAME(stream_blocks)(k_cache, table, b, streams, strides, kv_head, blocks);
+    for (int64_t s = 0; s < block_size; s += 8 / streams) {
+        const KV_T *keys[8];
         int64_t at[8];  /* each key's index in the score rows */
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
+        NAME(eight_rows)(blocks, streams, s, strides[1], j0, block_size, keys, at);
         float sums[8];
         int64_t h = 0;
         for (; h + 2 <= group; h += 2) {
@@ -83,17 +96,11 @@ INLINE void NAME(score_blocks8)(const float *q, const KV_T *k_cache, const int32
                                 int64_t length, int64_t group, const int64_t strides[3], int64_t kv_head,
                                 int64_t head_dim, int64_t block_size, float scale, float *scores, const int streams) {
     const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
-        const float *keys[8];
-        int64_t at[8];
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
+    NAME(stream_blocks)(k_cache, table, b, streams, strides, kv_head, blocks);
+    for (int64_t s = 0; s < block_size; s += 8 / streams) {
+        const KV_T *keys[8];
+        int64_t at[8];  /* each key's index in the score rows */
+        NAME(eight_rows)(blocks, streams, s, strides[1], j0, block_size, keys, at);
         float sums[8];
         for (int64_t h = 0; h < group; ++h) {
             const float *qh = q + h * head_dim;
@@ -214,7 +221,7 @@ INLINE int NAME(weigh_whole_blocks)(const float *weights, const KV_T *v_cache, c
     if (whole < 2) return 0;
     const int streams = STREAMS_OF(whole);
     const KV_T *values[8];
-    for (int i = 0; i < streams; ++i) values[i] = v_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
+    NAME(stream_blocks)(v_cache, table, b, streams, strides, kv_head, values);
 #ifdef __AVX512F__
 #define CALL(n) NAME(weigh_blocks)(weights, values, j0, length, out, group, strides[1], head_dim, block_size, n)
     if (head_dim % 16 == 0) {
@@ -243,17 +250,11 @@ INLINE void NAME(score_blocks_dpbf16)(const KV_T *q, const KV_T *k_cache, const 
                                       int64_t kv_head, int64_t head_dim, int64_t block_size, float scale,
                                       float *scores, const int streams) {
     const KV_T *blocks[8];
-    for (int i = 0; i < streams; ++i) blocks[i] = k_cache + (int64_t)table[b + i] * strides[0] + kv_head * strides[2];
-    const int64_t row = strides[1];
-    const int per_block = 8 / streams;
-    for (int64_t s = 0; s < block_size; s += per_block) {
+    NAME(stream_blocks)(k_cache, table, b, streams, strides, kv_head, blocks);
+    for (int64_t s = 0; s < block_size; s += 8 / streams) {
         const KV_T *keys[8];
-        int64_t at[8];
-        for (int r = 0; r < 8; ++r) {
-            const int64_t slot = s + r % per_block, from = r / per_block;
-            keys[r] = blocks[from] + slot * row;
-            at[r] = j0 + from * block_size + slot;
-        }
+        int64_t at[8];  /* each key's index in the score rows */
+        NAME(eight_rows)(blocks, streams, s, strides[1], j0, block_size, keys, at);
         float sums[8];
         for (int64_t h = 0; h < group; ++h) {
             const KV_T *qh = q + h * head_dim;
