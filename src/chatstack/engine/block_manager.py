@@ -102,12 +102,17 @@ class BlockManager:
             del self.free_block_ids[block_id]
         block.ref_count += 1
 
-    def can_allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
-        """Whether `allocate` of a sequence with no blocks yet would succeed."""
+    def free_blocks_to_hold(self, seq: Sequence, num_tokens: int) -> int:
+        """Free blocks a sequence with no blocks yet would take to hold its first `num_tokens` tokens: its
+        cached prefix is shared, but a cached block nobody holds leaves the free list too."""
         hits = self._cached_prefix(seq)
         revived = sum(1 for b in hits if self.blocks[b].ref_count == 0)
-        total = min(seq.num_tokens, len(hits) * self.block_size + num_new_tokens)
-        return self.blocks_needed(total) - len(hits) <= self.num_free_blocks - revived
+        return self.blocks_needed(max(num_tokens, len(hits) * self.block_size)) - len(hits) + revived
+
+    def can_allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
+        """Whether `allocate` of a sequence with no blocks yet would succeed."""
+        cached = len(self._cached_prefix(seq)) * self.block_size
+        return self.free_blocks_to_hold(seq, min(seq.num_tokens, cached + num_new_tokens)) <= self.num_free_blocks
 
     def allocate(self, seq: Sequence, num_new_tokens: int) -> bool:
         """Give a waiting sequence its cached prefix plus blocks for up to `num_new_tokens` more.

@@ -47,6 +47,12 @@ class EngineConfig:
     # a CPU KV pool asks Linux for 2 MiB transparent huge pages (engine/huge_pages.py): fewer TLB misses when
     # decode attention hops between scattered blocks
     kv_cache_huge_pages: bool = True
+    # a waiting sequence is admitted only while the pool also holds every running sequence's next
+    # `admission_lookahead` tokens (each capped at its max_tokens) besides the newcomer's whole prompt and its own
+    # lookahead: fewer preemptions, whose recompute costs a whole prompt's projections. 0 admits while blocks last
+    # (preemption alone makes room); a value at or above every max_tokens never preempts a sequence that runs to
+    # its max_tokens. A sequence is always admitted when nothing runs.
+    admission_lookahead: int = 64
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -72,6 +78,8 @@ class EngineConfig:
             raise ValueError(f"lone_decode_steps must be >= 1, got {self.lone_decode_steps}")
         if not self.lone_decode_budget_ms > 0:
             raise ValueError(f"lone_decode_budget_ms must be > 0, got {self.lone_decode_budget_ms}")
+        if self.admission_lookahead < 0:
+            raise ValueError(f"admission_lookahead must be >= 0, got {self.admission_lookahead}")
         if not 0 <= self.max_logprobs <= MAX_LOGPROBS:
             raise ValueError(f"max_logprobs must be in [0, {MAX_LOGPROBS}], got {self.max_logprobs}")
 

@@ -4,7 +4,8 @@ Every step has a token budget (`max_num_batched_tokens`) and a sequence cap
 (`max_num_seqs`). Sequences are ordered by (priority, arrival): FCFS unless a request
 asks for a lower priority number. Running sequences are served first in that order
 (decodes cost one token, unfinished prefills take a chunk of what is left), then
-waiting ones are admitted in that order while budget and KV blocks last. When a running
+waiting ones are admitted in that order while budget and KV blocks last, keeping room for every
+running sequence's next `admission_lookahead` tokens (and the newcomer's). When a running
 sequence cannot get a block, the last running sequence in that order is preempted: its
 blocks are freed and it goes back to the waiting queue, in its place by (priority,
 arrival), to be recomputed later (its full blocks usually survive in the prefix cache).
@@ -110,11 +111,29 @@ class Scheduler:
             return chunk
         return chunk._replace(decode_steps=steps)
 
+    def _lookahead_tokens(self, seq: Sequence) -> int:
+        """The sequence's tokens once its prompt is computed and `admission_lookahead` more are decoded."""
+        remaining = seq.sampling.max_tokens - seq.num_completion_tokens
+        return seq.num_tokens + max(0, min(self.config.admission_lookahead, remaining))
+
+    def _growth_blocks(self) -> int:
+        """Blocks the running sequences still take before each reaches its lookahead (`_lookahead_tokens`)."""
+        manager = self.block_manager
+        return sum(max(0, manager.blocks_needed(self._lookahead_tokens(seq)) - len(seq.block_table))
+                   for seq in self.running)
+
     def _admit_waiting(self, chunks: list[ScheduledChunk], budget: int) -> int:
+        growth = self._growth_blocks() if self.config.admission_lookahead else 0
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
+            if self.running and self.config.admission_lookahead:
+                taken = self.block_manager.free_blocks_to_hold(seq, self._lookahead_tokens(seq))
+                if growth + taken > self.block_manager.num_free_blocks:
+                    break
             if not self.block_manager.allocate(seq, budget):
                 break
+            if self.config.admission_lookahead:
+                growth += max(0, self.block_manager.blocks_needed(self._lookahead_tokens(seq)) - len(seq.block_table))
             self.waiting.pop(0)
             seq.status = SequenceStatus.RUNNING
             bisect.insort(self.running, seq, key=self._order)

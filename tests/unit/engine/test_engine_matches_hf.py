@@ -87,11 +87,23 @@ def test_next_turn_reuses_the_previous_turn_and_matches_hf(tiny_llama):
 
 @ATTENTION
 def test_preempted_and_resumed_sequences_match_hf(tiny_llama, references, attention):
-    # the 4 requests need 34 blocks to run together; a pool of 18 forces recompute preemption
-    engine = make_engine(tiny_llama, num_kv_blocks=18, enable_prefix_caching=False, attention=attention)
+    # the 4 requests need 34 blocks to run together; a pool of 18, every request admitted while blocks last (no
+    # admission lookahead), forces recompute preemption
+    engine = make_engine(tiny_llama, num_kv_blocks=18, enable_prefix_caching=False, attention=attention,
+                         admission_lookahead=0)
     prompts = PROMPTS[:2] + PROMPTS[3:] + PROMPTS[:1]
     outputs = engine.generate([request(f"r{i}", p) for i, p in enumerate(prompts)])
     assert engine.scheduler.num_preemptions > 0
+    for i, prompt in enumerate(prompts):
+        assert outputs[f"r{i}"] == references[prompt]
+    assert_engine_idle(engine)
+
+
+def test_admission_lookahead_runs_the_same_requests_in_that_pool_without_preemption(tiny_llama, references):
+    engine = make_engine(tiny_llama, num_kv_blocks=18, enable_prefix_caching=False)
+    prompts = PROMPTS[:2] + PROMPTS[3:] + PROMPTS[:1]
+    outputs = engine.generate([request(f"r{i}", p) for i, p in enumerate(prompts)])
+    assert engine.scheduler.num_preemptions == 0
     for i, prompt in enumerate(prompts):
         assert outputs[f"r{i}"] == references[prompt]
     assert_engine_idle(engine)

@@ -195,7 +195,7 @@ def test_prefix_caching_can_be_disabled():
 
 
 def test_running_out_of_blocks_preempts_the_newest_and_recomputes_it_later():
-    scheduler = make_scheduler(num_kv_blocks=6, enable_prefix_caching=False)
+    scheduler = make_scheduler(num_kv_blocks=6, enable_prefix_caching=False, admission_lookahead=0)
     seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
     for seq in seqs:
         scheduler.add(seq)
@@ -211,6 +211,61 @@ def test_running_out_of_blocks_preempts_the_newest_and_recomputes_it_later():
     assert_all_free(scheduler)
 
 
+def test_admission_keeps_room_for_the_running_sequences_lookahead_so_none_is_preempted():
+    # three 6-token prompts with 10 tokens to go need 4 blocks each; 10 blocks hold two of them to the end
+    scheduler = make_scheduler(num_kv_blocks=10, enable_prefix_caching=False, admission_lookahead=10)
+    seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
+    for seq in seqs:
+        scheduler.add(seq)
+    first = step(scheduler)
+    assert [c.seq.seq_id for c in first.chunks] == ["s0", "s1"] and scheduler.waiting == [seqs[2]]
+    preempted = []
+    while scheduler.has_unfinished():
+        preempted.extend(step(scheduler).preempted)
+    assert preempted == [] and scheduler.num_preemptions == 0
+    for i, seq in enumerate(seqs):
+        assert seq.completion_token_ids == expected_tokens(range(10 * i, 10 * i + 6), 10)
+    assert_all_free(scheduler)
+
+
+def test_without_lookahead_the_same_requests_are_admitted_at_once_and_one_is_preempted():
+    scheduler = make_scheduler(num_kv_blocks=10, enable_prefix_caching=False, admission_lookahead=0)
+    seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
+    for seq in seqs:
+        scheduler.add(seq)
+    assert len(step(scheduler).chunks) == 3
+    run_to_completion(scheduler)
+    assert scheduler.num_preemptions >= 1
+    for i, seq in enumerate(seqs):
+        assert seq.completion_token_ids == expected_tokens(range(10 * i, 10 * i + 6), 10)
+    assert_all_free(scheduler)
+
+
+def test_lookahead_counts_only_each_sequences_own_remaining_tokens_and_its_unshared_blocks():
+    # max_tokens 2 caps the lookahead of 64; the second prompt's first 8 tokens are the first's cached blocks,
+    # so 4 blocks hold both: the first's 3 (8 prompt + 2 generated = 10 tokens) plus the second's third block
+    scheduler = make_scheduler(num_kv_blocks=4, admission_lookahead=64)
+    shared = list(range(8))
+    first, second = make_seq("first", shared + [8], max_tokens=2), make_seq("second", shared + [9], max_tokens=2)
+    scheduler.add(first)
+    step(scheduler)
+    scheduler.add(second)
+    assert "second" in [c.seq.seq_id for c in step(scheduler).chunks]
+    assert second.num_cached_tokens == 8
+    run_to_completion(scheduler)
+    assert scheduler.num_preemptions == 0
+    assert_all_free(scheduler)
+
+
+def test_a_sequence_whose_lookahead_exceeds_the_pool_is_still_admitted_when_nothing_runs():
+    scheduler = make_scheduler(num_kv_blocks=4, enable_prefix_caching=False, admission_lookahead=64)
+    seq = make_seq("long", range(6), max_tokens=10)  # 16 tokens: all 4 blocks
+    scheduler.add(seq)
+    run_to_completion(scheduler)
+    assert seq.completion_token_ids == expected_tokens(range(6), 10)
+    assert_all_free(scheduler)
+
+
 def test_a_lower_priority_number_is_admitted_first_and_ties_are_fcfs():
     scheduler = make_scheduler(max_num_seqs=1)
     for name, priority in [("late-relaxed", 5), ("urgent", 0), ("relaxed", 5)]:
@@ -221,7 +276,7 @@ def test_a_lower_priority_number_is_admitted_first_and_ties_are_fcfs():
 
 
 def test_preemption_takes_the_least_urgent_sequence_even_if_it_arrived_first():
-    scheduler = make_scheduler(num_kv_blocks=6, enable_prefix_caching=False)
+    scheduler = make_scheduler(num_kv_blocks=6, enable_prefix_caching=False, admission_lookahead=0)
     relaxed = make_seq("relaxed", range(6), max_tokens=10, priority=1)
     urgent = make_seq("urgent", range(50, 56), max_tokens=10, priority=0)
     scheduler.add(relaxed)
@@ -260,7 +315,8 @@ def test_a_step_result_for_a_sequence_cancelled_mid_step_is_ignored():
 
 
 @pytest.mark.parametrize("field, value", [("block_size", 0), ("num_kv_blocks", 0), ("max_num_seqs", 0),
-                                          ("max_num_batched_tokens", 0), ("quantization", "int3")])
+                                          ("max_num_batched_tokens", 0), ("quantization", "int3"),
+                                          ("admission_lookahead", -1)])
 def test_bad_engine_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         EngineConfig(**{field: value})
