@@ -46,6 +46,7 @@ class EngineSection:
     float32_prepack: str = "auto"  # "auto" (where a load-time probe finds it faster), "on" or "off"
     lone_decode_steps: int = 8  # a lone plain-greedy decode: up to this many tokens per step (1: off)
     lone_decode_budget_ms: float = 2.0  # ... as many as fit in this time (what an arriving request may wait)
+    admission_lookahead: int = 64  # admit while the pool also holds each running sequence's next this many tokens
 
     def __post_init__(self) -> None:
         try:

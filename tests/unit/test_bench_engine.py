@@ -31,6 +31,9 @@ def test_bad_ranges_are_refused_naming_the_flag():
         bench.parse_args(["--min-prompt", "30", "--max-prompt", "10"])
     with pytest.raises(SystemExit):
         bench.parse_args(["--dtype", "float16"])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--admission-lookahead", "-1"])
+    assert bench.parse_args(["--admission-lookahead", "0"]).admission_lookahead == 0
 
 
 def test_vllm_gets_the_native_engines_kv_bytes_and_step_limits_unless_told_otherwise():

@@ -173,6 +173,7 @@ def test_engine_section_reaches_the_native_engine_config():
     ({"quantization": "int3"}, "engine.quantization must be one of"),
     ({"single_decode": "always"}, "engine.single_decode must be one of"),
     ({"float32_prepack": "maybe"}, "engine.float32_prepack must be one of"),
+    ({"admission_lookahead": -8}, "engine.admission_lookahead must be >= 0"),
     ({"max_num_seqs": "many"}, "engine.max_num_seqs must be of type int"),
     ({"compile": True}, r"unknown key\(s\) \['compile'\] in engine"),
 ])
