@@ -1,10 +1,12 @@
-"""Microbenchmark of the decode-attention C kernel on its own.
+"""Microbenchmark of the paged-attention C kernel on its own.
 
     python -m chatstack.bench.attention_kernel --kv-heads 2 --heads 8 --head-dim 64 --dtype bfloat16
 
 One call attends 57 decoding sequences of 32-700 tokens (the 26.7 M benchmark model's shape
 by default) through a shuffled block table; prints the best per-call time of `--repeats`
-rounds and the K + V bytes read per second. Run it on two trees to compare kernel versions.
+rounds, the K + V bytes read per second and the attention's FLOP/s. With `--chunk-tokens N`
+each sequence's last N tokens are queries instead (a prompt chunk ending at that length,
+each token attending keys up to its position). Run it on two trees to compare kernel versions.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--sequences", type=int, default=57)
     parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--chunk-tokens", type=int, default=1,
+                        help="queries per sequence: 1 = decodes; more = a prompt chunk of that many tokens (<= 32)")
     parser.add_argument("--repeats", type=int, default=5, help="rounds of 20 calls; the best round counts")
     parser.add_argument("--huge-pages", action="store_true",
                         help="caches on 2 MiB transparent huge pages, as the engine allocates its pool")
@@ -38,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="separate caches called in turn, as an engine's layers are (8: K/V come from memory, "
                              "not the last call's cache)")
     args = parser.parse_args(argv)
+    if not 1 <= args.chunk_tokens <= 32:
+        parser.error("--chunk-tokens must be in [1, 32]")
     if args.heads % args.kv_heads or min(args.kv_heads, args.head_dim, args.sequences, args.repeats, args.layers) < 1:
         parser.error("--heads must be a multiple of --kv-heads; sizes must be >= 1")
     return args
@@ -65,10 +71,11 @@ def main(argv: list[str] | None = None) -> str:
 
     caches = [(cache(), cache()) for _ in range(args.layers)]
     starts = [sum(counts[:i]) for i in range(len(counts))]
-    chunks = [(length, 1, order[start:start + count]) for length, start, count in zip(lengths, starts, counts)]
-    decodes = AttentionMetadata.build(chunks, block_size, "cpu", True).kernel_decodes
-    q = torch.randn(len(chunks), args.heads, args.head_dim, dtype=dtype)
-    out = torch.empty(len(chunks), args.heads * args.head_dim, dtype=dtype)
+    n = args.chunk_tokens  # queries at positions [length + 1 - n, length]
+    chunks = [(length + 1 - n, n, order[start:start + count]) for length, start, count in zip(lengths, starts, counts)]
+    decodes = AttentionMetadata.build(chunks, block_size, "cpu", True, chunk_kernel=True).kernel_decodes
+    q = torch.randn(n * len(chunks), args.heads, args.head_dim, dtype=dtype)
+    out = torch.empty(n * len(chunks), args.heads * args.head_dim, dtype=dtype)
     best = float("inf")
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -78,10 +85,12 @@ def main(argv: list[str] | None = None) -> str:
                    args.head_dim ** -0.5)
         best = min(best, (time.perf_counter() - start) / 20)
     kv_bytes = sum(length + 1 for length in lengths) * args.kv_heads * args.head_dim * q.element_size() * 2
-    report = (f"{args.sequences} decodes, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
+    flops = 4 * args.heads * args.head_dim * int(decodes.query_pos.add(1).sum())  # q.k and weight x value per key
+    report = (f"{args.sequences} {'decodes' if n == 1 else f'chunks of {n} tokens'}, {args.heads} heads / {args.kv_heads} KV heads x {args.head_dim}, "
               f"{args.layers} cache{'s' if args.layers > 1 else ''}{' on huge pages' if args.huge_pages else ''}, "
               f"{args.layout}, "
-              f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V "
+              f"{args.dtype}: {best * 1e3:.3f} ms per call, {kv_bytes / best / 1e9:.2f} GB/s of K+V, "
+              f"{flops / best / 1e9:.1f} GFLOP/s "
               f"(threads {torch.get_num_threads()})")
     print(report)
     return report

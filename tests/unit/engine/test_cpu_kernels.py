@@ -86,6 +86,34 @@ def test_prompt_chunks_through_the_kernel_equal_sdpa(dtype, tolerance, threads):
 
 
 @pytest.mark.parametrize("n_heads, n_kv_heads, head_dim", [
+    (8, 2, 64),   # runs of 8 tokens x 4 heads: one 32-row group; a 7-token run: 28 rows, padded
+    (8, 1, 128),  # 8 heads a token: two 32-row groups a run, two 64-wide output slices
+    (6, 2, 32),   # 3 heads a token: a run is 24 rows, padded to 32
+    (4, 1, 48),   # a head_dim the fixed sizes leave out
+])
+def test_prompt_chunk_runs_of_many_rows_equal_sdpa(n_heads, n_kv_heads, head_dim):
+    """Float32 chunks whose runs hold >= 24 query rows (tokens x the group's heads) take the rows-in-lanes loops
+    where the CPU has AVX-512: each must equal SDPA, whatever the padding of its last row group."""
+    torch.manual_seed(3)
+    rng = random.Random(4)
+    free = list(range(1, 200))
+    rng.shuffle(free)
+    layout = []
+    for start, n in ((0, 71), (16, 7), (40, 30), (5, 1)):
+        layout.append((start, n, [free.pop() for _ in range(math.ceil((start + n) / 16))]))
+    total = sum(n for _, n, _ in layout)
+    cache = torch.randn(2, 200, 16, n_kv_heads, head_dim)
+    q, k = torch.randn(total, n_heads + n_kv_heads, head_dim).split([n_heads, n_kv_heads], dim=1)
+    v = torch.randn(total, n_kv_heads, head_dim)
+    outputs = []
+    for chunk_kernel in (False, True):
+        k_cache, v_cache = cache.clone()
+        meta = AttentionMetadata.build(layout, 16, "cpu", True, chunk_kernel=chunk_kernel)
+        outputs.append(paged_attention(q, k, v, k_cache, v_cache, meta))
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_heads, n_kv_heads, head_dim", [
     (8, 2, 64),   # the AVX512-BF16 path where the CPU has it: four heads per value pass
     (6, 1, 32),   # ... four heads, then two one at a time
     (2, 2, 128),  # ... one head per value pass, two 64-wide slices
@@ -251,8 +279,12 @@ def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():
     assert "bfloat16" in report and "ms per call" in report and "GB/s" in report
     report = attention_kernel.main(["--sequences", "3", "--repeats", "1", "--layout", "head-major"])
     assert "head-major, float32" in report and "ms per call" in report
+    report = attention_kernel.main(["--sequences", "3", "--repeats", "1", "--chunk-tokens", "8"])
+    assert report.startswith("3 chunks of 8 tokens") and "GFLOP/s" in report
     with pytest.raises(SystemExit):
         attention_kernel.main(["--heads", "6", "--kv-heads", "4"])
+    with pytest.raises(SystemExit):
+        attention_kernel.main(["--chunk-tokens", "33"])
 
 
 def test_every_kernel_builds_where_a_compiler_exists():

@@ -20,7 +20,9 @@
  * A bfloat16 block is widened to floats once, then read by every head of the group.
  * Up to RUN_QUERIES consecutive tokens of one prompt chunk join one group (their rows of a KV
  * head scored and weighed together, each stopping at its own position), so a chunk reads each
- * key and value row once per RUN_QUERIES tokens rather than once per token.
+ * key and value row once per RUN_QUERIES tokens rather than once per token. With float32 caches and
+ * AVX-512, such a run of >= ROWS_PATH_MIN rows puts 32 rows in the vector lanes instead
+ * (paged_attention_rows.h): a key's scores for all of them need no horizontal sums.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -35,6 +37,10 @@
 #ifndef RUN_QUERIES
 #define RUN_QUERIES 8
 #endif
+/* float32 with AVX-512: a run of at least ROWS_PATH_MIN query rows (tokens x the group's heads) is attended
+ * ROW_LANES rows at a time with the rows in the vector lanes (paged_attention_rows.h) */
+#define ROW_LANES 32
+#define ROWS_PATH_MIN 24
 
 /* Each of the group's score rows (`stride` apart) becomes its softmax over its first valid[h] entries,
  * in place; the entries past those become 0. */

@@ -51,6 +51,12 @@ INLINE const float *NAME(block_rows)(const KV_T *rows, int64_t count, int64_t ro
 }
 
 #include "paged_attention_blocks.h"
+#if KV_IS_FLOAT && defined(__AVX512F__)
+#include "paged_attention_rows.h"
+#define ROWS_PATH 1
+#else
+#define ROWS_PATH 0
+#endif
 
 /* scores[h][j] = scale * q_h . key_j for the group's heads and keys [0, length). */
 INLINE void NAME(score_keys)(const float *q, const KV_T *k_cache, const int32_t *table, int64_t length,
@@ -380,12 +386,15 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
     /* scores (RUN_QUERIES * group, longest); the run's queries and outputs as floats and its queries as stored;
      * one block's rows as floats; each row's valid key count */
     const int64_t rows_max = RUN_QUERIES * group;
-    float *scores = malloc(sizeof(float) * (size_t)(rows_max * longest + 2 * rows_max * head_dim + block_size * head_dim)
+    const int64_t score_rows = rows_max > ROW_LANES ? rows_max : ROW_LANES;
+    float *scores = malloc(sizeof(float) * (size_t)(score_rows * longest + 2 * rows_max * head_dim + block_size * head_dim
+                                                    + ROW_LANES * head_dim)
                            + sizeof(KV_T) * (size_t)(rows_max * head_dim) + sizeof(int64_t) * (size_t)rows_max);
     if (scores == NULL) return -1;
-    float *q_f32 = scores + rows_max * longest, *out_f32 = q_f32 + rows_max * head_dim;
+    float *q_f32 = scores + score_rows * longest, *out_f32 = q_f32 + rows_max * head_dim;
     float *tile = out_f32 + rows_max * head_dim;
-    KV_T *q_run = (KV_T *)(tile + block_size * head_dim);
+    float *qt = tile + block_size * head_dim;  /* a row group transposed (paged_attention_rows.h) */
+    KV_T *q_run = (KV_T *)(qt + ROW_LANES * head_dim);
     int64_t *valid = (int64_t *)(void *)(q_run + rows_max * head_dim);
     for (int64_t i = 0, run; i < num_queries; i += run) {
         /* consecutive tokens of one chunk (rows and positions in step, the same table) are scored as one
@@ -408,7 +417,16 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
                     q_run[k * width + d] = qg[d];
                 }
             }
-            switch (head_dim) {
+            if (ROWS_PATH && rows >= ROWS_PATH_MIN && head_dim % 16 == 0) {
+#if ROWS_PATH  /* head_dim a constant where it is 64 or 128, so the output slices' loops unroll into registers */
+#define ATTEND_ROWS(DIM) NAME(attend_rows)(q_f32, k_cache, v_cache, table, valid, out_f32, rows, strides, g, DIM, \
+                                           block_size, scale, scores, qt)
+                if (head_dim == 64) ATTEND_ROWS(64);
+                else if (head_dim == 128) ATTEND_ROWS(128);
+                else ATTEND_ROWS(head_dim);
+#undef ATTEND_ROWS
+#endif
+            } else switch (head_dim) {
                 case 32: NAME(attend_32)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
                 case 64: NAME(attend_64)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
                 case 128: NAME(attend_128)(q_f32, q_run, k_cache, v_cache, table, length, valid, out_f32, rows, strides, g, block_size, scale, scores, tile); break;
@@ -425,6 +443,7 @@ int NAME(chatstack_paged_attention)(const KV_T *q, int64_t q_stride, const KV_T 
     return 0;
 }
 
+#undef ROWS_PATH
 #undef NAME
 #undef NAME_
 #undef NAME__
