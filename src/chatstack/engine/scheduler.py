@@ -116,14 +116,12 @@ class Scheduler:
         remaining = seq.sampling.max_tokens - seq.num_completion_tokens
         return seq.num_tokens + max(0, min(self.config.admission_lookahead, remaining))
 
-    def _growth_blocks(self) -> int:
-        """Blocks the running sequences still take before each reaches its lookahead (`_lookahead_tokens`)."""
-        manager = self.block_manager
-        return sum(max(0, manager.blocks_needed(self._lookahead_tokens(seq)) - len(seq.block_table))
-                   for seq in self.running)
+    def _growth_blocks(self, seq: Sequence) -> int:
+        """Blocks a running sequence still takes before it reaches its lookahead (`_lookahead_tokens`)."""
+        return max(0, self.block_manager.blocks_needed(self._lookahead_tokens(seq)) - len(seq.block_table))
 
     def _admit_waiting(self, chunks: list[ScheduledChunk], budget: int) -> int:
-        growth = self._growth_blocks() if self.config.admission_lookahead else 0
+        growth = sum(map(self._growth_blocks, self.running)) if self.config.admission_lookahead else 0
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
             seq = self.waiting[0]
             if self.running and self.config.admission_lookahead:
@@ -133,7 +131,7 @@ class Scheduler:
             if not self.block_manager.allocate(seq, budget):
                 break
             if self.config.admission_lookahead:
-                growth += max(0, self.block_manager.blocks_needed(self._lookahead_tokens(seq)) - len(seq.block_table))
+                growth += self._growth_blocks(seq)
             self.waiting.pop(0)
             seq.status = SequenceStatus.RUNNING
             bisect.insort(self.running, seq, key=self._order)

@@ -50,6 +50,19 @@ def expected_tokens(prompt, max_tokens: int) -> list[int]:
     return seq.completion_token_ids
 
 
+def add_three_requests(scheduler: Scheduler) -> list[Sequence]:
+    """Three 6-token prompts with 10 tokens to go: 4 blocks of 4 slots each."""
+    seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
+    for seq in seqs:
+        scheduler.add(seq)
+    return seqs
+
+
+def assert_three_requests_done(seqs: list[Sequence]) -> None:
+    for i, seq in enumerate(seqs):
+        assert seq.completion_token_ids == expected_tokens(range(10 * i, 10 * i + 6), 10)
+
+
 def assert_all_free(scheduler: Scheduler) -> None:
     manager = scheduler.block_manager
     assert not scheduler.running and not scheduler.waiting
@@ -214,30 +227,24 @@ def test_running_out_of_blocks_preempts_the_newest_and_recomputes_it_later():
 def test_admission_keeps_room_for_the_running_sequences_lookahead_so_none_is_preempted():
     # three 6-token prompts with 10 tokens to go need 4 blocks each; 10 blocks hold two of them to the end
     scheduler = make_scheduler(num_kv_blocks=10, enable_prefix_caching=False, admission_lookahead=10)
-    seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
-    for seq in seqs:
-        scheduler.add(seq)
+    seqs = add_three_requests(scheduler)
     first = step(scheduler)
     assert [c.seq.seq_id for c in first.chunks] == ["s0", "s1"] and scheduler.waiting == [seqs[2]]
     preempted = []
     while scheduler.has_unfinished():
         preempted.extend(step(scheduler).preempted)
     assert preempted == [] and scheduler.num_preemptions == 0
-    for i, seq in enumerate(seqs):
-        assert seq.completion_token_ids == expected_tokens(range(10 * i, 10 * i + 6), 10)
+    assert_three_requests_done(seqs)
     assert_all_free(scheduler)
 
 
 def test_without_lookahead_the_same_requests_are_admitted_at_once_and_one_is_preempted():
     scheduler = make_scheduler(num_kv_blocks=10, enable_prefix_caching=False, admission_lookahead=0)
-    seqs = [make_seq(f"s{i}", range(10 * i, 10 * i + 6), max_tokens=10) for i in range(3)]
-    for seq in seqs:
-        scheduler.add(seq)
+    seqs = add_three_requests(scheduler)
     assert len(step(scheduler).chunks) == 3
     run_to_completion(scheduler)
     assert scheduler.num_preemptions >= 1
-    for i, seq in enumerate(seqs):
-        assert seq.completion_token_ids == expected_tokens(range(10 * i, 10 * i + 6), 10)
+    assert_three_requests_done(seqs)
     assert_all_free(scheduler)
 
 
