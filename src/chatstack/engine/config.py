@@ -37,6 +37,9 @@ class EngineConfig:
     attention: str = "auto"  # see ATTENTION_BACKENDS
     prefill_attention: str = "kernel"  # see PREFILL_ATTENTION_MODES
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
+    # where that path applies, a step of only decoding tokens, at most this many, runs in one C call too (its
+    # panel matmuls beat oneDNN's at few rows: docs/benchmarks.md); 1 keeps it to lone decodes
+    decode_rows_max_seqs: int = 32
     float32_prepack: str = "auto"  # see FLOAT32_PREPACK_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
     # multi-step decoding: a lone plain-greedy sequence with nobody waiting takes up to this many tokens per step
@@ -72,6 +75,8 @@ class EngineConfig:
                              f"got {self.prefill_attention!r}")
         if self.single_decode not in SINGLE_DECODE_MODES:
             raise ValueError(f"single_decode must be one of {SINGLE_DECODE_MODES}, got {self.single_decode!r}")
+        if self.decode_rows_max_seqs < 1:
+            raise ValueError(f"decode_rows_max_seqs must be >= 1, got {self.decode_rows_max_seqs}")
         if self.float32_prepack not in FLOAT32_PREPACK_MODES:
             raise ValueError(f"float32_prepack must be one of {FLOAT32_PREPACK_MODES}, got {self.float32_prepack!r}")
         if self.lone_decode_steps < 1:

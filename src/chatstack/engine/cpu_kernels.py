@@ -196,8 +196,8 @@ def panels(weight_t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 class DecodeStepKernel:
-    """`chatstack_decode_step_f32` / `_bf16`: every layer, the final norm and the LM head for one decoding
-    token (see kernels/decode_step.c)."""
+    """`chatstack_decode_rows_f32` / `_bf16` / `_f32i8`: every layer, the final norm and the LM head for a batch
+    of decoding tokens (see kernels/decode_step.c); `chatstack_decode_steps_*`: several greedy steps of one."""
 
     LAYER_POINTERS = 14
     DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
@@ -208,15 +208,15 @@ class DecodeStepKernel:
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
         self._fns, self._multi = {}, {}
-        model_types = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64, i64, i64, i64, p,
-                       ctypes.c_float]
+        model_types = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64]  # ... through cache_slots
+        shape_types = [i64, i64, i64, i64, i64, p, ctypes.c_float]  # hidden through eps
         for key, suffix in self.SUFFIXES.items():
-            fn = getattr(library, f"chatstack_decode_step_{suffix}")
-            fn.argtypes = [p, p, p] + model_types
+            fn = getattr(library, f"chatstack_decode_rows_{suffix}")
+            fn.argtypes = [i64, p, p, p] + model_types + [p] + shape_types
             fn.restype = ctypes.c_int
             self._fns[key] = fn
             multi = getattr(library, f"chatstack_decode_steps_{suffix}")
-            multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types
+            multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types + [i64] + shape_types
             multi.restype = ctypes.c_int
             self._multi[key] = multi
 
@@ -248,7 +248,7 @@ class DecodeStepKernel:
             raise ValueError(f"lm_head must hold (hidden={hidden}, vocab={vocab}) values, got {lm_head.numel()}")
         model_args = (layers, num_layers, final_norm.data_ptr(), lm_head.data_ptr(),
                       None if lm_head_scale is None else lm_head_scale.data_ptr(), vocab, cos.data_ptr(),
-                      sin.data_ptr(), cos.shape[0])
+                      sin.data_ptr(), cos.shape[0])  # then each call's block tables, their width and cache_slots
         layout_array = (ctypes.c_int64 * 4)(*layout)  # held by shape_args as long as the prepared step lives
         shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, layout_array, eps)
         return PreparedDecodeStep(self._fns[key], self._multi[key], dtype, vocab, layout[0], cos.shape[0],
@@ -258,7 +258,7 @@ class DecodeStepKernel:
 class PreparedDecodeStep:
     """One model's decode step with its arguments bound: `logits(...)` returns the (vocab,) logits; `greedy(...)`
     the argmax token the C step picked, into a logits buffer it reuses (nothing leaves the call but the token);
-    `greedy_steps(...)` several such steps in one call."""
+    `greedy_steps(...)` several such steps in one call; `rows(...)` one step of several sequences."""
 
     def __init__(self, fn, multi, dtype: torch.dtype, vocab: int, block_size: int, positions: int, cache_slots: int,
                  model_args: tuple, shape_args: tuple):
@@ -268,15 +268,45 @@ class PreparedDecodeStep:
         self._scratch = torch.empty(vocab, dtype=dtype)
         self._top = ctypes.c_int64(0)
         self._top_ptr = ctypes.addressof(self._top)
+        self._position = ctypes.c_int64(0)
+        self._position_ptr = ctypes.addressof(self._position)
 
     def _run(self, x: torch.Tensor, block_table: torch.Tensor, position: int, out: torch.Tensor, top) -> None:
         if not 0 <= position < min(block_table.shape[0] * self._block_size, self._positions):
             raise ValueError(f"position {position} is outside the block table ({block_table.shape[0]} blocks) "
                              f"or the RoPE tables ({self._positions} positions)")
-        status = self._fn(x.data_ptr(), out.data_ptr(), top, *self._model_args, block_table.data_ptr(),
-                          block_table.shape[0], self._cache_slots, position, *self._shape_args)
+        self._position.value = position
+        self._call(1, x, out, top, block_table, block_table.shape[0], self._position_ptr)
+
+    def _call(self, rows: int, x: torch.Tensor, out: torch.Tensor, top, tables: torch.Tensor, width: int,
+              positions) -> None:
+        status = self._fn(rows, x.data_ptr(), out.data_ptr(), top, *self._model_args, tables.data_ptr(), width,
+                          self._cache_slots, positions, *self._shape_args)
         if status != 0:
             raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
+
+    def rows(self, x: torch.Tensor, block_tables: torch.Tensor, positions: torch.Tensor,
+             greedy: bool = False) -> torch.Tensor:
+        """One step of len(positions) sequences: x (rows, hidden) their tokens' embeddings (overwritten: the residual
+        streams), block_tables (rows, width) int32 each one's table (padded), positions (rows,) int64. Returns the
+        (rows, vocab) logits, or with `greedy` the (rows,) int64 argmax tokens the C step picked."""
+        rows = positions.shape[0]
+        if not (x.dim() == 2 and x.shape[0] == rows and x.is_contiguous() and x.dtype == self._dtype):
+            raise ValueError(f"x must be a contiguous ({rows}, hidden) {self._dtype} tensor, got {tuple(x.shape)}")
+        if block_tables.dtype != torch.int32 or block_tables.dim() != 2 or block_tables.shape[0] != rows \
+                or not block_tables.is_contiguous():
+            raise ValueError(f"block_tables must be a contiguous ({rows}, width) int32 tensor")
+        if positions.dtype != torch.int64 or not positions.is_contiguous():
+            raise ValueError("positions must be a contiguous int64 tensor")
+        limit = min(block_tables.shape[1] * self._block_size, self._positions)
+        if rows < 1 or int(positions.min()) < 0 or int(positions.max()) >= limit:
+            raise ValueError(f"positions must lie in [0, {limit}): inside the block tables "
+                             f"({block_tables.shape[1]} blocks) and the RoPE tables ({self._positions} positions)")
+        logits = torch.empty(rows, self._vocab, dtype=self._dtype)
+        top = torch.empty(rows, dtype=torch.int64) if greedy else None
+        self._call(rows, x, logits, None if top is None else top.data_ptr(), block_tables, block_tables.shape[1],
+                   positions.data_ptr())
+        return logits if top is None else top
 
     def logits(self, x: torch.Tensor, block_table: torch.Tensor, position: int) -> torch.Tensor:
         out = torch.empty(self._vocab, dtype=self._dtype)

@@ -106,7 +106,28 @@ class ModelRunner:
                 picked = self.single_decode.greedy_steps(seq.token_ids[start], start, seq.block_table, steps, stops)
             self._lone_token_s = (time.perf_counter() - began) / (1 if steps == 1 else len(picked))
             return {seq.seq_id: picked}, {}
+        if lone is None and self._decodes_in_one_call(output):
+            return self._run_decode_rows(output)
         return self._run_and_sample(output, lone)
+
+    def _decodes_in_one_call(self, output: SchedulerOutput) -> bool:
+        """Whether the step is several decoding tokens and nothing else, few enough for the one-call step."""
+        chunks = output.chunks
+        return (self.single_decode is not None and 1 < len(chunks) <= self.config.decode_rows_max_seqs
+                and all(c.num_tokens == 1 and c.samples for c in chunks))
+
+    @torch.inference_mode()
+    def _run_decode_rows(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
+        seqs = [c.seq for c in output.chunks]
+        tokens = [seq.token_ids[c.start] for seq, c in zip(seqs, output.chunks)]
+        positions = [c.start for c in output.chunks]
+        tables = [seq.block_table for seq in seqs]
+        if all(seq.samples_by_argmax for seq in seqs):  # the C step picks every token
+            picked = self.single_decode.rows(tokens, positions, tables, greedy=True).tolist()
+            return {seq.seq_id: token for seq, token in zip(seqs, picked)}, {}
+        sampled = sample(self.single_decode.rows(tokens, positions, tables), seqs)
+        return ({seq.seq_id: token for seq, token in zip(seqs, sampled.tokens)},
+                {seq.seq_id: lp for seq, lp in zip(seqs, sampled.logprobs) if lp is not None})
 
     def lone_decode_steps(self) -> int:
         """How many decode steps a lone plain-greedy sequence may take in one step: as many one-call tokens as the

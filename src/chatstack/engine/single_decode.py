@@ -1,5 +1,7 @@
-"""The one-call decode step: a scheduled step that holds a single decoding sequence runs every
-layer, the final norm and the LM head in C (`kernels/decode_step.c`) instead of ~25 torch ops per layer.
+"""The one-call decode step: a scheduled step that holds only decoding sequences (one, or up to
+`EngineConfig.decode_rows_max_seqs` of them) runs every layer, the final norm and the LM head in C
+(`kernels/decode_step.c`) instead of ~25 torch ops per layer, its matmuls over column panels that a few rows
+read faster than oneDNN does (docs/benchmarks.md, "Decode-only steps in one C call").
 
 Applies on the CPU with the C kernels available, to unquantized float32 or bfloat16 weights (where
 they are prepacked the loader keeps a plain copy for this step to pack) and to int8 weight-only
@@ -100,6 +102,20 @@ class SingleDecodePath:
         """Up to `steps` greedy tokens in one C call, `greedy` step after step, ending after a token in `stop_ids`."""
         return self._step.greedy_steps(self._embed, self._x, self._table_of(block_table), position, token, steps,
                                        stop_ids)
+
+    def rows(self, tokens: list[int], positions: list[int], block_tables: list[list[int]],
+             greedy: bool = False) -> torch.Tensor:
+        """One step of several decoding sequences: sequence i feeds tokens[i] at positions[i] (writing its K/V there
+        on every layer) through block_tables[i]. Returns the (rows, vocab) float32 logits, or with `greedy` the
+        (rows,) argmax tokens the C step picked."""
+        ids = torch.tensor(tokens, dtype=torch.long)
+        if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self._vocab):
+            raise ValueError(f"tokens must lie in the vocabulary (0 to {self._vocab - 1}), got {tokens}")
+        width = max(len(table) for table in block_tables)
+        tables = torch.tensor([table + [0] * (width - len(table)) for table in block_tables], dtype=torch.int32)
+        out = self._step.rows(self._embed.index_select(0, ids), tables, torch.tensor(positions, dtype=torch.long),
+                              greedy)
+        return out if greedy else out.float()
 
     def _table_of(self, block_table: list[int]) -> torch.Tensor:
         listed, table = self._table

@@ -1,25 +1,25 @@
-/* One decode step of a single sequence through the whole Llama layer stack, in one call.
+/* One decode step of a batch of decoding sequences through the whole Llama layer stack, in one call.
  *
- * When a step holds exactly one decoding token, the ~25 small torch ops per layer cost more
- * than the memory traffic they do; this runs every layer for that token in C, for float32
- * (chatstack_decode_step_f32) and bfloat16 (chatstack_decode_step_bf16) weights, caches and
- * activations, and for int8 weight-only models (chatstack_decode_step_f32i8: float32 caches and
- * activations, each int8 weight widened as it is read and its column's scale applied to the sum). It makes the batched step's calls in the batched step's order: the fused
- * residual add + RMSNorm, RoPE + K/V write and SiLU product of layer_ops.c, paged attention
- * (paged_attention.c), and a matvec for each projection; so in bfloat16 every value is rounded
- * where the batched step rounds it, and the two differ only in the order of the matmuls' float32
- * sums. It ends with the final norm and the LM head; the caller samples from the logits, or takes
- * the greedy token the step picked (argmax.c).
+ * When a step holds only decoding tokens, the ~25 small torch ops per layer cost more than the
+ * memory traffic they do, and oneDNN's matmuls run a few rows at a fraction of this core's speed; this runs
+ * every layer for those tokens in C (chatstack_decode_rows_*), for float32 (_f32) and bfloat16 (_bf16) weights,
+ * caches and activations, and for int8 weight-only models (_f32i8: float32 caches and activations, each int8
+ * weight widened as it is read and its column's scale applied to the sum). It makes the batched step's calls in
+ * the batched step's order: the fused residual add + RMSNorm, RoPE + K/V write and SiLU product of layer_ops.c,
+ * paged attention (paged_attention.c), and a matmul for each projection; so in bfloat16 every value is rounded
+ * where the batched step rounds it, and the two differ only in the order of the matmuls' float32 sums. It ends
+ * with the final norm and the LM head; the caller samples from the logits, or takes the greedy tokens the step
+ * picked (argmax.c). chatstack_decode_steps_* runs several greedy steps of one sequence in one call.
  *
  * Weights are (in, out) matrices stored in column panels, the step's own copy (single_decode.py): panel t
  * holds columns t * PANEL to t * PANEL + PANEL - 1 (the last panel the n % PANEL left over) of every row,
- * the rows of a panel one after another, each panel after the one before. A matvec then reads its
+ * the rows of a panel one after another, each panel after the one before. A matmul then reads its
  * weight front to back as one stream, and a panel's PANEL sums stay in registers over all its rows
  * (row-by-row streaming of the plain (in, out) layout read several rows at once and wrote the partial
  * sums back every pass; docs/benchmarks.md has both).
  * Per layer, `layers` holds LAYER_POINTERS pointers in this order: input_norm, qkv, qkv_bias
  * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache, then the float32
- * per-column scales of qkv, o_proj, gate_up and down (int8 weights, chatstack_decode_step_f32i8;
+ * per-column scales of qkv, o_proj, gate_up and down (int8 weights, chatstack_decode_rows_f32i8;
  * NULL otherwise).
  */
 #include "paged_attention.c"
@@ -27,6 +27,15 @@
 #include "argmax.c"
 
 enum { LAYER_POINTERS = 14, PANEL = 64 };
+/* the most rows one pass through a weight panel keeps in registers (matmul_ in decode_step_impl.h): four
+ * accumulators a row with AVX-512, four (a half panel) with AVX2's sixteen registers */
+#if defined(__AVX512F__)
+#define MAX_ROWS 6
+#elif defined(__AVX2__)
+#define MAX_ROWS 2
+#else
+#define MAX_ROWS 4
+#endif
 
 #define T float
 #define W float

@@ -1,0 +1,136 @@
+"""A decode-only step of several sequences in one C call equals the batched forward, and the engine takes it only
+for such steps, no larger than decode_rows_max_seqs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from chatstack.backends.base import GenerationRequest, SamplingParams
+from chatstack.engine.config import EngineConfig
+from chatstack.engine.llm_engine import LLMEngine
+from chatstack.engine.scheduler import SchedulerOutput
+from tests.unit.engine.helpers import MAX_NEW, PROMPTS, assert_engine_idle, needs_c_compiler, save_random_llama
+
+pytestmark = needs_c_compiler
+
+# prompts of 1 to 45 tokens, no two sharing a first block, so every one is prefilled in full
+MANY_PROMPTS = tuple(tuple((t + 13 * i) % 200 for t in PROMPTS[i % 4][: 3 + 5 * i]) for i in range(13))
+
+
+def decoding(engine: LLMEngine, count: int, sampling: SamplingParams | None = None) -> SchedulerOutput:
+    """Prefill `count` requests; return the next step's chunks (one decode each, not yet run)."""
+    sampling = sampling or SamplingParams(max_tokens=8, temperature=0.0)
+    for i, prompt in enumerate(MANY_PROMPTS[:count]):
+        engine.add_request(GenerationRequest(f"r{i}", prompt, sampling))
+    while any(seq.num_completion_tokens == 0 for seq in engine.sequences.values()):
+        engine.step()  # every prompt prefilled and its first token sampled
+    output = engine.scheduler.schedule()
+    assert len(output.chunks) == count and all(c.num_tokens == 1 for c in output.chunks)
+    return output
+
+
+def rows_and_batched(engine: LLMEngine, output: SchedulerOutput, greedy: bool = False):
+    """The step's rows both ways from the same cache -> (one-call result, the cache it wrote, batched logits, the
+    cache the batched step wrote, the cache before either)."""
+    runner, chunks = engine.runner, output.chunks
+    before = runner.kv_cache.clone()
+    one_call = runner.single_decode.rows([c.seq.token_ids[c.start] for c in chunks], [c.start for c in chunks],
+                                         [c.seq.block_table for c in chunks], greedy=greedy)
+    written = runner.kv_cache.clone()
+    runner.kv_cache.copy_(before)
+    batched = runner._batched_logits(output)
+    return one_call, written, batched, runner.kv_cache, before
+
+
+def finish(engine: LLMEngine) -> None:
+    for request_id in list(engine.sequences):
+        engine.abort(request_id)
+    assert_engine_idle(engine)
+
+
+@pytest.mark.parametrize("count", [2, 6, 7, 13])  # one panel pass; two uneven passes; three
+@pytest.mark.parametrize("variant, quantization", [
+    ({}, None), ({"attention_bias": True, "tie_word_embeddings": True}, None),
+    ({"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96, "vocab_size": 200}, None),  # partial panels
+    ({}, "int8")], ids=["gqa", "biases-tied", "mqa-odd-widths", "int8"])
+def test_rows_of_several_sequences_equal_the_batched_forward(tmp_path, variant, quantization, count):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=11, **variant),
+                       EngineConfig(block_size=4, num_kv_blocks=128, quantization=quantization))
+    one_call, written, batched, batched_written, before = rows_and_batched(engine, decoding(engine, count))
+    assert one_call.shape == batched.shape == (count, engine.runner.model.spec.vocab_size)
+    torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
+    assert (written != before).any()
+    torch.testing.assert_close(written, batched_written, rtol=1e-5, atol=1e-5)  # every row's K/V, in its slot
+    finish(engine)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_greedy_rows_are_the_argmax_of_the_logits_rows(tmp_path, dtype):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=12), EngineConfig(block_size=4, num_kv_blocks=128,
+                                                                          single_decode="on"), dtype=dtype)
+    output = decoding(engine, 9)
+    logits, written, _, _, before = rows_and_batched(engine, output)
+    engine.runner.kv_cache.copy_(before)
+    tokens, rewritten, batched, _, _ = rows_and_batched(engine, output, greedy=True)
+    assert tokens.tolist() == logits.argmax(dim=-1).tolist()
+    assert torch.equal(written, rewritten)
+    if dtype == torch.bfloat16:  # the two differ in the order of the float32 sums alone
+        torch.testing.assert_close(logits, batched.float(), rtol=0, atol=0.1)
+    finish(engine)
+
+
+def count_rows_calls(engine: LLMEngine) -> list[int]:
+    path, calls = engine.runner.single_decode, []
+    rows = path.rows
+    path.rows = lambda tokens, *a, **k: calls.append(len(tokens)) or rows(tokens, *a, **k)
+    return calls
+
+
+@pytest.mark.parametrize("greedy", [True, False], ids=["greedy", "sampled-penalised-logprobs"])
+def test_generation_through_decode_rows_equals_the_batched_engine(tmp_path, greedy):
+    """Every decode-only step of up to decode_rows_max_seqs sequences takes the rows path; the tokens (and the
+    sampled, penalised and logprob-reporting requests' draws) are those of the engine without it."""
+    model_dir = save_random_llama(tmp_path, seed=13)
+    kinds = [SamplingParams(max_tokens=MAX_NEW, temperature=0.0)] if greedy else [
+        SamplingParams(max_tokens=MAX_NEW, temperature=0.9, seed=5, top_p=0.9),
+        SamplingParams(max_tokens=MAX_NEW, temperature=0.0, repetition_penalty=1.3),
+        SamplingParams(max_tokens=MAX_NEW, temperature=0.0, logprobs=2)]
+    # ending one after another, so the decode steps hold 7, then 6, ... then 1 sequences
+    requests = [GenerationRequest(f"g{i}", p, replace(kinds[i % len(kinds)], max_tokens=MAX_NEW - 3 * i))
+                for i, p in enumerate(MANY_PROMPTS[:7])]
+    results = {}
+    for limit in (1, 4, 32):  # 1: lone decodes only; 4: steps of five or more sequences take the batched path
+        engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=256, decode_rows_max_seqs=limit,
+                                                   lone_decode_steps=1))
+        calls = count_rows_calls(engine)
+        results[limit] = engine.generate(requests)
+        assert all(1 < n <= limit for n in calls)
+        assert set(calls) == {1: set(), 4: {2, 3, 4}, 32: {2, 3, 4, 5, 6, 7}}[limit]
+        assert_engine_idle(engine)
+    assert results[1] == results[4] == results[32]
+
+
+def test_rows_reject_positions_outside_the_tables_and_tokens_outside_the_vocabulary(tmp_path):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=14), EngineConfig(block_size=4, num_kv_blocks=64))
+    output, path = decoding(engine, 3), engine.runner.single_decode
+    tokens = [c.seq.token_ids[c.start] for c in output.chunks]
+    positions = [c.start for c in output.chunks]
+    tables = [c.seq.block_table for c in output.chunks]
+    before = engine.runner.kv_cache.clone()
+    beyond = [positions[0], 4 * max(len(t) for t in tables), positions[2]]
+    with pytest.raises(ValueError, match="positions must lie in"):
+        path.rows(tokens, beyond, tables)
+    with pytest.raises(ValueError, match="positions must lie in"):
+        path.rows(tokens, [-1, *positions[1:]], tables)
+    with pytest.raises(ValueError, match="tokens must lie in the vocabulary"):
+        path.rows([tokens[0], engine.runner.model.spec.vocab_size, tokens[2]], positions, tables)
+    assert torch.equal(engine.runner.kv_cache, before)  # nothing written
+    finish(engine)
+
+
+def test_a_decode_rows_limit_below_one_is_refused():
+    with pytest.raises(ValueError, match="decode_rows_max_seqs must be >= 1"):
+        EngineConfig(decode_rows_max_seqs=0)
