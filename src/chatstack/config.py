@@ -43,6 +43,7 @@ class EngineSection:
     quantization: str | None = None  # None, "int8" or "int4" (weight-only)
     attention: str = "auto"  # "auto", "kernel" (the C decode kernel) or "torch"
     single_decode: str = "auto"  # "auto", "on" (refuse where it cannot apply) or "off"; it keeps a weight copy
+    decode_rows_max_seqs: int = 128  # ... and takes decode-only steps of up to this many sequences (1: lone ones)
     float32_prepack: str = "auto"  # "auto" (where a load-time probe finds it faster), "on" or "off"
     lone_decode_steps: int = 8  # a lone plain-greedy decode: up to this many tokens per step (1: off)
     lone_decode_budget_ms: float = 2.0  # ... as many as fit in this time (what an arriving request may wait)

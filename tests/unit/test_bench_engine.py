@@ -34,6 +34,9 @@ def test_bad_ranges_are_refused_naming_the_flag():
     with pytest.raises(SystemExit):
         bench.parse_args(["--admission-lookahead", "-1"])
     assert bench.parse_args(["--admission-lookahead", "0"]).admission_lookahead == 0
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--decode-rows-max-seqs", "0"])
+    assert bench.parse_args(["--decode-rows-max-seqs", "1"]).decode_rows_max_seqs == 1
 
 
 def test_vllm_gets_the_native_engines_kv_bytes_and_step_limits_unless_told_otherwise():

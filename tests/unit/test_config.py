@@ -174,6 +174,7 @@ def test_engine_section_reaches_the_native_engine_config():
     ({"single_decode": "always"}, "engine.single_decode must be one of"),
     ({"float32_prepack": "maybe"}, "engine.float32_prepack must be one of"),
     ({"admission_lookahead": -8}, "engine.admission_lookahead must be >= 0"),
+    ({"decode_rows_max_seqs": 0}, "engine.decode_rows_max_seqs must be >= 1"),
     ({"max_num_seqs": "many"}, "engine.max_num_seqs must be of type int"),
     ({"compile": True}, r"unknown key\(s\) \['compile'\] in engine"),
 ])

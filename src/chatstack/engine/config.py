@@ -39,7 +39,7 @@ class EngineConfig:
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
     # where that path applies, a step of only decoding tokens, at most this many, runs in one C call too (its
     # panel matmuls beat oneDNN's at few rows: docs/benchmarks.md); 1 keeps it to lone decodes
-    decode_rows_max_seqs: int = 32
+    decode_rows_max_seqs: int = 128
     float32_prepack: str = "auto"  # see FLOAT32_PREPACK_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for
     # multi-step decoding: a lone plain-greedy sequence with nobody waiting takes up to this many tokens per step
