@@ -37,8 +37,9 @@ class EngineConfig:
     attention: str = "auto"  # see ATTENTION_BACKENDS
     prefill_attention: str = "kernel"  # see PREFILL_ATTENTION_MODES
     single_decode: str = "auto"  # see SINGLE_DECODE_MODES
-    # where that path applies, a step of only decoding tokens, at most this many, runs in one C call too (its
-    # panel matmuls beat oneDNN's at few rows: docs/benchmarks.md); 1 keeps it to lone decodes
+    # where that path applies and torch runs one thread, a step of only decoding tokens, at most this many, runs in
+    # one C call too (its panel matmuls beat oneDNN's up to ~192 rows there: docs/benchmarks.md); 1 keeps it to
+    # lone decodes
     decode_rows_max_seqs: int = 128
     float32_prepack: str = "auto"  # see FLOAT32_PREPACK_MODES
     max_logprobs: int = MAX_LOGPROBS  # the most top alternatives a request may ask for

@@ -219,6 +219,27 @@ class DecodeStepKernel:
             multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types + [i64] + shape_types
             multi.restype = ctypes.c_int
             self._multi[key] = multi
+        self._matmul = library.chatstack_panel_matmul_f32
+        self._matmul.argtypes = [p, i64, p, p, i64, i64, p]
+        self._matmul.restype = None
+
+    def matmul(self, x: torch.Tensor, weight_panels: torch.Tensor, out_features: int,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x (rows, in) @ W (in, out) [+ bias] in float32, W as `panels` gives it: the step's matmul alone."""
+        if x.dim() != 2:
+            raise ValueError(f"x must be (rows, in), got shape {tuple(x.shape)}")
+        rows, k = x.shape
+        require_contiguous_cpu(("x", x, torch.float32), ("weight_panels", weight_panels, torch.float32))
+        if weight_panels.numel() != k * out_features:
+            raise ValueError(f"weight_panels must hold in={k} x out={out_features} values, got {weight_panels.numel()}")
+        if bias is not None:
+            require_contiguous_cpu(("bias", bias, torch.float32))
+            if bias.shape != (out_features,):
+                raise ValueError(f"bias must be (out={out_features},), got {tuple(bias.shape)}")
+        out = torch.empty(rows, out_features)
+        self._matmul(x.data_ptr(), rows, weight_panels.data_ptr(), None if bias is None else bias.data_ptr(), k,
+                     out_features, out.data_ptr())
+        return out
 
     def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head: torch.Tensor,
                 lm_head_scale: torch.Tensor | None, vocab: int, cos: torch.Tensor, sin: torch.Tensor, cache_slots: int,

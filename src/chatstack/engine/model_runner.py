@@ -111,10 +111,11 @@ class ModelRunner:
         return self._run_and_sample(output, lone)
 
     def _decodes_in_one_call(self, output: SchedulerOutput) -> bool:
-        """Whether the step is several decoding tokens and nothing else, few enough for the one-call step."""
+        """Whether the step is several decoding tokens and nothing else, few enough for the one-call step, on one
+        torch thread (the C call runs on one: oneDNN on two cores overtook it from eight rows, docs/benchmarks.md)."""
         chunks = output.chunks
         return (self.single_decode is not None and 1 < len(chunks) <= self.config.decode_rows_max_seqs
-                and all(c.num_tokens == 1 and c.samples for c in chunks))
+                and all(c.num_tokens == 1 and c.samples for c in chunks) and torch.get_num_threads() == 1)
 
     @torch.inference_mode()
     def _run_decode_rows(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:

@@ -10,6 +10,7 @@ import torch
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
+from chatstack.engine.cpu_kernels import decode_step_kernel, panels
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.scheduler import SchedulerOutput
 from tests.unit.engine.helpers import MAX_NEW, PROMPTS, assert_engine_idle, needs_c_compiler, save_random_llama
@@ -113,6 +114,20 @@ def test_generation_through_decode_rows_equals_the_batched_engine(tmp_path, gree
     assert results[1] == results[4] == results[32]
 
 
+def test_on_more_than_one_torch_thread_decode_steps_of_several_sequences_take_the_batched_path(tmp_path):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=15), EngineConfig(block_size=4, num_kv_blocks=128,
+                                                                          lone_decode_steps=1))
+    calls = count_rows_calls(engine)
+    requests = [GenerationRequest(f"t{i}", p, SamplingParams(max_tokens=6, temperature=0.0))
+                for i, p in enumerate(MANY_PROMPTS[:4])]
+    torch.set_num_threads(2)  # the autouse fixture puts one back
+    two_threads = engine.generate(requests)
+    assert calls == []
+    torch.set_num_threads(1)
+    assert engine.generate(requests) == two_threads and calls  # the same tokens through the rows
+    assert_engine_idle(engine)
+
+
 def test_rows_reject_positions_outside_the_tables_and_tokens_outside_the_vocabulary(tmp_path):
     engine = LLMEngine(save_random_llama(tmp_path, seed=14), EngineConfig(block_size=4, num_kv_blocks=64))
     output, path = decoding(engine, 3), engine.runner.single_decode
@@ -134,3 +149,38 @@ def test_rows_reject_positions_outside_the_tables_and_tokens_outside_the_vocabul
 def test_a_decode_rows_limit_below_one_is_refused():
     with pytest.raises(ValueError, match="decode_rows_max_seqs must be >= 1"):
         EngineConfig(decode_rows_max_seqs=0)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 6, 7, 12, 13, 40])
+@pytest.mark.parametrize("k, n", [(64, 128), (96, 200), (24, 40)], ids=["whole-panels", "a-partial-panel", "narrow"])
+def test_the_panel_matmul_equals_a_plain_matmul(rows, k, n):
+    generator = torch.Generator().manual_seed(rows * 1000 + n)
+    x, weight_t = torch.randn(rows, k, generator=generator), torch.randn(k, n, generator=generator)
+    bias = torch.randn(n, generator=generator)
+    kernel = decode_step_kernel()
+    packed = panels(weight_t, torch.empty(k * n))
+    torch.testing.assert_close(kernel.matmul(x, packed, n), x @ weight_t, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(kernel.matmul(x, packed, n, bias), torch.addmm(bias, x, weight_t), rtol=1e-5, atol=1e-4)
+
+
+def test_the_panel_matmul_refuses_mismatched_shapes_by_name():
+    kernel, x = decode_step_kernel(), torch.randn(3, 64)
+    with pytest.raises(ValueError, match="weight_panels must hold in=64 x out=128"):
+        kernel.matmul(x, torch.empty(64 * 100), 128)
+    with pytest.raises(ValueError, match="bias must be"):
+        kernel.matmul(x, torch.empty(64 * 128), 128, torch.zeros(7))
+    with pytest.raises(ValueError, match="x must be"):
+        kernel.matmul(x.T, torch.empty(64 * 128), 128)
+    with pytest.raises(ValueError, match="x must be"):
+        kernel.matmul(x[None], torch.empty(64 * 128), 128)
+
+
+def test_panel_matmul_microbenchmark_reports_both_and_rejects_bad_sizes():
+    from chatstack.bench import panel_matmul
+
+    report = panel_matmul.main(["--rows", "1", "7", "--layers", "1", "--repeats", "1", "--vocab", "200"])
+    lines = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [line.split(" | ")[0] for line in lines] == ["| 1", "| 7"]
+    assert all(float(line.split(" | ")[6].rstrip(" |")) < 1e-3 for line in lines)  # the same products
+    with pytest.raises(SystemExit):
+        panel_matmul.main(["--rows", "0"])

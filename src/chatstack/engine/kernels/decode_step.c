@@ -83,3 +83,10 @@ static inline __m256 i8x8_load(const int8_t *p) {
 #define LOAD16(p) i8x16_load(p)
 #define LOAD8(p) i8x8_load(p)
 #include "decode_step_impl.h"
+
+/* The float32 panel matmul alone, for its microbenchmark (chatstack.bench.panel_matmul) and tests: out (rows, n)
+ * = x (rows, k) @ w (k, n in panels, as the step's weights) [+ bias]. */
+void chatstack_panel_matmul_f32(const float *x, int64_t rows, const float *w, const float *bias, int64_t k, int64_t n,
+                                float *out) {
+    matmul_f32(x, rows, w, NULL, bias, k, n, out);
+}
