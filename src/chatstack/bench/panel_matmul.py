@@ -39,6 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            return compare(args)
+    finally:
+        torch.set_num_threads(threads)  # the caller's count back (a test calls this in its own process)
+
+
+def compare(args: argparse.Namespace) -> str:
     kernel = decode_step_kernel()
     if kernel is None or not PackedDense.applies(torch.zeros(0), float32=True):
         raise SystemExit("needs the C kernels (a C compiler) and torch built with oneDNN")
@@ -51,7 +60,6 @@ def main(argv: list[str] | None = None) -> str:
     onednn = [PackedDense(w) for w in weights]
     panel_copies = [panels(w.T.contiguous(), torch.empty(w.numel())) for w in weights]
     flops_per_row = sum(2 * k * n for k, n in shapes)
-    torch.set_grad_enabled(False)
     lines = [f"projections: {len(shapes)} ({sum(k * n for k, n in shapes) / 1e6:.1f} M weights, "
              f"{sum(k * n for k, n in shapes) * 4 / 2**20:.0f} MiB float32), oneDNN on {torch.get_num_threads()} threads, the panels on one",
              "", "| rows | panels ms | panels GFLOP/s | oneDNN ms | oneDNN GFLOP/s | panels ÷ oneDNN speed | max abs diff |",

@@ -182,5 +182,6 @@ def test_panel_matmul_microbenchmark_reports_both_and_rejects_bad_sizes():
     lines = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [line.split(" | ")[0] for line in lines] == ["| 1", "| 7"]
     assert all(float(line.split(" | ")[6].rstrip(" |")) < 1e-3 for line in lines)  # the same products
+    assert torch.is_grad_enabled() and torch.get_num_threads() == 1  # the process's settings left as they were
     with pytest.raises(SystemExit):
         panel_matmul.main(["--rows", "0"])
