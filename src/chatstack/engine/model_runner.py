@@ -20,6 +20,11 @@ from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
 from chatstack.engine.single_decode import SingleDecodePath
 
 
+# With half-precision weights that oneDNN runs natively (dot-product instructions), its matmul caught up with the
+# one-call step's widening panels at 16-23 rows and beat them from 24 (docs/benchmarks.md): such steps stay there.
+HALF_PRECISION_DECODE_ROWS = 15
+
+
 class ModelRunner:
     def __init__(self, model_dir: str | Path, config: EngineConfig, device: str = "cpu",
                  dtype: torch.dtype = torch.float32):
@@ -50,6 +55,9 @@ class ModelRunner:
             self.model.layer_ops = layer_ops_kernel()
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
+        self.decode_rows_max_seqs = config.decode_rows_max_seqs  # the most sequences a one-call decode step takes
+        if dtype != torch.float32 and isinstance(self.model.layers[0].qkv, PackedDense):
+            self.decode_rows_max_seqs = min(self.decode_rows_max_seqs, HALF_PRECISION_DECODE_ROWS)
         # the plain copies kept beside prepacked weights served only the one-call step, which has its own copy now
         for module in self.model.modules():
             if isinstance(module, PackedDense):
@@ -114,7 +122,7 @@ class ModelRunner:
         """Whether the step is several decoding tokens and nothing else, few enough for the one-call step, on one
         torch thread (the C call runs on one: oneDNN on two cores overtook it from eight rows, docs/benchmarks.md)."""
         chunks = output.chunks
-        return (self.single_decode is not None and 1 < len(chunks) <= self.config.decode_rows_max_seqs
+        return (self.single_decode is not None and 1 < len(chunks) <= self.decode_rows_max_seqs
                 and all(c.num_tokens == 1 and c.samples for c in chunks) and torch.get_num_threads() == 1)
 
     @torch.inference_mode()

@@ -128,6 +128,19 @@ def test_on_more_than_one_torch_thread_decode_steps_of_several_sequences_take_th
     assert_engine_idle(engine)
 
 
+def test_bfloat16_weights_that_onednn_runs_natively_cap_the_rows_where_its_matmul_caught_up(tiny_llama):
+    from chatstack.engine.model_runner import HALF_PRECISION_DECODE_ROWS
+    from chatstack.engine.quant import PackedDense
+
+    float32 = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=64)).runner
+    assert float32.decode_rows_max_seqs == 64
+    runner = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=64), dtype=torch.bfloat16).runner
+    native = isinstance(runner.model.layers[0].qkv, PackedDense)  # else the batched step widens to float32 too
+    assert runner.decode_rows_max_seqs == (HALF_PRECISION_DECODE_ROWS if native else 64)
+    runner = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=4), dtype=torch.bfloat16).runner
+    assert runner.decode_rows_max_seqs == 4
+
+
 def test_rows_reject_positions_outside_the_tables_and_tokens_outside_the_vocabulary(tmp_path):
     engine = LLMEngine(save_random_llama(tmp_path, seed=14), EngineConfig(block_size=4, num_kv_blocks=64))
     output, path = decoding(engine, 3), engine.runner.single_decode
