@@ -31,7 +31,7 @@ class SingleDecodePath:
     def __init__(self, model: LlamaForPagedDecoding, kv_cache: torch.Tensor, kernel: DecodeStepKernel):
         self.model = model
         num_blocks, block_size = kv_cache.shape[2], kv_cache.shape[3]
-        self.cache_slots = num_blocks * block_size
+        self.cache_slots, self._block_size = num_blocks * block_size, block_size
         self._embed = embed = model.embed.weight.detach().contiguous()  # (vocab, hidden); rows copied by address
         self._vocab, self._row_bytes = embed.shape[0], embed.shape[1] * embed.element_size()
         self._embed_ptr = embed.data_ptr()
@@ -111,6 +111,10 @@ class SingleDecodePath:
         ids = torch.tensor(tokens, dtype=torch.long)
         if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self._vocab):
             raise ValueError(f"tokens must lie in the vocabulary (0 to {self._vocab - 1}), got {tokens}")
+        for position, table in zip(positions, block_tables):  # the padding below must never be written through
+            if not 0 <= position < len(table) * self._block_size:
+                raise ValueError(f"positions must lie in their own block tables: {position} is outside "
+                                 f"{len(table)} blocks of {self._block_size}")
         width = max(len(table) for table in block_tables)
         tables = torch.tensor([table + [0] * (width - len(table)) for table in block_tables], dtype=torch.int32)
         out = self._step.rows(self._embed.index_select(0, ids), tables, torch.tensor(positions, dtype=torch.long),

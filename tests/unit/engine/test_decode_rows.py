@@ -153,6 +153,11 @@ def test_rows_reject_positions_outside_the_tables_and_tokens_outside_the_vocabul
         path.rows(tokens, beyond, tables)
     with pytest.raises(ValueError, match="positions must lie in"):
         path.rows(tokens, [-1, *positions[1:]], tables)
+    shortest = min(range(3), key=lambda i: len(tables[i]))  # a position in the padding of its own table
+    padded = [4 * len(tables[shortest]) if i == shortest else p for i, p in enumerate(positions)]
+    assert len(tables[shortest]) < max(len(t) for t in tables)
+    with pytest.raises(ValueError, match="positions must lie in their own block tables"):
+        path.rows(tokens, padded, tables)
     with pytest.raises(ValueError, match="tokens must lie in the vocabulary"):
         path.rows([tokens[0], engine.runner.model.spec.vocab_size, tokens[2]], positions, tables)
     assert torch.equal(engine.runner.kv_cache, before)  # nothing written
