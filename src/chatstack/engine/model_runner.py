@@ -17,6 +17,7 @@ from chatstack.engine.llama import load_llama
 from chatstack.engine.quant import PackedDense, float32_prepack_pays
 from chatstack.engine.sampler import sample
 from chatstack.engine.scheduler import ScheduledChunk, SchedulerOutput
+from chatstack.engine.sequence import Sequence
 from chatstack.engine.single_decode import SingleDecodePath
 
 
@@ -134,9 +135,7 @@ class ModelRunner:
         if all(seq.samples_by_argmax for seq in seqs):  # the C step picks every token
             picked = self.single_decode.rows(tokens, positions, tables, greedy=True).tolist()
             return {seq.seq_id: token for seq, token in zip(seqs, picked)}, {}
-        sampled = sample(self.single_decode.rows(tokens, positions, tables), seqs)
-        return ({seq.seq_id: token for seq, token in zip(seqs, sampled.tokens)},
-                {seq.seq_id: lp for seq, lp in zip(seqs, sampled.logprobs) if lp is not None})
+        return self._sample(self.single_decode.rows(tokens, positions, tables), seqs)
 
     def lone_decode_steps(self) -> int:
         """How many decode steps a lone plain-greedy sequence may take in one step: as many one-call tokens as the
@@ -153,11 +152,14 @@ class ModelRunner:
         else:
             logits = self._batched_logits(output)
         sampling = [c.seq for c in output.chunks if c.samples]
-        if not sampling:
-            return {}, {}
-        sampled = sample(logits, sampling)
-        tokens = {seq.seq_id: token for seq, token in zip(sampling, sampled.tokens)}
-        return tokens, {seq.seq_id: lp for seq, lp in zip(sampling, sampled.logprobs) if lp is not None}
+        return self._sample(logits, sampling) if sampling else ({}, {})
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, seqs: list[Sequence]) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
+        """Each sequence's token from its row of the logits, and the logprob reports of those that asked."""
+        sampled = sample(logits, seqs)
+        tokens = {seq.seq_id: token for seq, token in zip(seqs, sampled.tokens)}
+        return tokens, {seq.seq_id: lp for seq, lp in zip(seqs, sampled.logprobs) if lp is not None}
 
     def _lone_decode(self, output: SchedulerOutput) -> ScheduledChunk | None:
         """The step's one chunk where it is a single decoding token the one-call step takes, else None."""

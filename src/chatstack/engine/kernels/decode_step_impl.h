@@ -11,43 +11,50 @@
  * widened) once for all the rows. */
 static inline __attribute__((always_inline)) void CAT(panel_rows_, SFX)(const T *x, const W *panel, int64_t k,
                                                                          float sums[][PANEL], const int rows) {
+#if defined(__AVX512F__) || defined(__AVX2__)
 #if defined(__AVX512F__)
-    __m512 a[MAX_ROWS][4];
-    for (int m = 0; m < rows; ++m)
-        for (int c = 0; c < 4; ++c) a[m][c] = _mm512_setzero_ps();
-    for (int64_t i = 0; i < k; ++i) {
-        const W *r = panel + i * PANEL;
-        const __m512 w0 = LOAD16(r), w1 = LOAD16(r + 16), w2 = LOAD16(r + 32), w3 = LOAD16(r + 48);
-        for (int m = 0; m < rows; ++m) {
-            const __m512 xi = _mm512_set1_ps(TO_F32(x[m * k + i]));
-            a[m][0] = _mm512_fmadd_ps(xi, w0, a[m][0]);
-            a[m][1] = _mm512_fmadd_ps(xi, w1, a[m][1]);
-            a[m][2] = _mm512_fmadd_ps(xi, w2, a[m][2]);
-            a[m][3] = _mm512_fmadd_ps(xi, w3, a[m][3]);
-        }
-    }
-    for (int m = 0; m < rows; ++m)
-        for (int c = 0; c < 4; ++c) _mm512_storeu_ps(sums[m] + 16 * c, a[m][c]);
-#elif defined(__AVX2__)
-    /* sixteen ymm registers: one half panel (32 columns) at a time */
-    for (int half = 0; half < PANEL; half += PANEL / 2) {
-        __m256 a[MAX_ROWS][4];
+#define VEC __m512
+#define LANES 16
+#define VLOAD(p) LOAD16(p)
+#define VZERO _mm512_setzero_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VSTORE _mm512_storeu_ps
+#else
+#define VEC __m256
+#define LANES 8
+#define VLOAD(p) LOAD8(p)
+#define VZERO _mm256_setzero_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VSTORE _mm256_storeu_ps
+#endif
+    /* four vectors a row: the whole panel in one pass with AVX-512, half of it a pass with AVX2's sixteen registers */
+    for (int part = 0; part < PANEL; part += 4 * LANES) {
+        VEC a[MAX_ROWS][4];
         for (int m = 0; m < rows; ++m)
-            for (int c = 0; c < 4; ++c) a[m][c] = _mm256_setzero_ps();
+            for (int c = 0; c < 4; ++c) a[m][c] = VZERO();
         for (int64_t i = 0; i < k; ++i) {
-            const W *r = panel + i * PANEL + half;
-            const __m256 w0 = LOAD8(r), w1 = LOAD8(r + 8), w2 = LOAD8(r + 16), w3 = LOAD8(r + 24);
+            const W *r = panel + i * PANEL + part;
+            const VEC w0 = VLOAD(r), w1 = VLOAD(r + LANES), w2 = VLOAD(r + 2 * LANES), w3 = VLOAD(r + 3 * LANES);
             for (int m = 0; m < rows; ++m) {
-                const __m256 xi = _mm256_set1_ps(TO_F32(x[m * k + i]));
-                a[m][0] = _mm256_fmadd_ps(xi, w0, a[m][0]);
-                a[m][1] = _mm256_fmadd_ps(xi, w1, a[m][1]);
-                a[m][2] = _mm256_fmadd_ps(xi, w2, a[m][2]);
-                a[m][3] = _mm256_fmadd_ps(xi, w3, a[m][3]);
+                const VEC xi = VSET1(TO_F32(x[m * k + i]));
+                a[m][0] = VFMA(xi, w0, a[m][0]);
+                a[m][1] = VFMA(xi, w1, a[m][1]);
+                a[m][2] = VFMA(xi, w2, a[m][2]);
+                a[m][3] = VFMA(xi, w3, a[m][3]);
             }
         }
         for (int m = 0; m < rows; ++m)
-            for (int c = 0; c < 4; ++c) _mm256_storeu_ps(sums[m] + half + 8 * c, a[m][c]);
+            for (int c = 0; c < 4; ++c) VSTORE(sums[m] + part + LANES * c, a[m][c]);
     }
+#undef VEC
+#undef LANES
+#undef VLOAD
+#undef VZERO
+#undef VSET1
+#undef VFMA
+#undef VSTORE
 #else
     for (int m = 0; m < rows; ++m) {
         memset(sums[m], 0, sizeof(float) * PANEL);
