@@ -55,7 +55,10 @@ def _cache_dir() -> Path:
 def build(source: Path) -> Path:
     """Compile `source` (if not cached) and return the shared library's path; raises on failure."""
     compiler = _compiler()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=True).stdout
+    # the compiler's messages are read as UTF-8 whatever the locale: GCC quotes names with curly quotes, which an
+    # ASCII locale (a Triton model's process) failed to decode, and the kernel's build with it
+    text = dict(capture_output=True, text=True, encoding="utf-8", errors="replace")
+    version = subprocess.run([compiler, "--version"], check=True, **text).stdout
     headers = [h.read_text() for h in sorted(source.parent.glob("*.[ch]")) if h != source]  # what it may include
     key = hashlib.sha256("\0".join([source.read_text(), *headers, compiler, version, " ".join(CFLAGS),
                                     platform.machine(), _cpu_identity()]).encode()).hexdigest()[:16]
@@ -65,8 +68,7 @@ def build(source: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
-        result = subprocess.run([compiler, *CFLAGS, "-o", str(built), str(source), "-lm"],
-                                capture_output=True, text=True)
+        result = subprocess.run([compiler, *CFLAGS, "-o", str(built), str(source), "-lm"], **text)
         if result.returncode != 0:
             raise RuntimeError(f"{compiler} failed on {source.name}: {result.stderr.strip()}")
         os.replace(built, target)  # atomic: concurrent builders each publish a whole file
@@ -196,14 +198,16 @@ def panels(weight_t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 class DecodeStepKernel:
-    """`chatstack_decode_rows_f32` / `_bf16` / `_f32i8`: every layer, the final norm and the LM head for a batch
-    of decoding tokens (see kernels/decode_step.c); `chatstack_decode_steps_*`: several greedy steps of one."""
+    """`chatstack_decode_rows_f32` / `_bf16` / `_f32i8` / `_f32q4`: every layer, the final norm and the LM head for
+    a batch of decoding tokens (see kernels/decode_step.c); `chatstack_decode_steps_*`: several greedy steps of one."""
 
     LAYER_POINTERS = 14
     DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16"}
-    # (activation dtype, weight dtype) -> the C functions' suffix; int8 weights carry a float32 scale per column
+    # (activation dtype, weight dtype) -> the C functions' suffix; int8 weights carry a float32 scale per column,
+    # int4 ones (uint8 bytes of two codes) a float32 scale and zero * scale per group of Q4_GROUP rows and column
     SUFFIXES = {(torch.float32, torch.float32): "f32", (torch.bfloat16, torch.bfloat16): "bf16",
-                (torch.float32, torch.int8): "f32i8"}
+                (torch.float32, torch.int8): "f32i8", (torch.float32, torch.uint8): "f32q4"}
+    Q4_GROUP = 32  # decode_step_q4.h
 
     def __init__(self, library: ctypes.CDLL):
         p, i64 = ctypes.c_void_p, ctypes.c_int64
@@ -250,23 +254,30 @@ class DecodeStepKernel:
         C call then (its Python around it was ~0.1 ms a token). `layers`: a ctypes array of LAYER_POINTERS
         pointers per layer (of the weights' dtype; projections as `panels` gives them), kept alive by the caller;
         lm_head: the (hidden, vocab) LM head as `panels` gives it, int8 with its float32 (vocab,) `lm_head_scale`
-        (and every layer's projections int8 with their scales) or of the activations' dtype; cos, sin: the whole (positions, head_dim) RoPE
+        or int4 (uint8, two codes a byte) with its (groups, 2, vocab) scales and zero * scales (and every layer's
+        projections quantized alike) or of the activations' dtype; cos, sin: the whole (positions, head_dim) RoPE
         tables; layout: the caches' block size and block / slot / KV-head strides in elements (`cache_layout`)."""
         dtype, key = final_norm.dtype, (final_norm.dtype, lm_head.dtype)
         if key not in self._fns:
-            raise ValueError(f"the decode step takes float32 or bfloat16 weights, or int8 ones with float32 "
-                             f"activations, got {lm_head.dtype} weights with {dtype} activations")
-        if (lm_head.dtype == torch.int8) != (lm_head_scale is not None):
-            raise ValueError("lm_head_scale goes with int8 weights, and only with them")
+            raise ValueError(f"the decode step takes float32 or bfloat16 weights, or int8 / int4 (uint8) ones with "
+                             f"float32 activations, got {lm_head.dtype} weights with {dtype} activations")
+        quantized = lm_head.dtype in (torch.int8, torch.uint8)
+        if quantized != (lm_head_scale is not None):
+            raise ValueError("lm_head_scale goes with int8 or int4 weights, and only with them")
         require_contiguous_cpu(("final_norm", final_norm, dtype), ("lm_head", lm_head, lm_head.dtype),
                                ("cos", cos, dtype), ("sin", sin, dtype))
+        hidden = final_norm.shape[0]
+        groups = -(-hidden // self.Q4_GROUP)
+        # int4: the codes of hidden rows padded to whole groups, two a byte; scales and zero * scales per group
+        stored, scales = ((groups * self.Q4_GROUP // 2, (groups, 2, vocab)) if lm_head.dtype == torch.uint8
+                          else (hidden, (vocab,)))
         if lm_head_scale is not None:
             require_contiguous_cpu(("lm_head_scale", lm_head_scale, torch.float32))
-            if lm_head_scale.shape != (vocab,):
-                raise ValueError(f"lm_head_scale must be (vocab={vocab},), got {tuple(lm_head_scale.shape)}")
-        hidden = final_norm.shape[0]
-        if final_norm.dim() != 1 or lm_head.numel() != hidden * vocab:
-            raise ValueError(f"lm_head must hold (hidden={hidden}, vocab={vocab}) values, got {lm_head.numel()}")
+            if lm_head_scale.shape != scales:
+                raise ValueError(f"lm_head_scale must be {scales} for vocab={vocab}, got {tuple(lm_head_scale.shape)}")
+        if final_norm.dim() != 1 or lm_head.numel() != stored * vocab:
+            raise ValueError(f"lm_head must hold ({stored}, vocab={vocab}) values for hidden={hidden}, "
+                             f"got {lm_head.numel()}")
         model_args = (layers, num_layers, final_norm.data_ptr(), lm_head.data_ptr(),
                       None if lm_head_scale is None else lm_head_scale.data_ptr(), vocab, cos.data_ptr(),
                       sin.data_ptr(), cos.shape[0])  # then each call's block tables, their width and cache_slots

@@ -4,9 +4,10 @@
 read faster than oneDNN does (docs/benchmarks.md, "Decode-only steps in one C call").
 
 Applies on the CPU with the C kernels available, to unquantized float32 or bfloat16 weights (where
-they are prepacked the loader keeps a plain copy for this step to pack) and to int8 weight-only
-models with float32 activations (int8 panels and each projection's per-column scale); the engine's
-batched path handles everything else (int4, float16, torch attention, compile).
+they are prepacked the loader keeps a plain copy for this step to pack) and to int8 or int4 weight-only
+models with float32 activations (int8 panels and each projection's per-column scale; int4 panels of packed codes
+and each group's scales and zero * scales); the engine's batched path handles everything else (float16, torch
+attention, compile).
 
 The step reads its own copy of the projections: column panels (`cpu_kernels.panels`), every layer's and
 the LM head's in one buffer on 2 MiB huge pages where Linux grants them, so a step's ~100 MiB weight
@@ -24,7 +25,7 @@ import torch
 from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels
 from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.llama import LlamaForPagedDecoding
-from chatstack.engine.quant import Dense, Int8Linear, PackedDense
+from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense
 
 
 class SingleDecodePath:
@@ -40,9 +41,8 @@ class SingleDecodePath:
         self._table: tuple[list[int], torch.Tensor] = ([], torch.zeros(0, dtype=torch.int32))
         modules = [m for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
         modules.append(model.lm_head)
-        projections = [m.weight_t for m in modules]
-        # int8 weights: each module's float32 (out,) scale, applied by the step to each column's sum
-        scales = [m.scale.float().contiguous() if isinstance(m, Int8Linear) else None for m in modules]
+        projections = [m.packed if isinstance(m, Int4Linear) else m.weight_t for m in modules]
+        scales = [quantization_scales(m) for m in modules]
         self._scales = scales  # the step reads them by address
         # every projection in panels, in one buffer (huge pages where granted), in the order the step reads them
         self.weights = huge_page_zeros((sum(w.numel() for w in projections),), projections[0].dtype)[0]
@@ -71,12 +71,15 @@ class SingleDecodePath:
             return f"it runs float32 or bfloat16 on the CPU, not {kv_cache.dtype} on {kv_cache.device.type}"
         projections = [m for layer in model.layers for m in (layer.qkv, layer.o_proj, layer.gate_up, layer.down)]
         projections.append(model.lm_head)
-        if all(isinstance(m, Int8Linear) for m in projections):
-            if kv_cache.dtype != torch.float32:
-                return f"with int8 weights it runs float32 activations, not {kv_cache.dtype}"
-            return None
+        for kind, name in ((Int8Linear, "int8"), (Int4Linear, "int4")):
+            if all(isinstance(m, kind) for m in projections):
+                if kv_cache.dtype != torch.float32:
+                    return f"with {name} weights it runs float32 activations, not {kv_cache.dtype}"
+                if kind is Int4Linear and any(m.group_size != DecodeStepKernel.Q4_GROUP for m in projections):
+                    return f"with int4 weights it takes groups of {DecodeStepKernel.Q4_GROUP} input channels"
+                return None
         if not all(isinstance(m, (Dense, PackedDense)) for m in projections):
-            return "it needs unquantized or int8 weights (int4 runs the batched step)"
+            return "it needs unquantized, int8 or int4 weights, the same kind in every projection"
         if not all(m.weight_t is not None and m.weight_t.dtype == kv_cache.dtype for m in projections):
             return "the prepacked projections keep no plain copy (single_decode 'on' keeps one)"
         return None
@@ -135,3 +138,15 @@ class SingleDecodePath:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
         return table
+
+
+def quantization_scales(module) -> torch.Tensor | None:
+    """What the step applies to a quantized projection's sums, float32, read by address: int8's (out,) scale per
+    column; int4's (groups, 2, out) scales and zero * scales, a group's sum being scale * sum(x * code) -
+    zero * scale * sum(x); None for unquantized weights."""
+    if isinstance(module, Int8Linear):
+        return module.scale.float().contiguous()
+    if isinstance(module, Int4Linear):
+        scale, zero = module.scale.float(), module.zero.float()
+        return torch.stack((scale, zero * scale), dim=1).contiguous()
+    return None

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,6 +200,22 @@ def test_build_is_cached_per_source_and_rebuilt_when_the_source_changes(tmp_path
     assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
     source.write_text("int chatstack_answer(void) { return 43; }\n")
     assert cpu_kernels.build(source) != first
+
+
+def test_a_compiler_warning_in_utf_8_builds_under_an_ascii_locale(tmp_path):
+    """GCC quotes names in its warnings with curly quotes; a Triton model's interpreter runs an ASCII locale, where
+    decoding them failed the whole kernel build (a UnicodeDecodeError, not a fallback)."""
+    compiler = tmp_path / "cc-quoting"
+    compiler.write_text("#!/bin/sh\nprintf 'warning: \\342\\200\\230x\\342\\200\\231 unused\\n' >&2\nexec cc \"$@\"\n")
+    compiler.chmod(0o755)
+    source = tmp_path / "k.c"
+    source.write_text("int chatstack_answer(void) { return 42; }\n")
+    script = "import sys; from chatstack.engine import cpu_kernels; print(cpu_kernels.build(__import__('pathlib').Path(sys.argv[1])))"
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "CC": str(compiler),
+           "CHATSTACK_KERNEL_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-c", script, str(source)], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip()).exists()
 
 
 def test_without_a_compiler_auto_falls_back_and_kernel_is_refused(tmp_path, monkeypatch, tiny_llama):

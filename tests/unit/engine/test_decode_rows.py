@@ -56,7 +56,10 @@ def finish(engine: LLMEngine) -> None:
 @pytest.mark.parametrize("variant, quantization", [
     ({}, None), ({"attention_bias": True, "tie_word_embeddings": True}, None),
     ({"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96, "vocab_size": 200}, None),  # partial panels
-    ({}, "int8")], ids=["gqa", "biases-tied", "mqa-odd-widths", "int8"])
+    ({}, "int8"), ({}, "int4"),
+    # int4 with partial panels and inputs of 75 / 150 channels: a partial last group, one code in down's last byte row
+    ({"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96, "vocab_size": 200, "intermediate_size": 75}, "int4"),
+], ids=["gqa", "biases-tied", "mqa-odd-widths", "int8", "int4", "int4-odd-widths"])
 def test_rows_of_several_sequences_equal_the_batched_forward(tmp_path, variant, quantization, count):
     engine = LLMEngine(save_random_llama(tmp_path, seed=11, **variant),
                        EngineConfig(block_size=4, num_kv_blocks=128, quantization=quantization))

@@ -51,19 +51,31 @@ def test_one_call_logits_equal_the_batched_forward(tmp_path, variant):
     assert_engine_idle(engine)
 
 
+@pytest.mark.parametrize("quantization, stored", [("int8", torch.int8), ("int4", torch.uint8)])
 @pytest.mark.parametrize("variant", [{}, {"attention_bias": True, "tie_word_embeddings": True},
-                                     {"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96}],
-                         ids=["gqa", "biases-tied", "mqa-odd-head"])
-def test_int8_one_call_step_equals_the_batched_int8_forward_and_generates_what_it_does(tmp_path, variant):
+                                     {"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96},
+                                     # int4: inputs of 75 and 150 channels, not whole groups of 32 (the last
+                                     # group partial, down's last byte row holding one code)
+                                     {"intermediate_size": 75, "num_key_value_heads": 1}],
+                         ids=["gqa", "biases-tied", "mqa-odd-head", "odd-intermediate"])
+def test_quantized_one_call_step_equals_the_batched_forward_and_generates_what_it_does(tmp_path, variant,
+                                                                                      quantization, stored):
     model_dir = save_random_llama(tmp_path, seed=7, **variant)
-    engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization="int8"))
+    engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization=quantization))
     path = engine.runner.single_decode
-    assert path is not None and path.weights.dtype == torch.int8  # a quarter of the float32 panels' bytes
+    # a quarter (int8) or an eighth (int4, two codes a byte) of the float32 panels' bytes
+    assert path is not None and path.weights.dtype == stored
+    spec = engine.runner.model.spec
+    q, kv, hidden, inter = spec.num_heads * spec.head_dim, spec.num_kv_heads * spec.head_dim, spec.hidden_size, \
+        spec.intermediate_size
+    shapes = [(hidden, q + 2 * kv), (q, hidden), (hidden, 2 * inter), (inter, hidden)] * spec.num_layers
+    rows = (lambda k: -(-k // 32) * 16) if stored == torch.uint8 else (lambda k: k)  # int4: whole groups, 2 a byte
+    assert path.weight_bytes == sum(rows(k) * n for k, n in shapes + [(hidden, spec.vocab_size)])
     one_call, cache_one_call, batched, cache_batched, _ = both_paths(engine, prefilled(engine, PROMPTS[2]))
     torch.testing.assert_close(one_call, batched, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(cache_one_call, cache_batched, rtol=1e-5, atol=1e-5)
     engine.abort("r")
-    batched_engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization="int8",
+    batched_engine = LLMEngine(model_dir, EngineConfig(block_size=4, num_kv_blocks=64, quantization=quantization,
                                                        single_decode="off"))
     counts = count_one_call_tokens(engine)
     for i, prompt in enumerate(PROMPTS[:3]):  # one at a time: every decode after the first token is a lone step
@@ -193,8 +205,7 @@ def test_a_request_arriving_during_lone_decode_steps_joins_the_batch_and_both_ma
     assert_engine_idle(engine)
 
 
-@pytest.mark.parametrize("settings", [dict(attention="torch"), dict(quantization="int4"), dict(single_decode="off")],
-                         ids=["torch-attention", "int4", "off"])
+@pytest.mark.parametrize("settings", [dict(attention="torch"), dict(single_decode="off")], ids=["torch-attention", "off"])
 def test_one_call_path_is_off_where_it_does_not_apply(tiny_llama, settings):
     engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, **settings))
     assert engine.runner.single_decode is None
@@ -258,11 +269,11 @@ def test_bfloat16_generation_through_the_one_call_path_matches_the_batched_engin
 
 
 @pytest.mark.parametrize("settings, dtype, message", [
-    (dict(quantization="int4"), torch.float32, "unquantized or int8"),
+    (dict(quantization="int4"), torch.bfloat16, "int4 weights it runs float32 activations"),
     (dict(quantization="int8"), torch.bfloat16, "int8 weights it runs float32 activations"),
     (dict(attention="torch"), torch.float32, "C attention kernel"),
     ({}, torch.float16, "float32 or bfloat16"),
-], ids=["int4", "int8-bfloat16", "torch-attention", "float16"])
+], ids=["int4-bfloat16", "int8-bfloat16", "torch-attention", "float16"])
 def test_single_decode_on_where_it_cannot_apply_is_refused_by_name(tiny_llama, settings, dtype, message):
     with pytest.raises(ValueError, match=f"single_decode 'on' does not apply here: .*{message}"):
         LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, single_decode="on", **settings), dtype=dtype)

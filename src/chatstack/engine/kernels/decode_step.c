@@ -3,8 +3,9 @@
  * When a step holds only decoding tokens, the ~25 small torch ops per layer cost more than the
  * memory traffic they do, and oneDNN's matmuls run a few rows at a fraction of this core's speed; this runs
  * every layer for those tokens in C (chatstack_decode_rows_*), for float32 (_f32) and bfloat16 (_bf16) weights,
- * caches and activations, and for int8 weight-only models (_f32i8: float32 caches and activations, each int8
- * weight widened as it is read and its column's scale applied to the sum). It makes the batched step's calls in
+ * caches and activations, for int8 weight-only models (_f32i8: float32 caches and activations, each int8
+ * weight widened as it is read and its column's scale applied to the sum) and for int4 ones (_f32q4: 4-bit codes
+ * with a scale and zero point per group of 32 input rows, decode_step_q4.h). It makes the batched step's calls in
  * the batched step's order: the fused residual add + RMSNorm, RoPE + K/V write and SiLU product of layer_ops.c,
  * paged attention (paged_attention.c), and a matmul for each projection; so in bfloat16 every value is rounded
  * where the batched step rounds it, and the two differ only in the order of the matmuls' float32 sums. It ends
@@ -19,8 +20,8 @@
  * sums back every pass; docs/benchmarks.md has both).
  * Per layer, `layers` holds LAYER_POINTERS pointers in this order: input_norm, qkv, qkv_bias
  * (or NULL), o_proj, o_bias (or NULL), post_norm, gate_up, down, k_cache, v_cache, then the float32
- * per-column scales of qkv, o_proj, gate_up and down (int8 weights, chatstack_decode_rows_f32i8;
- * NULL otherwise).
+ * scales of qkv, o_proj, gate_up and down (int8 weights: one per column, chatstack_decode_rows_f32i8; int4:
+ * the (groups, 2, n) scales and zero * scales, _f32q4; NULL otherwise).
  */
 #include "paged_attention.c"
 #include "layer_ops.c"
@@ -82,6 +83,19 @@ static inline __m256 i8x8_load(const int8_t *p) {
 #define WIDENS 0
 #define LOAD16(p) i8x16_load(p)
 #define LOAD8(p) i8x8_load(p)
+#include "decode_step_impl.h"
+
+/* int4 weights (Int4Linear, group Q4_GROUP: codes two a byte, a scale and zero point per group and column) with
+ * float32 activations and caches; each layer's scale pointers give the (groups, 2, n) scales and zero * scales */
+#include "decode_step_q4.h"
+#define OWN_MATMUL
+#define T float
+#define W uint8_t
+#define SFX f32q4
+#define OPS f32
+#define TO_F32(x) (x)
+#define FROM_F32(x) (x)
+#define WIDENS 0
 #include "decode_step_impl.h"
 
 /* The float32 panel matmul alone, for its microbenchmark (chatstack.bench.panel_matmul) and tests: out (rows, n)

@@ -2,10 +2,12 @@
  * TO_F32, FROM_F32, WIDENS (1: T is bfloat16, widened to float32 as it is read), OPS (the suffix
  * of the layer_ops / paged_attention functions for T), W and W_TO_F32 (the weights' storage type: T, or
  * int8_t with a float32 scale per output column) and LOAD16 / LOAD8 (sixteen / eight values of W as
- * floats, AVX-512 / AVX2) defined. */
+ * floats, AVX-512 / AVX2) defined; or with OWN_MATMUL defined and CAT(matmul_, SFX) already written (int4
+ * weights, decode_step_q4.h), the matmul that takes W. */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
+#ifndef OWN_MATMUL
 /* sums (rows x PANEL) = x (rows of k, `k` apart) @ one full panel (k x PANEL), rows <= MAX_ROWS, rows a constant
  * where inlined: every row's PANEL sums stay in registers across the k panel rows, each weight vector read (and
  * widened) once for all the rows. */
@@ -131,6 +133,7 @@ static void CAT(matmul_, SFX)(const T *x, int64_t rows, const W *w, const float 
         }
     }
 }
+#endif
 
 /* One decode step of `rows` sequences, row r for the token at positions[r] of the sequence whose block table is
  * row r of block_tables (rows x table_width int32). x (rows, hidden): the tokens' embeddings, then their residual
@@ -255,3 +258,4 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
 #undef OPS
 #undef LOAD16
 #undef LOAD8
+#undef OWN_MATMUL

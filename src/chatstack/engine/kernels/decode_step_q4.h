@@ -1,0 +1,177 @@
+/* The decode step's matmul for int4 weights (Int4Linear): float32 activations, each weight an unsigned 4-bit code
+ * with a scale and zero point per group of Q4_GROUP input rows and output column, w = (code - zero) * scale.
+ *
+ * Weights: the codes of (k_padded, n), k padded to whole groups, two a byte along the input (row 2j in the low
+ * nibble of byte row j, row 2j + 1 in the high one), in column panels as every weight of the step: panel t holds
+ * byte rows 0 to k_padded / 2 - 1 of columns t * PANEL onwards, row after row. `qs` holds (groups, 2, n) floats:
+ * row 2g each column's scale in group g, row 2g + 1 its zero * scale. A group's sum is then
+ * scale * sum(x * code) - zero * scale * sum(x), so the codes go into the FMAs as they are and each group costs
+ * one correction per column; the weight stream is half a byte a weight plus 8 bytes per group and column.
+ * Included by decode_step.c (PANEL, MAX_ROWS defined) before decode_step_impl.h with OWN_MATMUL. */
+enum { Q4_GROUP = 32 };
+
+/* sums (rows x width) += the panel's product over rows [g0, end) of one group (end - g0 <= Q4_GROUP), any width,
+ * no vectors beyond what the compiler makes of it: partial panels, and every panel without AVX2 */
+static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, int64_t width, int64_t g0,
+                               int64_t end, const float *scale, const float *zs, float sums[][PANEL], int64_t rows) {
+    float codes[PANEL];
+    for (int64_t m = 0; m < rows; ++m) {
+        float xs = 0.0f;
+        memset(codes, 0, sizeof(codes));
+        for (int64_t i = g0; i < end; ++i) {
+            const float xi = x[m * k + i];
+            const uint8_t *r = panel + (i / 2) * width;
+            const int shift = (int)(i & 1) * 4;
+            xs += xi;
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) codes[c] += xi * (float)((r[c] >> shift) & 15);
+        }
+        #pragma omp simd
+        for (int64_t c = 0; c < width; ++c) sums[m][c] += scale[c] * codes[c] - zs[c] * xs;
+    }
+}
+
+#if defined(__AVX512F__) || defined(__AVX2__)
+#if defined(__AVX512F__)
+#define VEC __m512
+#define VECI __m512i
+#define LANES 16
+#define CODES(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
+#define VAND_15(v) _mm512_and_si512(v, _mm512_set1_epi32(15))
+#define VSHR_4(v) _mm512_srli_epi32(v, 4)
+#define VCVT _mm512_cvtepi32_ps
+#define VZERO _mm512_setzero_ps
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VFNMA _mm512_fnmadd_ps
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#else
+#define VEC __m256
+#define VECI __m256i
+#define LANES 8
+#define CODES(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p)))
+#define VAND_15(v) _mm256_and_si256(v, _mm256_set1_epi32(15))
+#define VSHR_4(v) _mm256_srli_epi32(v, 4)
+#define VCVT _mm256_cvtepi32_ps
+#define VZERO _mm256_setzero_ps
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VFNMA _mm256_fnmadd_ps
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+#endif
+/* sums (rows x PANEL) += one full panel's product over one group's rows [g0, end), rows <= MAX_ROWS (a constant
+ * where inlined): as panel_rows_ does for the other weights, four vectors of code sums a row in registers, each
+ * byte vector read once for every row, its low nibbles for row i and its high ones for row i + 1 */
+static inline __attribute__((always_inline)) void panel_group_q4(const float *x, int64_t k, const uint8_t *panel,
+                                                                 int64_t g0, int64_t end, const float *scale,
+                                                                 const float *zs, float sums[][PANEL],
+                                                                 const int rows) {
+    for (int part = 0; part < PANEL; part += 4 * LANES) {
+        VEC a[MAX_ROWS][4];
+        float xs[MAX_ROWS];
+        for (int m = 0; m < rows; ++m) {
+            xs[m] = 0.0f;
+            for (int c = 0; c < 4; ++c) a[m][c] = VZERO();
+        }
+        for (int64_t i = g0; i < end; i += 2) {
+            const uint8_t *r = panel + (i / 2) * PANEL + part;
+            VEC w[4];
+            for (int c = 0; c < 4; ++c) w[c] = VCVT(VAND_15(CODES(r + c * LANES)));
+            for (int m = 0; m < rows; ++m) {
+                const float xi = x[m * k + i];
+                const VEC xv = VSET1(xi);
+                xs[m] += xi;
+                for (int c = 0; c < 4; ++c) a[m][c] = VFMA(xv, w[c], a[m][c]);
+            }
+            if (i + 1 == end) break;  /* k odd: the high nibbles are padding */
+            for (int c = 0; c < 4; ++c) w[c] = VCVT(VSHR_4(CODES(r + c * LANES)));
+            for (int m = 0; m < rows; ++m) {
+                const float xi = x[m * k + i + 1];
+                const VEC xv = VSET1(xi);
+                xs[m] += xi;
+                for (int c = 0; c < 4; ++c) a[m][c] = VFMA(xv, w[c], a[m][c]);
+            }
+        }
+        for (int c = 0; c < 4; ++c) {
+            const VEC s = VLOAD(scale + part + c * LANES), z = VLOAD(zs + part + c * LANES);
+            for (int m = 0; m < rows; ++m) {
+                float *sm = sums[m] + part + c * LANES;
+                VSTORE(sm, VFNMA(z, VSET1(xs[m]), VFMA(s, a[m][c], VLOAD(sm))));
+            }
+        }
+    }
+}
+#undef VEC
+#undef VECI
+#undef LANES
+#undef CODES
+#undef VAND_15
+#undef VSHR_4
+#undef VCVT
+#undef VZERO
+#undef VSET1
+#undef VFMA
+#undef VFNMA
+#undef VLOAD
+#undef VSTORE
+#define Q4_VECTORS 1
+#else
+#define Q4_VECTORS 0
+#endif
+
+/* out (rows, n) = x (rows, k) @ w [+ bias] with w int4 as above; rows through each panel in groups of at most
+ * MAX_ROWS (split evenly), as matmul_ in decode_step_impl.h, the bias added before the one rounding */
+static void matmul_f32q4(const float *x, int64_t rows, const uint8_t *w, const float *qs, const float *bias,
+                         int64_t k, int64_t n, float *out) {
+    float sums[MAX_ROWS][PANEL];
+    const int64_t half_rows = (k + Q4_GROUP - 1) / Q4_GROUP * Q4_GROUP / 2;  /* byte rows of a panel */
+    const int64_t groups = (rows + MAX_ROWS - 1) / MAX_ROWS;
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
+        const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
+        const uint8_t *panel = w + j0 * half_rows;
+        for (int64_t m0 = 0, g = 0; g < groups; ++g) {
+            const int64_t count = (rows - m0) / (groups - g);
+            const float *xg = x + m0 * k;
+            for (int64_t m = 0; m < count; ++m) memset(sums[m], 0, sizeof(float) * PANEL);
+            for (int64_t g0 = 0; g0 < k; g0 += Q4_GROUP) {
+                const int64_t end = k - g0 < Q4_GROUP ? k : g0 + Q4_GROUP;
+                const float *scale = qs + (g0 / Q4_GROUP) * 2 * n + j0, *zs = scale + n;
+#if Q4_VECTORS
+                if (width == PANEL) {
+                    switch (count) {
+#define ROWS_CASE(R) case R: panel_group_q4(xg, k, panel, g0, end, scale, zs, sums, R); break;
+                        ROWS_CASE(1)
+                        ROWS_CASE(2)
+#if MAX_ROWS >= 4
+                        ROWS_CASE(3)
+                        ROWS_CASE(4)
+#endif
+#if MAX_ROWS >= 6
+                        ROWS_CASE(5)
+                        ROWS_CASE(6)
+#endif
+#undef ROWS_CASE
+                        default: break;
+                    }
+                    continue;
+                }
+#endif
+                panel_group_q4_any(xg, k, panel, width, g0, end, scale, zs, sums, count);
+            }
+            for (int64_t m = 0; m < count; ++m) {
+                float *om = out + (m0 + m) * n + j0;
+                if (bias) {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < width; ++c) om[c] = sums[m][c] + bias[j0 + c];
+                } else {
+                    #pragma omp simd
+                    for (int64_t c = 0; c < width; ++c) om[c] = sums[m][c];
+                }
+            }
+            m0 += count;
+        }
+    }
+}
+#undef Q4_VECTORS
