@@ -171,3 +171,19 @@ def test_float32_prepack_probe_answers_once_per_thread_count():
 def test_float32_prepack_settings_are_checked():
     with pytest.raises(ValueError, match="float32_prepack"):
         EngineConfig(float32_prepack="yes")
+
+
+def test_quantized_decode_benchmark_times_every_weight_kind_both_ways_and_rejects_bad_sizes():
+    from chatstack.bench import quantized_decode
+
+    threads = torch.get_num_threads()
+    report = quantized_decode.main(["--hidden", "64", "--layers", "1", "--vocab", "300", "--tokens", "4",
+                                    "--seqs", "3", "--prompt", "5", "--output", "4", "--threads", "2"])
+    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [(r[0], r[1]) for r in rows] == [(f"| {w}", step) for w in ("float32", "int8", "int4")
+                                            for step in ("one call", "batched torch")]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)  # ms/token and tok/s measured for each
+    assert "int4: one call ÷ batched" in report
+    assert torch.get_num_threads() == threads  # the caller's thread count back
+    with pytest.raises(SystemExit):
+        quantized_decode.main(["--seqs", "0"])
