@@ -44,7 +44,7 @@ def _cpu_identity() -> str:
 
 
 def _compiler() -> str:
-    return os.environ.get("CC", "cc")
+    return os.environ.get("CC") or "cc"  # unset or empty: the system compiler
 
 
 def _cache_dir() -> Path:

@@ -48,7 +48,12 @@ class SingleDecodePath:
         self.weights = huge_page_zeros((sum(w.numel() for w in projections),), projections[0].dtype)[0]
         packed, offset = [], 0
         for weight_t in projections:
-            packed.append(panels(weight_t, self.weights[offset:offset + weight_t.numel()]))
+            segment = self.weights[offset:offset + weight_t.numel()]
+            if weight_t.dtype == torch.uint8:  # int4: panels of 32-bit words, eight codes each (decode_step_q4.h)
+                panels(int4_words(weight_t), segment.view(torch.int32))
+            else:
+                panels(weight_t, segment)
+            packed.append(segment)
             offset += weight_t.numel()
         self.weight_bytes = self.weights.numel() * self.weights.element_size()
         pointers: list[int | None] = []
@@ -138,6 +143,16 @@ class SingleDecodePath:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
         return table
+
+
+def int4_words(packed: torch.Tensor) -> torch.Tensor:
+    """Int4Linear's codes, (in_padded / 2, out) bytes of two (row 2b in the low nibble), as (in_padded / 8, out)
+    32-bit words of eight, row 8u + j in bits 4j to 4j + 3: byte rows 4u to 4u + 3 of a column side by side,
+    little-endian."""
+    rows, cols = packed.shape
+    if rows % 4:
+        raise ValueError(f"int4 codes come in whole groups: {rows} byte rows is not a multiple of 4")
+    return packed.view(rows // 4, 4, cols).transpose(1, 2).contiguous().view(torch.int32).view(rows // 4, cols)
 
 
 def quantization_scales(module) -> torch.Tensor | None:

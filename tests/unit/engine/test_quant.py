@@ -11,7 +11,7 @@ from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense, dense, float32_prepack_pays
-from tests.unit.engine.helpers import PROMPTS, assert_engine_idle
+from tests.unit.engine.helpers import PROMPTS, assert_engine_idle, needs_c_compiler
 
 
 def test_int8_linear_is_close_to_the_float_matmul():
@@ -173,6 +173,7 @@ def test_float32_prepack_settings_are_checked():
         EngineConfig(float32_prepack="yes")
 
 
+@needs_c_compiler  # its rows name the one-call step each engine takes
 def test_quantized_decode_benchmark_times_every_weight_kind_both_ways_and_rejects_bad_sizes():
     from chatstack.bench import quantized_decode
 

