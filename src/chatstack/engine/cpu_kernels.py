@@ -318,10 +318,13 @@ class PreparedDecodeStep:
             raise RuntimeError("decode step kernel failed: no scratch memory, or a block outside the cache")
 
     def rows(self, x: torch.Tensor, block_tables: torch.Tensor, positions: torch.Tensor,
-             greedy: bool = False) -> torch.Tensor:
+             greedy: bool = False, threads: int = 1, min_rows: int = 1) -> torch.Tensor:
         """One step of len(positions) sequences: x (rows, hidden) their tokens' embeddings (overwritten: the residual
         streams), block_tables (rows, width) int32 each one's table (padded), positions (rows,) int64. Returns the
-        (rows, vocab) logits, or with `greedy` the (rows,) int64 argmax tokens the C step picked."""
+        (rows, vocab) logits, or with `greedy` the (rows,) int64 argmax tokens the C step picked.
+        `threads` > 1 cuts the rows into that many parts of at least `min_rows`, each a C call of its own on a
+        thread of its own: the sequences are independent (each writes only its own K/V slot), so the parts need
+        no synchronisation, and each reads the whole weight stream."""
         rows = positions.shape[0]
         if not (x.dim() == 2 and x.shape[0] == rows and x.is_contiguous() and x.dtype == self._dtype):
             raise ValueError(f"x must be a contiguous ({rows}, hidden) {self._dtype} tensor, got {tuple(x.shape)}")
@@ -336,8 +339,13 @@ class PreparedDecodeStep:
                              f"({block_tables.shape[1]} blocks) and the RoPE tables ({self._positions} positions)")
         logits = torch.empty(rows, self._vocab, dtype=self._dtype)
         top = torch.empty(rows, dtype=torch.int64) if greedy else None
-        self._call(rows, x, logits, None if top is None else top.data_ptr(), block_tables, block_tables.shape[1],
-                   positions.data_ptr())
+
+        def run(first: int, end: int) -> None:
+            self._call(end - first, x[first:end], logits[first:end],
+                       None if top is None else top[first:end].data_ptr(), block_tables[first:end],
+                       block_tables.shape[1], positions[first:end].data_ptr())
+
+        run_parts(run, row_parts(rows, threads, min_rows))
         return logits if top is None else top
 
     def logits(self, x: torch.Tensor, block_table: torch.Tensor, position: int) -> torch.Tensor:

@@ -57,7 +57,10 @@ class ModelRunner:
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
         self.decode_rows_max_seqs = config.decode_rows_max_seqs  # the most sequences a one-call decode step takes
-        if dtype != torch.float32 and isinstance(self.model.layers[0].qkv, PackedDense):
+        # half-precision weights that oneDNN runs natively: its matmul caught up with the panels from 16 rows at one
+        # thread, and several threads' rows path against oneDNN's threads is unmeasured there, so it stays one thread
+        self._native_half = dtype != torch.float32 and isinstance(self.model.layers[0].qkv, PackedDense)
+        if self._native_half:
             self.decode_rows_max_seqs = min(self.decode_rows_max_seqs, HALF_PRECISION_DECODE_ROWS)
         # the plain copies kept beside prepacked weights served only the one-call step, which has its own copy now
         for module in self.model.modules():
@@ -120,11 +123,14 @@ class ModelRunner:
         return self._run_and_sample(output, lone)
 
     def _decodes_in_one_call(self, output: SchedulerOutput) -> bool:
-        """Whether the step is several decoding tokens and nothing else, few enough for the one-call step, on one
-        torch thread (the C call runs on one: oneDNN on two cores overtook it from eight rows, docs/benchmarks.md)."""
+        """Whether the step is several decoding tokens and nothing else, few enough for the one-call step. On more
+        than one torch thread the rows run as parts of at least DECODE_ROWS_PER_THREAD on that many threads (one C
+        call each), which beat oneDNN's threaded matmuls at every size measured (docs/benchmarks.md); bfloat16
+        weights that oneDNN runs natively keep to one thread."""
         chunks = output.chunks
         return (self.single_decode is not None and 1 < len(chunks) <= self.decode_rows_max_seqs
-                and all(c.num_tokens == 1 and c.samples for c in chunks) and torch.get_num_threads() == 1)
+                and all(c.num_tokens == 1 and c.samples for c in chunks)
+                and (torch.get_num_threads() == 1 or not self._native_half))
 
     @torch.inference_mode()
     def _run_decode_rows(self, output: SchedulerOutput) -> tuple[dict[str, int], dict[str, TokenLogprob]]:
@@ -132,10 +138,11 @@ class ModelRunner:
         tokens = [seq.token_ids[c.start] for seq, c in zip(seqs, output.chunks)]
         positions = [c.start for c in output.chunks]
         tables = [seq.block_table for seq in seqs]
+        threads = torch.get_num_threads()
         if all(seq.samples_by_argmax for seq in seqs):  # the C step picks every token
-            picked = self.single_decode.rows(tokens, positions, tables, greedy=True).tolist()
+            picked = self.single_decode.rows(tokens, positions, tables, greedy=True, threads=threads).tolist()
             return {seq.seq_id: token for seq, token in zip(seqs, picked)}, {}
-        return self._sample(self.single_decode.rows(tokens, positions, tables), seqs)
+        return self._sample(self.single_decode.rows(tokens, positions, tables, threads=threads), seqs)
 
     def lone_decode_steps(self) -> int:
         """How many decode steps a lone plain-greedy sequence may take in one step: as many one-call tokens as the

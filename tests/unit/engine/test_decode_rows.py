@@ -117,18 +117,51 @@ def test_generation_through_decode_rows_equals_the_batched_engine(tmp_path, gree
     assert results[1] == results[4] == results[32]
 
 
-def test_on_more_than_one_torch_thread_decode_steps_of_several_sequences_take_the_batched_path(tmp_path):
+def test_on_two_torch_threads_the_rows_run_in_parts_that_equal_one_call_bit_for_bit(tmp_path):
+    """Two threads cut a step of 8+ rows into parts of at least DECODE_ROWS_PER_THREAD, one C call each: every
+    row's sums are its own, so the logits and K/V are those of one call, bit for bit; the tokens those of one
+    thread."""
+    from chatstack.engine.single_decode import DECODE_ROWS_PER_THREAD
+
     engine = LLMEngine(save_random_llama(tmp_path, seed=15), EngineConfig(block_size=4, num_kv_blocks=128,
                                                                           lone_decode_steps=1))
+    runner, output = engine.runner, decoding(engine, 13)
+    args = ([c.seq.token_ids[c.start] for c in output.chunks], [c.start for c in output.chunks],
+            [c.seq.block_table for c in output.chunks])
+    before = runner.kv_cache.clone()
+    parts = []
+    call = runner.single_decode._step._call
+    runner.single_decode._step._call = lambda rows, *a: parts.append(rows) or call(rows, *a)
+    one = runner.single_decode.rows(*args)
+    one_cache = runner.kv_cache.clone()
+    runner.kv_cache.copy_(before)
+    split = runner.single_decode.rows(*args, threads=2)
+    assert parts[0] == 13 and sorted(parts[1:]) == [6, 7] and min(parts[1:]) >= DECODE_ROWS_PER_THREAD
+    assert torch.equal(one, split) and torch.equal(one_cache, runner.kv_cache)
+    runner.single_decode._step._call = call
+    finish(engine)
     calls = count_rows_calls(engine)
     requests = [GenerationRequest(f"t{i}", p, SamplingParams(max_tokens=6, temperature=0.0))
-                for i, p in enumerate(MANY_PROMPTS[:4])]
+                for i, p in enumerate(MANY_PROMPTS[:9])]
     torch.set_num_threads(2)  # the autouse fixture puts one back
     two_threads = engine.generate(requests)
-    assert calls == []
+    assert calls and max(calls) == 9  # decode-only steps took the rows path on two threads
     torch.set_num_threads(1)
-    assert engine.generate(requests) == two_threads and calls  # the same tokens through the rows
+    assert engine.generate(requests) == two_threads
     assert_engine_idle(engine)
+
+
+def test_bfloat16_weights_that_onednn_runs_natively_keep_the_rows_to_one_thread(tiny_llama):
+    from chatstack.engine.quant import PackedDense
+
+    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=64), dtype=torch.bfloat16)
+    if not isinstance(engine.runner.model.layers[0].qkv, PackedDense):
+        pytest.skip("oneDNN does not run bfloat16 natively on this CPU: the rows path takes every thread count")
+    output = decoding(engine, 3)
+    assert engine.runner._decodes_in_one_call(output)
+    torch.set_num_threads(2)  # the autouse fixture puts one back
+    assert not engine.runner._decodes_in_one_call(output)
+    finish(engine)
 
 
 def test_bfloat16_weights_that_onednn_runs_natively_cap_the_rows_where_its_matmul_caught_up(tiny_llama):
