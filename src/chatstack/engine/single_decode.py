@@ -119,8 +119,8 @@ class SingleDecodePath:
         """One step of several decoding sequences: sequence i feeds tokens[i] at positions[i] (writing its K/V there
         on every layer) through block_tables[i]. Returns the (rows, vocab) float32 logits, or with `greedy` the
         (rows,) argmax tokens the C step picked. `threads` > 1: in parts of at least DECODE_ROWS_PER_THREAD rows,
-        a C call each on threads of their own (fewer rows than that a part read the weights more times than they
-        saved: 4 rows in two parts took 7.8 ms against 4.0 in one call)."""
+        a C call each on threads of their own (each part reads the whole weight stream, which parts of fewer rows
+        paid for more than their threads saved)."""
         ids = torch.tensor(tokens, dtype=torch.long)
         if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self._vocab):
             raise ValueError(f"tokens must lie in the vocabulary (0 to {self._vocab - 1}), got {tokens}")

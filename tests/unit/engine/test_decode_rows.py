@@ -239,3 +239,17 @@ def test_panel_matmul_microbenchmark_reports_both_and_rejects_bad_sizes():
     assert torch.is_grad_enabled() and torch.get_num_threads() == 1  # the process's settings left as they were
     with pytest.raises(SystemExit):
         panel_matmul.main(["--rows", "0"])
+
+
+def test_decode_rows_benchmark_times_the_three_ways_and_rejects_bad_sizes():
+    from chatstack.bench import decode_rows
+
+    threads = torch.get_num_threads()
+    report = decode_rows.main(["--rows", "2", "9", "--layers", "1", "--hidden", "64", "--vocab", "300",
+                               "--prompt", "5", "--repeats", "1", "--threads", "2"])
+    lines = [line for line in report.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [line.split(" | ")[0] for line in lines] == ["| 2", "| 9"]
+    assert all(float(value) > 0 for line in lines for value in line.split(" | ")[1:4])
+    assert torch.is_grad_enabled() and torch.get_num_threads() == threads  # the process's settings as they were
+    with pytest.raises(SystemExit):
+        decode_rows.main(["--rows", "0"])
