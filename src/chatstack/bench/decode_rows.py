@@ -22,6 +22,7 @@ import torch
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.bench.workload import random_llama
 from chatstack.engine.config import EngineConfig
+from chatstack.engine.cpu_kernels import decode_step_kernel
 from chatstack.engine.llm_engine import LLMEngine
 
 
@@ -33,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--prompt", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2, help="torch threads, and the parts' thread count")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="weights, activations and KV cache (bfloat16 also times the widening panels against "
+                             "the pair dot product, where the kernel has it)")
     parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args(argv)
     if min(args.rows + [args.hidden, args.layers, args.vocab, args.prompt, args.threads, args.repeats]) < 1:
@@ -56,14 +60,27 @@ def main(argv: list[str] | None = None) -> str:
 def compare(args: argparse.Namespace, model_dir: Path) -> str:
     most = args.prompt + max(args.rows) + 8  # tokens a sequence can hold (the sampling below)
     blocks = max(args.rows) * -(-most // 16) + 8
-    engine = LLMEngine(model_dir, EngineConfig(block_size=16, num_kv_blocks=blocks, max_num_seqs=max(args.rows)))
+    config = EngineConfig(block_size=16, num_kv_blocks=blocks, max_num_seqs=max(args.rows))
+    engine = LLMEngine(model_dir, config, dtype=getattr(torch, args.dtype))
     runner, path = engine.runner, engine.runner.single_decode
     if path is None:
         raise SystemExit("needs the one-call decode step (C kernels built)")
-    lines = [f"`python -m chatstack.bench.decode_rows --threads {args.threads} --rows {' '.join(map(str, args.rows))}`"
-             f" ({args.layers} layers, hidden {args.hidden}, vocab {args.vocab}, float32, {args.prompt}-token prompts)",
-             "", f"| rows | batched step ({args.threads} threads) ms | one call ms | parts on {args.threads} threads ms "
-             "| parts ÷ batched speed | one call ÷ batched speed |", "|---|---|---|---|---|---|"]
+    widening = None  # bfloat16 with the pair dot product: the same step over widening panels too, in an engine
+    if path.pairs:   # built with the kernel's pairs hidden, its pool a copy of this one's before each step
+        kernel = decode_step_kernel()
+        kernel.bf16_pairs = False
+        try:
+            widening = LLMEngine(model_dir, config, dtype=getattr(torch, args.dtype)).runner
+        finally:
+            kernel.bf16_pairs = True
+    lines = [f"`python -m chatstack.bench.decode_rows --threads {args.threads} --dtype {args.dtype} --repeats "
+             f"{args.repeats} --rows {' '.join(map(str, args.rows))}`"
+             f" ({args.layers} layers, hidden {args.hidden}, vocab {args.vocab}, {args.dtype}, {args.prompt}-token "
+             f"prompts; one call: {'the pair dot product' if path.pairs else 'widening panels'})", "",
+             f"| rows | batched step ({args.threads} threads) ms | one call ms | parts on {args.threads} threads ms "
+             "| parts ÷ batched speed | one call ÷ batched speed |"
+             + (" widening one call ms | one call ÷ widening speed |" if widening else ""),
+             "|---|---|---|---|---|---|" + ("---|---|" if widening else "")]
     # room for the decodes the prefill steps run beside later prompts: no sequence may finish before the timed step
     sampling = SamplingParams(max_tokens=max(args.rows) + 8, temperature=0.0, ignore_eos=True)
     for rows in args.rows:
@@ -82,6 +99,9 @@ def compare(args: argparse.Namespace, model_dir: Path) -> str:
         ways = {"batched": lambda: runner._batched_logits(output),
                 "one call": lambda: path.rows(*step, greedy=True),
                 "parts": lambda: path.rows(*step, greedy=True, threads=args.threads)}
+        if widening is not None:
+            widening.kv_cache.copy_(runner.kv_cache)
+            ways["widening"] = lambda: widening.single_decode.rows(*step, greedy=True)
         best = dict.fromkeys(ways, float("inf"))
         with torch.inference_mode():
             for _ in range(args.repeats):
@@ -94,7 +114,8 @@ def compare(args: argparse.Namespace, model_dir: Path) -> str:
         runner.kv_cache.copy_(before)
         ms = {name: 1e3 * seconds for name, seconds in best.items()}
         lines.append(f"| {rows} | {ms['batched']:.2f} | {ms['one call']:.2f} | {ms['parts']:.2f} | "
-                     f"{ms['batched'] / ms['parts']:.2f}× | {ms['batched'] / ms['one call']:.2f}× |")
+                     f"{ms['batched'] / ms['parts']:.2f}× | {ms['batched'] / ms['one call']:.2f}× |"
+                     + (f" {ms['widening']:.2f} | {ms['widening'] / ms['one call']:.2f}× |" if widening else ""))
         for request_id in list(engine.sequences):
             engine.abort(request_id)
     return "\n".join(lines)

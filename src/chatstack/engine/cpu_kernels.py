@@ -197,6 +197,17 @@ def panels(weight_t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def row_words(t: torch.Tensor) -> torch.Tensor:
+    """A (rows, cols) matrix of 1- or 2-byte elements as (rows * size / 4, cols) 32-bit words, each holding
+    4 / size consecutive rows of its column side by side, the first in the low bits (little-endian): the int4
+    panels' words of eight codes (from Int4Linear's bytes of two) and the bfloat16 panels' pairs."""
+    rows, cols = t.shape
+    per_word = 4 // t.element_size()
+    if t.element_size() not in (1, 2) or rows % per_word:
+        raise ValueError(f"rows of {t.element_size()}-byte elements go {per_word} to a word: {rows} rows do not")
+    return t.view(rows // per_word, per_word, cols).transpose(1, 2).contiguous().view(torch.int32).view(-1, cols)
+
+
 class DecodeStepKernel:
     """`chatstack_decode_rows_f32` / `_bf16` / `_f32i8` / `_f32q4`: every layer, the final norm and the LM head for
     a batch of decoding tokens (see kernels/decode_step.c); `chatstack_decode_steps_*`: several greedy steps of one."""
@@ -214,15 +225,17 @@ class DecodeStepKernel:
         self._fns, self._multi = {}, {}
         model_types = [p, i64, p, p, p, i64, p, p, i64, p, i64, i64]  # ... through cache_slots
         shape_types = [i64, i64, i64, i64, i64, p, ctypes.c_float]  # hidden through eps
-        for key, suffix in self.SUFFIXES.items():
+        # bfloat16 by the AVX512-BF16 pair dot product, built only where the compiler targets it
+        self.bf16_pairs = hasattr(library, "chatstack_decode_rows_bf16dp")
+        for suffix in list(self.SUFFIXES.values()) + (["bf16dp"] if self.bf16_pairs else []):
             fn = getattr(library, f"chatstack_decode_rows_{suffix}")
             fn.argtypes = [i64, p, p, p] + model_types + [p] + shape_types
             fn.restype = ctypes.c_int
-            self._fns[key] = fn
+            self._fns[suffix] = fn
             multi = getattr(library, f"chatstack_decode_steps_{suffix}")
             multi.argtypes = [i64, i64, p, i64, p, p, p, p] + model_types + [i64] + shape_types
             multi.restype = ctypes.c_int
-            self._multi[key] = multi
+            self._multi[suffix] = multi
         self._matmul = library.chatstack_panel_matmul_f32
         self._matmul.argtypes = [p, i64, p, p, i64, i64, p]
         self._matmul.restype = None
@@ -248,7 +261,7 @@ class DecodeStepKernel:
     def prepare(self, layers, num_layers: int, final_norm: torch.Tensor, lm_head: torch.Tensor,
                 lm_head_scale: torch.Tensor | None, vocab: int, cos: torch.Tensor, sin: torch.Tensor, cache_slots: int,
                 n_heads: int, n_kv_heads: int, head_dim: int, intermediate: int, layout: tuple[int, int, int, int],
-                eps: float) -> "PreparedDecodeStep":
+                eps: float, pairs: bool = False) -> "PreparedDecodeStep":
         """The step with the model's own arguments checked and bound once, for a caller that makes x (contiguous,
         of the weights' dtype) and block_table (contiguous int32) itself. A lone decoding sequence pays only the
         C call then (its Python around it was ~0.1 ms a token). `layers`: a ctypes array of LAYER_POINTERS
@@ -256,11 +269,17 @@ class DecodeStepKernel:
         lm_head: the (hidden, vocab) LM head as `panels` gives it, int8 with its float32 (vocab,) `lm_head_scale`
         or int4 (uint8, two codes a byte) with its (groups, 2, vocab) scales and zero * scales (and every layer's
         projections quantized alike) or of the activations' dtype; cos, sin: the whole (positions, head_dim) RoPE
-        tables; layout: the caches' block size and block / slot / KV-head strides in elements (`cache_layout`)."""
+        tables; layout: the caches' block size and block / slot / KV-head strides in elements (`cache_layout`);
+        pairs: bfloat16 weights whose panels hold the rows in pairs (`row_words`), for the pair dot product."""
         dtype, key = final_norm.dtype, (final_norm.dtype, lm_head.dtype)
-        if key not in self._fns:
+        if key not in self.SUFFIXES:
             raise ValueError(f"the decode step takes float32 or bfloat16 weights, or int8 / int4 (uint8) ones with "
                              f"float32 activations, got {lm_head.dtype} weights with {dtype} activations")
+        suffix = self.SUFFIXES[key]
+        if pairs:
+            if suffix != "bf16" or not self.bf16_pairs:
+                raise ValueError("weights in pairs are bfloat16 ones, where the kernel was built for AVX512-BF16")
+            suffix = "bf16dp"
         quantized = lm_head.dtype in (torch.int8, torch.uint8)
         if quantized != (lm_head_scale is not None):
             raise ValueError("lm_head_scale goes with int8 or int4 weights, and only with them")
@@ -283,7 +302,7 @@ class DecodeStepKernel:
                       sin.data_ptr(), cos.shape[0])  # then each call's block tables, their width and cache_slots
         layout_array = (ctypes.c_int64 * 4)(*layout)  # held by shape_args as long as the prepared step lives
         shape_args = (hidden, n_heads, n_kv_heads, head_dim, intermediate, layout_array, eps)
-        return PreparedDecodeStep(self._fns[key], self._multi[key], dtype, vocab, layout[0], cos.shape[0],
+        return PreparedDecodeStep(self._fns[suffix], self._multi[suffix], dtype, vocab, layout[0], cos.shape[0],
                                   cache_slots, model_args, shape_args)
 
 

@@ -22,7 +22,8 @@ from chatstack.engine.single_decode import SingleDecodePath
 
 
 # With half-precision weights that oneDNN runs natively (dot-product instructions), its matmul caught up with the
-# one-call step's widening panels at 16-23 rows and beat them from 24 (docs/benchmarks.md): such steps stay there.
+# one-call step's widening panels at 16-23 rows and beat them from 24 (docs/benchmarks.md): such steps stay there,
+# unless the step has the pair dot product itself (decode_step_bf16dp.h).
 HALF_PRECISION_DECODE_ROWS = 15
 
 
@@ -57,9 +58,11 @@ class ModelRunner:
         # a step with one decoding sequence runs all layers in one C call (not with compile: that is its own path)
         self.single_decode = self._single_decode_path(config)
         self.decode_rows_max_seqs = config.decode_rows_max_seqs  # the most sequences a one-call decode step takes
-        # half-precision weights that oneDNN runs natively: its matmul caught up with the panels from 16 rows at one
-        # thread, and several threads' rows path against oneDNN's threads is unmeasured there, so it stays one thread
-        self._native_half = dtype != torch.float32 and isinstance(self.model.layers[0].qkv, PackedDense)
+        # half-precision weights that oneDNN runs natively, on widening panels: oneDNN's matmul caught up with them
+        # from 16 rows at one thread, and several threads were not measured there, so they stay on one. The pair
+        # dot product beat oneDNN at 2-128 rows on one and on two threads (docs/benchmarks.md): no limit on it.
+        self._native_half = (dtype != torch.float32 and isinstance(self.model.layers[0].qkv, PackedDense)
+                             and not (self.single_decode is not None and self.single_decode.pairs))
         if self._native_half:
             self.decode_rows_max_seqs = min(self.decode_rows_max_seqs, HALF_PRECISION_DECODE_ROWS)
         # the plain copies kept beside prepacked weights served only the one-call step, which has its own copy now

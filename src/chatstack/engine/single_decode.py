@@ -22,7 +22,7 @@ import ctypes
 
 import torch
 
-from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels
+from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels, row_words
 from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.llama import LlamaForPagedDecoding
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense
@@ -49,11 +49,15 @@ class SingleDecodePath:
         self._scales = scales  # the step reads them by address
         # every projection in panels, in one buffer (huge pages where granted), in the order the step reads them
         self.weights = huge_page_zeros((sum(w.numel() for w in projections),), projections[0].dtype)[0]
+        # bfloat16 where the kernel has the AVX512-BF16 pair dot product and every input width is even: panels of
+        # row pairs (decode_step_bf16dp.h)
+        self.pairs = (kernel.bf16_pairs and projections[0].dtype == torch.bfloat16
+                      and all(w.shape[0] % 2 == 0 for w in projections))
         packed, offset = [], 0
         for weight_t in projections:
             segment = self.weights[offset:offset + weight_t.numel()]
-            if weight_t.dtype == torch.uint8:  # int4: panels of 32-bit words, eight codes each (decode_step_q4.h)
-                panels(int4_words(weight_t), segment.view(torch.int32))
+            if weight_t.dtype == torch.uint8 or self.pairs:  # int4: words of eight codes (decode_step_q4.h)
+                panels(row_words(weight_t), segment.view(torch.int32))
             else:
                 panels(weight_t, segment)
             packed.append(segment)
@@ -70,7 +74,8 @@ class SingleDecodePath:
         spec = model.spec
         self._step = kernel.prepare(self.layers, spec.num_layers, model.norm.weight, packed[-1], scales[-1],
                                     projections[-1].shape[1], model.cos, model.sin, self.cache_slots, spec.num_heads,
-                                    spec.num_kv_heads, spec.head_dim, spec.intermediate_size, cache_layout(kv_cache[0, 0]), spec.rms_norm_eps)
+                                    spec.num_kv_heads, spec.head_dim, spec.intermediate_size,
+                                    cache_layout(kv_cache[0, 0]), spec.rms_norm_eps, self.pairs)
 
     @staticmethod
     def applies(model: LlamaForPagedDecoding, kv_cache: torch.Tensor) -> str | None:
@@ -148,16 +153,6 @@ class SingleDecodePath:
             raise ValueError(f"token {token} is outside the vocabulary (0 to {self._vocab - 1})")
         ctypes.memmove(self._x_ptr, self._embed_ptr + token * self._row_bytes, self._row_bytes)  # its embedding
         return table
-
-
-def int4_words(packed: torch.Tensor) -> torch.Tensor:
-    """Int4Linear's codes, (in_padded / 2, out) bytes of two (row 2b in the low nibble), as (in_padded / 8, out)
-    32-bit words of eight, row 8u + j in bits 4j to 4j + 3: byte rows 4u to 4u + 3 of a column side by side,
-    little-endian."""
-    rows, cols = packed.shape
-    if rows % 4:
-        raise ValueError(f"int4 codes come in whole groups: {rows} byte rows is not a multiple of 4")
-    return packed.view(rows // 4, 4, cols).transpose(1, 2).contiguous().view(torch.int32).view(rows // 4, cols)
 
 
 def quantization_scales(module) -> torch.Tensor | None:

@@ -86,6 +86,23 @@ def test_the_greedy_rows_are_the_argmax_of_the_logits_rows(tmp_path, dtype):
     finish(engine)
 
 
+@pytest.mark.parametrize("variant, pairs", [
+    # partial panels (a 200-token vocabulary, 24-wide heads) with every input width even: the pair dot product
+    ({"num_key_value_heads": 1, "head_dim": 24, "hidden_size": 96, "vocab_size": 200}, True),
+    # an odd input width (down's 75): the widening panels
+    ({"intermediate_size": 75}, False)], ids=["pairs-partial-panels", "odd-width-widening"])
+def test_bfloat16_rows_take_the_pair_dot_product_where_every_input_width_is_even(tmp_path, variant, pairs):
+    engine = LLMEngine(save_random_llama(tmp_path, seed=16, **variant),
+                       EngineConfig(block_size=4, num_kv_blocks=128, single_decode="on"), dtype=torch.bfloat16)
+    assert engine.runner.single_decode.pairs == (pairs and decode_step_kernel().bf16_pairs)
+    for count in (2, 7, 13):
+        one_call, written, batched, batched_written, before = rows_and_batched(engine, decoding(engine, count))
+        # the sums' order alone differs (pairs of products in each dot-product instruction), so a rounding step
+        torch.testing.assert_close(one_call, batched.float(), rtol=0, atol=0.1)
+        torch.testing.assert_close(written.float(), batched_written.float(), rtol=0.02, atol=0.02)
+        finish(engine)
+
+
 def count_rows_calls(engine: LLMEngine) -> list[int]:
     path, calls = engine.runner.single_decode, []
     rows = path.rows
@@ -151,28 +168,33 @@ def test_on_two_torch_threads_the_rows_run_in_parts_that_equal_one_call_bit_for_
     assert_engine_idle(engine)
 
 
-def test_bfloat16_weights_that_onednn_runs_natively_keep_the_rows_to_one_thread(tiny_llama):
-    from chatstack.engine.quant import PackedDense
-
-    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=64), dtype=torch.bfloat16)
-    if not isinstance(engine.runner.model.layers[0].qkv, PackedDense):
-        pytest.skip("oneDNN does not run bfloat16 natively on this CPU: the rows path takes every thread count")
-    output = decoding(engine, 3)
-    assert engine.runner._decodes_in_one_call(output)
-    torch.set_num_threads(2)  # the autouse fixture puts one back
-    assert not engine.runner._decodes_in_one_call(output)
-    finish(engine)
-
-
-def test_bfloat16_weights_that_onednn_runs_natively_cap_the_rows_where_its_matmul_caught_up(tiny_llama):
+def test_bfloat16_rows_on_widening_panels_keep_to_one_thread_and_15_rows_where_onednn_runs_bfloat16(tiny_llama):
+    """Widening panels lost to oneDNN's native bfloat16 matmul from 16 rows: there the rows path stops at
+    HALF_PRECISION_DECODE_ROWS and keeps to one thread; the pair dot product beat oneDNN everywhere: no limit."""
     from chatstack.engine.model_runner import HALF_PRECISION_DECODE_ROWS
     from chatstack.engine.quant import PackedDense
 
     float32 = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=64)).runner
     assert float32.decode_rows_max_seqs == 64
-    runner = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=64), dtype=torch.bfloat16).runner
+    engine = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=64, decode_rows_max_seqs=64), dtype=torch.bfloat16)
+    runner = engine.runner
     native = isinstance(runner.model.layers[0].qkv, PackedDense)  # else the batched step widens to float32 too
-    assert runner.decode_rows_max_seqs == (HALF_PRECISION_DECODE_ROWS if native else 64)
+    limited = native and not runner.single_decode.pairs
+    assert runner.decode_rows_max_seqs == (HALF_PRECISION_DECODE_ROWS if limited else 64)
+    output = decoding(engine, 3)
+    assert runner._decodes_in_one_call(output)
+    torch.set_num_threads(2)  # the autouse fixture puts one back
+    assert runner._decodes_in_one_call(output) == (not limited)
+    finish(engine)
+    kernel = decode_step_kernel()
+    if native and kernel.bf16_pairs:  # the widening panels on this CPU too: the kernel's pairs hidden
+        kernel.bf16_pairs = False
+        try:
+            widening = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=64),
+                                 dtype=torch.bfloat16).runner
+        finally:
+            kernel.bf16_pairs = True
+        assert not widening.single_decode.pairs and widening.decode_rows_max_seqs == HALF_PRECISION_DECODE_ROWS
     runner = LLMEngine(tiny_llama, EngineConfig(num_kv_blocks=16, decode_rows_max_seqs=4), dtype=torch.bfloat16).runner
     assert runner.decode_rows_max_seqs == 4
 

@@ -98,6 +98,22 @@ static inline __m256 i8x8_load(const int8_t *p) {
 #define WIDENS 0
 #include "decode_step_impl.h"
 
+/* bfloat16 by the AVX512-BF16 pair dot product (decode_step_bf16dp.h), where the compiler targets it: the same step
+ * as _bf16 over weights whose panels hold the rows in pairs; single_decode.py takes it where every input width is
+ * even */
+#if defined(__AVX512BF16__)
+#include "decode_step_bf16dp.h"
+#define OWN_MATMUL
+#define T uint16_t
+#define W uint16_t
+#define SFX bf16dp
+#define OPS bf16
+#define TO_F32(x) bf16_to_f32(x)
+#define FROM_F32(x) f32_to_bf16(x)
+#define WIDENS 1
+#include "decode_step_impl.h"
+#endif
+
 /* The float32 panel matmul alone, for its microbenchmark (chatstack.bench.panel_matmul) and tests: out (rows, n)
  * = x (rows, k) @ w (k, n in panels, as the step's weights) [+ bias]. */
 void chatstack_panel_matmul_f32(const float *x, int64_t rows, const float *w, const float *bias, int64_t k, int64_t n,

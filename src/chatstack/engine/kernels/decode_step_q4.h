@@ -38,7 +38,6 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint32_t *panel,
 #if defined(__AVX512F__) || defined(__AVX2__)
 #if defined(__AVX512F__)
 #define VEC __m512
-#define VECI __m512i
 #define LANES 16
 #define WORDS(p) _mm512_loadu_si512((const void *)(p))
 #define VAND_AT(v, bits) _mm512_and_si512(v, _mm512_set1_epi32(15 << (bits)))
@@ -52,7 +51,6 @@ static void panel_group_q4_any(const float *x, int64_t k, const uint32_t *panel,
 #define VSTORE _mm512_storeu_ps
 #else
 #define VEC __m256
-#define VECI __m256i
 #define LANES 8
 #define WORDS(p) _mm256_loadu_si256((const __m256i *)(p))
 #define VAND_AT(v, bits) _mm256_and_si256(v, _mm256_set1_epi32(15 << (bits)))
@@ -83,9 +81,9 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
             const uint32_t *r = panel + (i / 8) * PANEL + part;
             const int count = end - i < 8 ? (int)(end - i) : 8;  /* fewer where k ends inside the word */
             for (int j = 0; j < count; ++j) {
-                /* row j's codes masked in place, code * 16^j (exact as a float), against x * 16^-j (exact too, a
-                 * power of two): the same products, one shift fewer; the top nibble shifted down instead, as
-                 * 15 * 16^7 overflows a signed lane */
+                /* row j's codes masked in place, code * 16^j (exact as a float), against x * 16^-j (exact too,
+                 * a power of two, short of subnormals): the same products, one shift fewer; the top nibble is
+                 * shifted down instead, as 15 * 16^7 overflows a signed lane */
                 VEC w[4];
                 for (int c = 0; c < 4; ++c)
                     w[c] = VCVT(j == 7 ? VSHR(WORDS(r + c * LANES), 28) : VAND_AT(WORDS(r + c * LANES), 4 * j));
@@ -108,7 +106,6 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
     }
 }
 #undef VEC
-#undef VECI
 #undef LANES
 #undef WORDS
 #undef VAND_AT
