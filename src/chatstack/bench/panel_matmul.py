@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from chatstack.engine.cpu_kernels import decode_step_kernel, panels
+from chatstack.engine.cpu_kernels import decode_step_kernel
+from chatstack.engine.panel_layout import panels
 from chatstack.engine.quant import PackedDense
 
 

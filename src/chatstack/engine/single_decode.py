@@ -7,9 +7,9 @@ Applies on the CPU with the C kernels available, to unquantized float32 or bfloa
 they are prepacked the loader keeps a plain copy for this step to pack) and to int8 or int4 weight-only
 models with float32 activations (int8 panels and each projection's per-column scale; int4 panels of packed codes
 and each group's scales and zero * scales); the engine's batched path handles everything else (float16, torch
-attention, compile).
+attention, compile). bfloat16 panels hold the rows in pairs where the kernel has the AVX512-BF16 pair dot product.
 
-The step reads its own copy of the projections: column panels (`cpu_kernels.panels`), every layer's and
+The step reads its own copy of the projections: column panels (`panel_layout.panels`), every layer's and
 the LM head's in one buffer on 2 MiB huge pages where Linux grants them, so a step's ~100 MiB weight
 stream crosses a few dozen pages instead of ~26,000 (a single-thread read of 4 KiB-paged weights ran at
 about two thirds of the huge-paged speed here; docs/benchmarks.md). The model runner then drops the plain
@@ -22,7 +22,8 @@ import ctypes
 
 import torch
 
-from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel, panels, row_words
+from chatstack.engine.cpu_kernels import DecodeStepKernel, cache_layout, decode_step_kernel
+from chatstack.engine.panel_layout import panels, row_words
 from chatstack.engine.huge_pages import huge_page_zeros
 from chatstack.engine.llama import LlamaForPagedDecoding
 from chatstack.engine.quant import Dense, Int4Linear, Int8Linear, PackedDense
@@ -56,7 +57,7 @@ class SingleDecodePath:
         packed, offset = [], 0
         for weight_t in projections:
             segment = self.weights[offset:offset + weight_t.numel()]
-            if weight_t.dtype == torch.uint8 or self.pairs:  # int4: words of eight codes (decode_step_q4.h)
+            if weight_t.dtype == torch.uint8 or self.pairs:  # words of eight int4 codes, or of two bfloat16 rows
                 panels(row_words(weight_t), segment.view(torch.int32))
             else:
                 panels(weight_t, segment)

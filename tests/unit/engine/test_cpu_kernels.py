@@ -17,6 +17,7 @@ from chatstack.engine.attention import AttentionMetadata, paged_attention, split
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.layer_ops import layer_ops_kernel
 from chatstack.engine.model_runner import ModelRunner
+from chatstack.engine.panel_layout import panels, row_words
 
 from tests.unit.engine.helpers import needs_c_compiler
 
@@ -284,12 +285,31 @@ def test_engine_pool_stores_each_kv_heads_block_slots_contiguously(tiny_llama):
 
 def test_decode_step_panels_hold_64_columns_of_every_row_then_what_is_left():
     weight_t = torch.arange(3 * 150, dtype=torch.float32).view(3, 150)  # (in, out): two full panels and 22 columns
-    packed = cpu_kernels.panels(weight_t, torch.empty(3 * 150))
+    packed = panels(weight_t, torch.empty(3 * 150))
     assert torch.equal(packed[:3 * 64].view(3, 64), weight_t[:, :64])
     assert torch.equal(packed[3 * 64:3 * 128].view(3, 64), weight_t[:, 64:128])
     assert torch.equal(packed[3 * 128:].view(3, 22), weight_t[:, 128:])
     with pytest.raises(ValueError, match="450 contiguous values"):
-        cpu_kernels.panels(weight_t, torch.empty(449))
+        panels(weight_t, torch.empty(449))
+
+
+def test_row_words_hold_eight_int4_codes_or_two_bfloat16_rows_of_a_column_low_bits_first():
+    codes = torch.randint(0, 16, (16, 5), generator=torch.Generator().manual_seed(0))  # (rows, cols) of 4 bits
+    packed = (codes[0::2] | (codes[1::2] << 4)).to(torch.uint8)  # Int4Linear's bytes: row 2b in the low nibble
+    words = row_words(packed)
+    assert words.shape == (2, 5) and words.dtype == torch.int32
+    for u in range(2):
+        for j in range(8):
+            assert torch.equal((words[u] >> (4 * j)) & 15, codes[8 * u + j])  # row 8u + j in bits 4j..4j+3
+    halves = torch.arange(6 * 3, dtype=torch.int16).view(6, 3).view(torch.bfloat16)
+    pairs = row_words(halves)
+    assert pairs.shape == (3, 3)
+    assert torch.equal((pairs & 0xFFFF).to(torch.int16), halves[0::2].view(torch.int16))  # row 2u low
+    assert torch.equal((pairs >> 16).to(torch.int16), halves[1::2].view(torch.int16))
+    with pytest.raises(ValueError, match="go 2 to a word"):
+        row_words(halves[:5])
+    with pytest.raises(ValueError, match="go 1 to a word"):
+        row_words(torch.zeros(4, 2))
 
 
 def test_kernel_microbenchmark_reports_a_time_and_rejects_bad_shapes():

@@ -10,7 +10,8 @@ import torch
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.engine.config import EngineConfig
-from chatstack.engine.cpu_kernels import decode_step_kernel, panels
+from chatstack.engine.cpu_kernels import decode_step_kernel
+from chatstack.engine.panel_layout import panels
 from chatstack.engine.llm_engine import LLMEngine
 from chatstack.engine.scheduler import SchedulerOutput
 from tests.unit.engine.helpers import MAX_NEW, PROMPTS, assert_engine_idle, needs_c_compiler, save_random_llama
