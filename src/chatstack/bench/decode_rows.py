@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
-from chatstack.bench.workload import random_llama
+from chatstack.bench.workload import random_llama, torch_threads
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.cpu_kernels import decode_step_kernel
 from chatstack.engine.llm_engine import LLMEngine
@@ -46,13 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(args.threads)
-        with tempfile.TemporaryDirectory() as scratch:
-            report = compare(args, random_llama(Path(scratch), args.hidden, args.layers, args.vocab, 0))
-    finally:
-        torch.set_num_threads(threads)  # the caller's count back (a test calls this in its own process)
+    with torch_threads(args.threads), tempfile.TemporaryDirectory() as scratch:
+        report = compare(args, random_llama(Path(scratch), args.hidden, args.layers, args.vocab, 0))
     print(report)
     return report
 

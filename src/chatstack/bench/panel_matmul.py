@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from chatstack.bench.workload import torch_threads
 from chatstack.engine.cpu_kernels import decode_step_kernel
 from chatstack.engine.panel_layout import panels
 from chatstack.engine.quant import PackedDense
@@ -40,19 +41,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        with torch.inference_mode():
-            return compare(args)
-    finally:
-        torch.set_num_threads(threads)  # the caller's count back (a test calls this in its own process)
+    with torch_threads(args.threads), torch.inference_mode():
+        return compare(args)
 
 
 def compare(args: argparse.Namespace) -> str:
     kernel = decode_step_kernel()
     if kernel is None or not PackedDense.applies(torch.zeros(0), float32=True):
         raise SystemExit("needs the C kernels (a C compiler) and torch built with oneDNN")
-    torch.set_num_threads(args.threads)
     h = args.hidden
     shapes = [(h, args.qkv), (h, h), (h, 2 * args.intermediate), (args.intermediate, h)] * args.layers
     shapes.append((h, args.vocab))

@@ -18,10 +18,11 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import LlamaConfig
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
 from chatstack.bench.single_stream import decode_weight_bytes, single_stream_ms
-from chatstack.bench.workload import random_llama
+from chatstack.bench.workload import random_llama, torch_threads
 from chatstack.engine.config import EngineConfig
 from chatstack.engine.llm_engine import LLMEngine
 
@@ -48,15 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(args.threads)
-        with tempfile.TemporaryDirectory() as scratch:
-            model_dir = Path(args.model_dir) if args.model_dir else random_llama(
-                Path(scratch), args.hidden, args.layers, args.vocab, 0)
-            report = compare(args, model_dir)
-    finally:
-        torch.set_num_threads(threads)  # the caller's count back (a test calls this in its own process)
+    with torch_threads(args.threads), tempfile.TemporaryDirectory() as scratch:
+        model_dir = Path(args.model_dir) if args.model_dir else random_llama(
+            Path(scratch), args.hidden, args.layers, args.vocab, 0)
+        report = compare(args, model_dir)
     print(report)
     return report
 
@@ -76,7 +72,7 @@ def streams_tok_s(engine: LLMEngine, seqs: int, prompt: int, output: int, vocab:
 
 
 def compare(args: argparse.Namespace, model_dir: Path) -> str:
-    vocab = LLMEngine(model_dir, EngineConfig(num_kv_blocks=4, single_decode="off")).runner.model.spec.vocab_size
+    vocab = LlamaConfig.from_pretrained(model_dir).vocab_size
     prompt = tuple(range(3, 3 + args.prompt))
     blocks = max(args.seqs) * -(-(args.prompt + args.output) // 16) + 8
     results = {}

@@ -1,7 +1,9 @@
-"""The engine benchmark's inputs: token-id workloads, a random Llama checkpoint, progress lines."""
+"""The engine benchmark's inputs: token-id workloads, a random Llama checkpoint, progress lines, and the torch
+thread count a microbenchmark runs at."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 import time
@@ -12,6 +14,17 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from chatstack.backends.base import GenerationRequest, SamplingParams
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Torch on `count` threads inside, the caller's count back after (tests call the microbenchmarks in-process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

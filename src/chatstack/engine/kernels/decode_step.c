@@ -88,7 +88,6 @@ static inline __m256 i8x8_load(const int8_t *p) {
 /* int4 weights (Int4Linear, group Q4_GROUP: codes two a byte, a scale and zero point per group and column) with
  * float32 activations and caches; each layer's scale pointers give the (groups, 2, n) scales and zero * scales */
 #include "decode_step_q4.h"
-#define OWN_MATMUL
 #define T float
 #define W uint8_t
 #define SFX f32q4
@@ -103,7 +102,6 @@ static inline __m256 i8x8_load(const int8_t *p) {
  * even */
 #if defined(__AVX512BF16__)
 #include "decode_step_bf16dp.h"
-#define OWN_MATMUL
 #define T uint16_t
 #define W uint16_t
 #define SFX bf16dp

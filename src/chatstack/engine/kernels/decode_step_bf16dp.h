@@ -7,7 +7,7 @@
  * Weights: (k, n), k even, in column panels as every weight of the step, each panel's rows in pairs: word row u
  * of a panel holds, for each of its columns, the weights of rows 2u (low half) and 2u + 1 (high half) side by
  * side, so a 64-byte load is sixteen columns of two rows. Included by decode_step.c (PANEL, MAX_ROWS defined)
- * before decode_step_impl.h with OWN_MATMUL, only where the compiler targets AVX512-BF16. */
+ * before decode_step_impl.h, whose matmul_ it gives its panel kernels, only where the compiler targets AVX512-BF16. */
 
 /* sums (rows x PANEL) = x (rows of k, k even) @ one full panel in pairs, rows <= MAX_ROWS (a constant where
  * inlined): four vectors of sixteen sums a row in registers, each pair vector read once for all the rows */
@@ -31,54 +31,22 @@ static inline __attribute__((always_inline)) void panel_rows_dp(const uint16_t *
         for (int c = 0; c < 4; ++c) _mm512_storeu_ps(sums[m] + 16 * c, a[m][c]);
 }
 
-/* out (rows, n) = x (rows, k) @ w [+ bias], w in panels of pairs as above; rows through each panel in groups of at
- * most MAX_ROWS (split evenly), as matmul_ in decode_step_impl.h; sums in float32, the bias added before the one
- * rounding to bfloat16 */
-static void matmul_bf16dp(const uint16_t *x, int64_t rows, const uint16_t *w, const float *scale,
-                          const uint16_t *bias, int64_t k, int64_t n, uint16_t *out) {
-    (void)scale;  /* bfloat16 weights carry none */
-    float sums[MAX_ROWS][PANEL];
-    const int64_t groups = (rows + MAX_ROWS - 1) / MAX_ROWS;
-    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
-        const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
-        const uint16_t *panel = w + j0 * k;
-        for (int64_t m0 = 0, g = 0; g < groups; ++g) {
-            const int64_t count = (rows - m0) / (groups - g);
-            const uint16_t *xg = x + m0 * k;
-            if (width == PANEL) {
-                switch (count) {
-#define ROWS_CASE(R) case R: panel_rows_dp(xg, panel, k, sums, R); break;
-                    ROWS_CASE(1)
-                    ROWS_CASE(2)
-                    ROWS_CASE(3)
-                    ROWS_CASE(4)
-                    ROWS_CASE(5)
-                    ROWS_CASE(6)
-#undef ROWS_CASE
-                    default: break;
-                }
-            } else {  /* the last, narrower panel: element (i, c) at word row i / 2, column c, half i % 2 */
-                for (int64_t m = 0; m < count; ++m) {
-                    memset(sums[m], 0, sizeof(float) * PANEL);
-                    for (int64_t i = 0; i < k; ++i) {
-                        const float xi = bf16_to_f32(xg[m * k + i]);
-                        const uint16_t *r = panel + (i / 2) * 2 * width + (i & 1);
-                        #pragma omp simd
-                        for (int64_t c = 0; c < width; ++c) sums[m][c] += xi * bf16_to_f32(r[2 * c]);
-                    }
-                }
-            }
-            for (int64_t m = 0; m < count; ++m) {
-                uint16_t *om = out + (m0 + m) * n + j0;
-                if (bias) {
-                    #pragma omp simd
-                    for (int64_t c = 0; c < width; ++c) om[c] = f32_to_bf16(sums[m][c] + bf16_to_f32(bias[j0 + c]));
-                } else {
-                    #pragma omp simd
-                    for (int64_t c = 0; c < width; ++c) om[c] = f32_to_bf16(sums[m][c]);
-                }
-            }
-            m0 += count;
+/* sums (rows x width) = x @ the last, narrower panel in pairs: element (i, c) at word row i / 2, column c, half
+ * i % 2 */
+static void part_panel_dp(const uint16_t *x, const uint16_t *panel, int64_t k, int64_t width, float sums[][PANEL],
+                          int64_t rows) {
+    for (int64_t m = 0; m < rows; ++m) {
+        memset(sums[m], 0, sizeof(float) * PANEL);
+        for (int64_t i = 0; i < k; ++i) {
+            const float xi = bf16_to_f32(x[m * k + i]);
+            const uint16_t *r = panel + (i / 2) * 2 * width + (i & 1);
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) sums[m][c] += xi * bf16_to_f32(r[2 * c]);
         }
     }
 }
+/* decode_step_impl.h's matmul_ over these panels (bfloat16 weights carry no scales) */
+#define FULL_PANEL(x, panel, k, qs, n, sums, rows) panel_rows_dp(x, panel, k, sums, rows)
+#define PART_PANEL(x, panel, k, width, qs, n, sums, rows) part_panel_dp(x, panel, k, width, sums, rows)
+#define PANEL_COLUMN_ELEMS(k) (k)
+#define COLUMN_SCALES 0

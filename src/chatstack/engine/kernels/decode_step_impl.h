@@ -2,12 +2,30 @@
  * TO_F32, FROM_F32, WIDENS (1: T is bfloat16, widened to float32 as it is read), OPS (the suffix
  * of the layer_ops / paged_attention functions for T), W and W_TO_F32 (the weights' storage type: T, or
  * int8_t with a float32 scale per output column) and LOAD16 / LOAD8 (sixteen / eight values of W as
- * floats, AVX-512 / AVX2) defined; or with OWN_MATMUL defined and CAT(matmul_, SFX) already written (int4
- * weights, decode_step_q4.h), the matmul that takes W. */
+ * floats, AVX-512 / AVX2) defined. A weight layout of its own (int4 words, decode_step_q4.h; bfloat16 pairs,
+ * decode_step_bf16dp.h) defines instead, before including this, the panel kernels matmul_ calls:
+ * FULL_PANEL(x, panel, k, qs, n, sums, rows) for a PANEL-wide panel, PART_PANEL(x, panel, k, width, qs, n, sums,
+ * rows) for the narrower last one (both writing sums; qs: the weights' scales from the panel's first column,
+ * rows n apart), PANEL_COLUMN_ELEMS(k) (W elements per column of a panel) and COLUMN_SCALES (0: the kernels
+ * apply the scales themselves). */
 #define CAT_(a, b) a##b
 #define CAT(a, b) CAT_(a, b)
 
-#ifndef OWN_MATMUL
+#ifndef FULL_PANEL
+/* sums (rows x width) = x (rows of k) @ a panel of `width` columns (k x width, row after row): the last,
+ * narrower panel, and every panel without vectors */
+static void CAT(part_panel_, SFX)(const T *x, const W *panel, int64_t k, int64_t width, float sums[][PANEL],
+                                  int64_t rows) {
+    for (int64_t m = 0; m < rows; ++m) {
+        memset(sums[m], 0, sizeof(float) * PANEL);
+        for (int64_t i = 0; i < k; ++i) {
+            const float xi = TO_F32(x[m * k + i]);
+            const W *r = panel + i * width;
+            #pragma omp simd
+            for (int64_t c = 0; c < width; ++c) sums[m][c] += xi * W_TO_F32(r[c]);
+        }
+    }
+}
 /* sums (rows x PANEL) = x (rows of k, `k` apart) @ one full panel (k x PANEL), rows <= MAX_ROWS, rows a constant
  * where inlined: every row's PANEL sums stay in registers across the k panel rows, each weight vector read (and
  * widened) once for all the rows. */
@@ -58,17 +76,15 @@ static inline __attribute__((always_inline)) void CAT(panel_rows_, SFX)(const T 
 #undef VFMA
 #undef VSTORE
 #else
-    for (int m = 0; m < rows; ++m) {
-        memset(sums[m], 0, sizeof(float) * PANEL);
-        for (int64_t i = 0; i < k; ++i) {
-            const float xi = TO_F32(x[m * k + i]);
-            const W *r = panel + i * PANEL;
-            #pragma omp simd
-            for (int c = 0; c < PANEL; ++c) sums[m][c] += xi * W_TO_F32(r[c]);
-        }
-    }
+    CAT(part_panel_, SFX)(x, panel, k, PANEL, sums, rows);
 #endif
 }
+
+#define FULL_PANEL(x, panel, k, qs, n, sums, rows) CAT(panel_rows_, SFX)(x, panel, k, sums, rows)
+#define PART_PANEL(x, panel, k, width, qs, n, sums, rows) CAT(part_panel_, SFX)(x, panel, k, width, sums, rows)
+#define PANEL_COLUMN_ELEMS(k) (k)
+#define COLUMN_SCALES 1  /* int8: one per output column, applied to each sum */
+#endif
 
 /* out (rows, n) = x (rows, k) @ w (k, n) [+ bias], w in column panels (see decode_step.c): panel t holds columns
  * t * PANEL onwards (the last one n % PANEL wide) for all k rows, row after row, so the matmul reads its weight
@@ -81,13 +97,14 @@ static void CAT(matmul_, SFX)(const T *x, int64_t rows, const W *w, const float 
     const int64_t groups = (rows + MAX_ROWS - 1) / MAX_ROWS;
     for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
         const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
-        const W *panel = w + j0 * k;
+        const W *panel = w + j0 * PANEL_COLUMN_ELEMS(k);
+        const float *qs = scale ? scale + j0 : NULL;
         for (int64_t m0 = 0, g = 0; g < groups; ++g) {
             const int64_t count = (rows - m0) / (groups - g);
             const T *xg = x + m0 * k;
             if (width == PANEL) {
                 switch (count) {
-#define ROWS_CASE(R) case R: CAT(panel_rows_, SFX)(xg, panel, k, sums, R); break;
+#define ROWS_CASE(R) case R: FULL_PANEL(xg, panel, k, qs, n, sums, R); break;
                     ROWS_CASE(1)
 #if MAX_ROWS >= 2
                     ROWS_CASE(2)
@@ -104,22 +121,14 @@ static void CAT(matmul_, SFX)(const T *x, int64_t rows, const W *w, const float 
                     default: break;
                 }
             } else {
-                for (int64_t m = 0; m < count; ++m) {
-                    memset(sums[m], 0, sizeof(float) * PANEL);
-                    for (int64_t i = 0; i < k; ++i) {
-                        const float xi = TO_F32(xg[m * k + i]);
-                        const W *r = panel + i * width;
-                        #pragma omp simd
-                        for (int64_t c = 0; c < width; ++c) sums[m][c] += xi * W_TO_F32(r[c]);
-                    }
-                }
+                PART_PANEL(xg, panel, k, width, qs, n, sums, count);
             }
             for (int64_t m = 0; m < count; ++m) {
                 float *sm = sums[m];
                 T *om = out + (m0 + m) * n + j0;
-                if (scale) {  /* int8 weights: each output column's scale, then the bias */
+                if (COLUMN_SCALES && qs) {  /* int8 weights: each output column's scale, then the bias */
                     #pragma omp simd
-                    for (int64_t c = 0; c < width; ++c) sm[c] *= scale[j0 + c];
+                    for (int64_t c = 0; c < width; ++c) sm[c] *= qs[c];
                 }
                 if (bias) {
                     #pragma omp simd
@@ -133,7 +142,6 @@ static void CAT(matmul_, SFX)(const T *x, int64_t rows, const W *w, const float 
         }
     }
 }
-#endif
 
 /* One decode step of `rows` sequences, row r for the token at positions[r] of the sequence whose block table is
  * row r of block_tables (rows x table_width int32). x (rows, hidden): the tokens' embeddings, then their residual
@@ -258,4 +266,7 @@ int CAT(chatstack_decode_steps_, SFX)(int64_t steps, int64_t token, const int64_
 #undef OPS
 #undef LOAD16
 #undef LOAD8
-#undef OWN_MATMUL
+#undef FULL_PANEL
+#undef PART_PANEL
+#undef PANEL_COLUMN_ELEMS
+#undef COLUMN_SCALES

@@ -1,5 +1,5 @@
-/* The decode step's matmul for int4 weights (Int4Linear): float32 activations, each weight an unsigned 4-bit code
- * with a scale and zero point per group of Q4_GROUP input rows and output column, w = (code - zero) * scale.
+/* The decode step's panel kernels for int4 weights (Int4Linear): float32 activations, each weight an unsigned
+ * 4-bit code with a scale and zero point per group of Q4_GROUP input rows and output column, w = (code - zero) * scale.
  *
  * Weights: the codes of (k_padded, n), k padded to whole groups, eight to a 32-bit word along the input (row
  * 8u + j in bits 4j to 4j + 3 of word row u), in column panels as every weight of the step: panel t holds word
@@ -10,7 +10,8 @@
  * row 2g each column's scale in group g, row 2g + 1 its zero * scale. A group's sum is then
  * scale * sum(x * code) - zero * scale * sum(x), so the codes go into the FMAs as they are and each group costs
  * one correction per column; the weight stream is half a byte a weight plus 8 bytes per group and column.
- * Included by decode_step.c (PANEL, MAX_ROWS defined) before decode_step_impl.h with OWN_MATMUL. */
+ * Included by decode_step.c (PANEL, MAX_ROWS defined) before decode_step_impl.h, whose matmul_ it gives its panel
+ * kernels. */
 enum { Q4_GROUP = 32 };
 static const float Q4_UNITS[7] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f};  /* 16^-j */
 
@@ -122,57 +123,30 @@ static inline __attribute__((always_inline)) void panel_group_q4(const float *x,
 #define Q4_VECTORS 0
 #endif
 
-/* out (rows, n) = x (rows, k) @ w [+ bias] with w int4 as above; rows through each panel in groups of at most
- * MAX_ROWS (split evenly), as matmul_ in decode_step_impl.h, the bias added before the one rounding */
-static void matmul_f32q4(const float *x, int64_t rows, const uint8_t *w, const float *qs, const float *bias,
-                         int64_t k, int64_t n, float *out) {
-    float sums[MAX_ROWS][PANEL];
-    const int64_t word_rows = (k + Q4_GROUP - 1) / Q4_GROUP * Q4_GROUP / 8;  /* of a panel */
-    const int64_t groups = (rows + MAX_ROWS - 1) / MAX_ROWS;
-    for (int64_t j0 = 0; j0 < n; j0 += PANEL) {
-        const int64_t width = n - j0 < PANEL ? n - j0 : PANEL;
-        const uint32_t *panel = (const uint32_t *)w + j0 * word_rows;
-        for (int64_t m0 = 0, g = 0; g < groups; ++g) {
-            const int64_t count = (rows - m0) / (groups - g);
-            const float *xg = x + m0 * k;
-            for (int64_t m = 0; m < count; ++m) memset(sums[m], 0, sizeof(float) * PANEL);
-            for (int64_t g0 = 0; g0 < k; g0 += Q4_GROUP) {
-                const int64_t end = k - g0 < Q4_GROUP ? k : g0 + Q4_GROUP;
-                const float *scale = qs + (g0 / Q4_GROUP) * 2 * n + j0, *zs = scale + n;
+/* sums (rows x width) = x (rows of k) @ one panel of int4 words, group after group; qs: the scales from the panel's
+ * first column (two rows a group, n apart) */
+static inline __attribute__((always_inline)) void panel_rows_q4(const float *x, const uint32_t *panel, int64_t k,
+                                                                int64_t width, const float *qs, int64_t n,
+                                                                float sums[][PANEL], const int rows) {
+    for (int m = 0; m < rows; ++m) memset(sums[m], 0, sizeof(float) * PANEL);
+    for (int64_t g0 = 0; g0 < k; g0 += Q4_GROUP) {
+        const int64_t end = k - g0 < Q4_GROUP ? k : g0 + Q4_GROUP;
+        const float *scale = qs + (g0 / Q4_GROUP) * 2 * n, *zs = scale + n;
 #if Q4_VECTORS
-                if (width == PANEL) {
-                    switch (count) {
-#define ROWS_CASE(R) case R: panel_group_q4(xg, k, panel, g0, end, scale, zs, sums, R); break;
-                        ROWS_CASE(1)
-                        ROWS_CASE(2)
-#if MAX_ROWS >= 4
-                        ROWS_CASE(3)
-                        ROWS_CASE(4)
-#endif
-#if MAX_ROWS >= 6
-                        ROWS_CASE(5)
-                        ROWS_CASE(6)
-#endif
-#undef ROWS_CASE
-                        default: break;
-                    }
-                    continue;
-                }
-#endif
-                panel_group_q4_any(xg, k, panel, width, g0, end, scale, zs, sums, count);
-            }
-            for (int64_t m = 0; m < count; ++m) {
-                float *om = out + (m0 + m) * n + j0;
-                if (bias) {
-                    #pragma omp simd
-                    for (int64_t c = 0; c < width; ++c) om[c] = sums[m][c] + bias[j0 + c];
-                } else {
-                    #pragma omp simd
-                    for (int64_t c = 0; c < width; ++c) om[c] = sums[m][c];
-                }
-            }
-            m0 += count;
+        if (width == PANEL) {
+            panel_group_q4(x, k, panel, g0, end, scale, zs, sums, rows);
+            continue;
         }
+#endif
+        panel_group_q4_any(x, k, panel, width, g0, end, scale, zs, sums, rows);
     }
 }
+/* decode_step_impl.h's matmul_ over these panels: a panel column is half a byte per row padded to whole groups; the
+ * kernels apply the scales, and the bias is added before the one rounding */
+#define FULL_PANEL(x, panel, k, qs, n, sums, rows) \
+    panel_rows_q4(x, (const uint32_t *)(panel), k, PANEL, qs, n, sums, rows)
+#define PART_PANEL(x, panel, k, width, qs, n, sums, rows) \
+    panel_rows_q4(x, (const uint32_t *)(panel), k, width, qs, n, sums, rows)
+#define PANEL_COLUMN_ELEMS(k) (((k) + Q4_GROUP - 1) / Q4_GROUP * Q4_GROUP / 2)
+#define COLUMN_SCALES 0
 #undef Q4_VECTORS
